@@ -1,0 +1,66 @@
+"""`modelapp-serving`: the command line of the serving runtime (see docs/contracts.md).
+
+Each subcommand parses its flags here and hands typed values to a module that does the work:
+`fetch` -> `modelapp_serving.fetch`, `publish` -> `modelapp_serving.publish`,
+`serve` -> `modelapp_serving.server`. Every flag falls back to a `MODELAPP_*` variable so that
+the operator can configure pods through the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelapp-serving", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fetch = sub.add_parser("fetch", help="download and verify a model version into a folder")
+    fetch.add_argument("--uri", default=_env("MODELAPP_MODEL_URI"), required=_env("MODELAPP_MODEL_URI") is None)
+    fetch.add_argument("--version", default=_env("MODELAPP_MODEL_VERSION"), required=_env("MODELAPP_MODEL_VERSION") is None)
+    fetch.add_argument("--dest", default=_env("MODELAPP_MODEL_DIR"), required=_env("MODELAPP_MODEL_DIR") is None)
+    fetch.add_argument("--sha256", default=_env("MODELAPP_MODEL_SHA256"))
+
+    publish = sub.add_parser("publish", help="upload files as a new model version and print its digest")
+    publish.add_argument("--uri", required=True)
+    publish.add_argument("--version", required=True)
+    publish.add_argument("--format", default="onnx", choices=["onnx", "sklearn", "custom"])
+    publish.add_argument("--entrypoint", default=None, help="the main file (default: the first FILE)")
+    publish.add_argument("files", nargs="+", metavar="FILE")
+
+    serve = sub.add_parser("serve", help="serve a fetched model over HTTP")
+    serve.add_argument("--model-dir", default=_env("MODELAPP_MODEL_DIR"), required=_env("MODELAPP_MODEL_DIR") is None)
+    serve.add_argument("--name", default=_env("MODELAPP_MODEL_NAME"), required=_env("MODELAPP_MODEL_NAME") is None)
+    serve.add_argument("--port", type=int, default=int(_env("MODELAPP_PORT", "8080") or "8080"))
+    serve.add_argument("--host", default=_env("MODELAPP_HOST", "0.0.0.0"))
+    serve.add_argument("--workers", type=int, default=int(_env("MODELAPP_WORKERS", "1") or "1"))
+    serve.add_argument("--sha256", default=_env("MODELAPP_MODEL_SHA256"))
+    serve.add_argument("--model-class", default=_env("MODELAPP_MODEL_CLASS"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "fetch":
+        from modelapp_serving import fetch
+
+        return fetch.main(args)
+    if args.command == "publish":
+        from modelapp_serving import publish
+
+        return publish.main(args)
+    from modelapp_serving import server
+
+    return server.main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
