@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the demo need on a fresh machine, and nothing twice:
+# Debian packages, the Python environment (.venv), and the tools each part's own script installs
+# (Docker's engine, Helm, Azurite, the local cluster's binaries). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(docker.io debootstrap docker-registry apache2-utils iproute2 procps curl ca-certificates)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python environment: reinstalled only when pyproject.toml changes.
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+# Each part's own installer, when that part is present.
+for script in hack/install-docker.sh hack/install-helm.sh hack/install-azurite.sh hack/install-cluster.sh; do
+  if [ -x "$script" ]; then
+    "$script"
+  fi
+done
