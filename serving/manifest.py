@@ -44,7 +44,7 @@ class FileEntry(BaseModel):
     def _relative_and_normal(cls, value: str) -> str:
         if value.startswith("/") or "\\" in value or value != posixpath.normpath(value):
             raise ValueError(f"file path {value!r} must be a normalised relative POSIX path")
-        if value.split("/")[0] == ".." or value == MANIFEST_NAME:
+        if value.split("/", maxsplit=1)[0] == ".." or value == MANIFEST_NAME:
             raise ValueError(f"file path {value!r} is not allowed")
         return value
 
@@ -95,7 +95,12 @@ def parse_manifest(data: bytes) -> Manifest:
 
 
 def build_manifest(
-    *, version: str, model_format: ModelFormat, entrypoint: str, files: Iterable[FileEntry], created: datetime | None = None
+    *,
+    version: str,
+    model_format: ModelFormat,
+    entrypoint: str,
+    files: Iterable[FileEntry],
+    created: datetime | None = None,
 ) -> bytes:
     """Render manifest bytes deterministically (sorted keys), validated by parsing them back."""
     when = (created or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

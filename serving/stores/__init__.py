@@ -1,0 +1,62 @@
+"""Model stores: where model versions live (Azure Blob, S3, a local folder).
+
+`open_store(uri)` is the one entry point; the operator calls `open_store(uri).list_versions()`
+for discovery, `fetch` and `publish` use the rest of `Store`. Backends are imported lazily so
+that a pod fetching from Azure never imports boto3 and vice versa.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from modelapp_serving.stores.base import Store
+from modelapp_serving.stores.errors import (
+    ConflictError,
+    CredentialsError,
+    IntegrityError,
+    NotFoundError,
+    StoreConfigError,
+    StoreError,
+    TransientError,
+    scrub,
+)
+from modelapp_serving.stores.transfer import TransferSettings
+from modelapp_serving.stores.uri import Location, parse_uri
+
+__all__ = [
+    "ConflictError",
+    "CredentialsError",
+    "IntegrityError",
+    "Location",
+    "NotFoundError",
+    "Store",
+    "StoreConfigError",
+    "StoreError",
+    "TransferSettings",
+    "TransientError",
+    "open_store",
+    "parse_uri",
+    "scrub",
+]
+
+
+def open_store(uri: str, *, env: Mapping[str, str] | None = None, settings: TransferSettings | None = None) -> Store:
+    """Open the store named by `uri`, with credentials from `env` (default: the process environment).
+
+    Raises StoreConfigError with a one-line reason for a malformed URI or missing credentials.
+    Opening does no network I/O; the first request is made by the first call.
+    """
+    location = parse_uri(uri)
+    environ = os.environ if env is None else env
+    if location.scheme == "azureblob":
+        from modelapp_serving.stores.azure import AzureBlobStore
+
+        return AzureBlobStore(location, environ, settings)
+    if location.scheme == "s3":
+        from modelapp_serving.stores.s3 import S3Store
+
+        return S3Store(location, environ, settings)
+    from modelapp_serving.stores.local import LocalStore
+
+    return LocalStore(location, settings)

@@ -1,0 +1,137 @@
+"""Streaming an object to disk: ranged reads in parallel, retried, hashed in order.
+
+The engine is store-agnostic: a backend gives it `read(start, length) -> (data, total_size)`,
+one ranged GET that returns the bytes `[start, min(start + length, total))` and the object's
+total size (an empty object or a start past the end gives `b""`). The engine then
+
+- reads the first range alone (one request for small objects; it learns the real size, so a
+  zero-byte or truncated object fails *before* anything else is fetched);
+- reads the rest in `chunk_size` ranges on `workers` threads, keeping at most `window` ranges in
+  memory, and writes and hashes them strictly in order: peak memory is about
+  `window * chunk_size` whatever the object size;
+- retries a range that fails with a `TransientError` (dropped connection, timeout, 5xx,
+  throttling) or comes back short, with exponential backoff, up to `attempts` times; ranges
+  already written are kept, so a cut resumes at the failed range instead of starting over.
+
+Planning (`plan_ranges`) is pure and unit-tested; the I/O is in `stream_object`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from modelapp_serving.stores.errors import IntegrityError, TransientError
+
+MiB = 1024 * 1024
+
+ReadRange = Callable[[int, int], tuple[bytes, int]]
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Tuning of downloads; the defaults keep peak memory near 32 MiB of buffers."""
+
+    chunk_size: int = 4 * MiB
+    workers: int = 4
+    window: int = 8
+    attempts: int = 4
+    backoff_seconds: float = 0.2
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+
+@dataclass
+class TransferStats:
+    """What a store did, for tests and for the request-count contract of `list_versions`."""
+
+    requests: int = 0
+    retries: int = 0
+
+
+def plan_ranges(start: int, size: int, chunk_size: int) -> list[tuple[int, int]]:
+    """(offset, length) ranges covering `[start, size)` in `chunk_size` steps (pure)."""
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    return [(offset, min(chunk_size, size - offset)) for offset in range(start, size, chunk_size)]
+
+
+def read_range(
+    read: ReadRange, start: int, length: int, *, settings: TransferSettings, stats: TransferStats, name: str
+) -> tuple[bytes, int]:
+    """One range with retries; a short answer (fewer bytes than the object holds) counts as transient."""
+    last: TransientError | None = None
+    for attempt in range(settings.attempts):
+        if attempt:
+            stats.retries += 1
+            settings.sleep(settings.backoff_seconds * 2 ** (attempt - 1))
+        try:
+            data, total = read(start, length)
+        except TransientError as exc:
+            last = exc
+            continue
+        wanted = max(0, min(length, total - start))
+        if len(data) == wanted:
+            return data, total
+        last = TransientError(f"{name}: short read at offset {start}: got {len(data)} of {wanted} bytes")
+    raise TransientError(f"{name}: gave up after {settings.attempts} attempts: {last}")
+
+
+def _check_total(name: str, total: int, expected: int) -> None:
+    if total == expected:
+        return
+    if total == 0:
+        raise IntegrityError(f"{name} is empty (0 bytes); the manifest says {expected} bytes")
+    raise IntegrityError(f"{name} is {total} bytes; the manifest says {expected} bytes")
+
+
+def stream_object(
+    read: ReadRange, sink: BinaryIO, *, expected_size: int, settings: TransferSettings, stats: TransferStats, name: str
+) -> str:
+    """Copy an object of `expected_size` bytes into `sink`; return the sha256 hex of what was written.
+
+    Raises IntegrityError when the object's real size differs (zero-byte, truncated, grown) or
+    changes between ranges, TransientError when a range still fails after its retries, and lets
+    NotFoundError/CredentialsError through at once (retrying them cannot help).
+    """
+    hasher = hashlib.sha256()
+    first, total = read_range(
+        read, 0, max(1, min(settings.chunk_size, expected_size)), settings=settings, stats=stats, name=name
+    )
+    _check_total(name, total, expected_size)
+    hasher.update(first)
+    sink.write(first)
+    ranges = iter(plan_ranges(len(first), expected_size, settings.chunk_size))
+    pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fetch")
+    pending: deque[Future[tuple[bytes, int]]] = deque()
+
+    def submit() -> None:
+        nxt = next(ranges, None)
+        if nxt is not None:
+            pending.append(pool.submit(read_range, read, *nxt, settings=settings, stats=stats, name=name))
+
+    try:
+        for _ in range(settings.window):
+            submit()
+        while pending:
+            data, again = pending.popleft().result()
+            if again != total:
+                raise IntegrityError(f"{name} changed during the download ({total} then {again} bytes)")
+            hasher.update(data)
+            sink.write(data)
+            submit()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return hasher.hexdigest()
+
+
+def read_small(read: ReadRange, *, limit: int, settings: TransferSettings, stats: TransferStats, name: str) -> bytes:
+    """Read a whole small object (a manifest) in one ranged request, refusing more than `limit` bytes."""
+    data, total = read_range(read, 0, limit + 1, settings=settings, stats=stats, name=name)
+    if total > limit:
+        raise IntegrityError(f"{name} is {total} bytes, over the {limit} byte limit")
+    return data
