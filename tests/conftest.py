@@ -6,4 +6,5 @@ and every test gets fresh room of its own (a namespace, a container, a bucket, a
 """
 
 pytest_plugins: list[str] = [
+    "tests.fixtures.registry",
 ]
