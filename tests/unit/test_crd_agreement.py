@@ -1,0 +1,151 @@
+"""The CRD's structural schema and the pydantic spec model describe the same thing.
+
+Design notes: both sides are normalised into one small shape (type, properties, required, enum,
+pattern, bounds, items) and compared node by node, so a field added, renamed or re-bounded on one side
+only fails here with its path. Defaults are compared by behaviour: the CRD's defaults are applied to a
+minimal spec (as the API server would) and the result must equal what pydantic fills in. Also checked:
+every CRD field carries a description (`kubectl explain` reads them) and the CRD's shape is right.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelapp_operator import spec as specmod
+
+CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "modelapp.io_modelapps.yaml"
+_CONSTRAINTS = ("pattern", "maxLength", "minimum", "maximum", "maxItems", "enum")
+
+
+def _crd() -> dict[str, Any]:
+    with CRD_PATH.open() as fh:
+        doc: dict[str, Any] = yaml.safe_load(fh)
+    return doc
+
+
+def _root_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = _crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _norm_crd(node: dict[str, Any]) -> dict[str, Any]:
+    """Reduce a CRD schema node to the comparable shape."""
+    if node.get("x-kubernetes-int-or-string"):
+        return {"type": "int-or-string", **{k: node[k] for k in _CONSTRAINTS if k in node}}
+    if node.get("x-kubernetes-preserve-unknown-fields"):
+        return {"type": "free-object"}
+    out: dict[str, Any] = {"type": node["type"], **{k: node[k] for k in _CONSTRAINTS if k in node}}
+    if "properties" in node:
+        out["properties"] = {k: _norm_crd(v) for k, v in node["properties"].items()}
+        out["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        out["items"] = _norm_crd(node["items"])
+    return out
+
+
+def _norm_pydantic(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Reduce a pydantic JSON-schema node (refs resolved, Optional unwrapped) to the same shape."""
+    if "$ref" in node:
+        return _norm_pydantic(defs[node["$ref"].rsplit("/", 1)[1]], defs)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b.get("type") != "null"]
+        if len(branches) == 1:
+            return _norm_pydantic({**branches[0], **{k: v for k, v in node.items() if k != "anyOf"}}, defs)
+        kinds = sorted(b.get("type") for b in branches)
+        assert kinds == ["integer", "string"], node
+        text = next(b for b in branches if b["type"] == "string")
+        return {"type": "int-or-string", **{k: text[k] for k in _CONSTRAINTS if k in text}}
+    if node.get("type") == "object" and node.get("additionalProperties") is True and "properties" not in node:
+        return {"type": "free-object"}
+    out: dict[str, Any] = {"type": node["type"], **{k: node[k] for k in _CONSTRAINTS if k in node}}
+    if "const" in node:
+        out["enum"] = [node["const"]]
+    if "properties" in node:
+        out["properties"] = {k: _norm_pydantic(v, defs) for k, v in node["properties"].items()}
+        out["required"] = sorted(node.get("required", []))
+    if "items" in node:
+        out["items"] = _norm_pydantic(node["items"], defs)
+    return out
+
+
+def _diff(a: Any, b: Any, path: str = "spec") -> list[str]:
+    """Paths where two normalised trees differ (empty when they agree)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        problems = [f"{path}.{k}: only in the CRD" for k in a.keys() - b.keys()]
+        problems += [f"{path}.{k}: only in pydantic" for k in b.keys() - a.keys()]
+        for key in a.keys() & b.keys():
+            problems += _diff(a[key], b[key], f"{path}.{key}")
+        return problems
+    return [] if a == b else [f"{path}: CRD {a!r} != pydantic {b!r}"]
+
+
+def _apply_crd_defaults(value: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """What the API server's defaulting does to an object: fill absent properties that have a default."""
+    out = dict(value)
+    for key, sub in node.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = sub["default"]
+        if isinstance(out.get(key), dict) and "properties" in sub:
+            out[key] = _apply_crd_defaults(out[key], sub)
+    return out
+
+
+def test_spec_schemas_agree_field_by_field() -> None:
+    crd = _norm_crd(_root_schema()["properties"]["spec"])
+    schema = specmod.ModelAppSpec.model_json_schema(by_alias=True)
+    ours = _norm_pydantic(schema, schema.get("$defs", {}))
+    assert _diff(crd, ours) == []
+
+
+def test_defaults_agree_with_api_server_defaulting() -> None:
+    minimal = {"image": "example.com/app:1", "model": {"uri": "file:///models/iris", "version": "1"}}
+    defaulted = _apply_crd_defaults(minimal, _root_schema()["properties"]["spec"])
+    parsed = specmod.parse_spec(minimal).model_dump(by_alias=True, exclude_none=True)
+    assert parsed == specmod.parse_spec(defaulted).model_dump(by_alias=True, exclude_none=True)
+    assert parsed == defaulted
+
+
+def test_name_rule_agrees() -> None:
+    name = _root_schema()["properties"]["metadata"]["properties"]["name"]
+    assert name["pattern"] == specmod.NAME_PATTERN
+    assert name["maxLength"] == specmod.NAME_MAX_LENGTH
+
+
+def _undescribed(node: dict[str, Any], path: str) -> list[str]:
+    missing = [] if node.get("description") else [path]
+    for key, sub in node.get("properties", {}).items():
+        missing += _undescribed(sub, f"{path}.{key}")
+    if "items" in node:
+        missing += _undescribed(node["items"], f"{path}[]")
+    return missing
+
+
+def test_every_field_has_a_description() -> None:
+    assert _undescribed(_root_schema(), "") == []
+
+
+def test_crd_identity_columns_and_subresources() -> None:
+    crd = _crd()
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    assert crd["metadata"]["name"] == "modelapps.modelapp.io"
+    names = crd["spec"]["names"]
+    assert (names["kind"], names["plural"], names["shortNames"]) == ("ModelApp", "modelapps", ["ma"])
+    version = crd["spec"]["versions"][0]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns == {
+        "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Model": ".status.model.version",
+        "Image": ".spec.image",
+        "Age": ".metadata.creationTimestamp",
+    }
+
+
+@pytest.mark.parametrize("field", ["image", "model"])
+def test_required_top_level_fields(field: str) -> None:
+    assert field in _root_schema()["properties"]["spec"]["required"]
