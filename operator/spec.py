@@ -30,13 +30,16 @@ IMAGE_PATTERN = (
     r"(?::[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 #: A model location (docs/contracts.md): azureblob://container/prefix, s3://bucket/prefix, file:///abs/path.
-MODEL_URI_PATTERN = r"^(?:azureblob://[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?(?:/\S*)?|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/\S*)?|file:///\S*)$"
+MODEL_URI_PATTERN = (
+    r"^(?:azureblob://[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])?(?:/\S*)?"
+    r"|s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](?:/\S*)?|file:///\S*)$"
+)
 #: A version name (docs/contracts.md).
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 #: The version digest: sha256 of the manifest's bytes, lowercase hex.
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
 #: A Secret name (DNS-1123 subdomain).
-SECRET_NAME_PATTERN = r"^[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$"
+SECRET_NAME_PATTERN = r"^[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$"  # noqa: S105 (a name pattern, not a secret)
 #: A container environment variable name (what the API server accepts for env[].name).
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 #: `module.path:ClassName` for a user model class (MODELAPP_MODEL_CLASS).
@@ -44,7 +47,10 @@ MODEL_CLASS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
 #: An update policy: pinned | latest | numeric | semver:<range>.
 POLICY_PATTERN = r"^(?:pinned|latest|numeric|semver:\S{1,100})$"
 #: A Kubernetes quantity given as a string (integers are accepted as such).
-QUANTITY_PATTERN = r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$"
+QUANTITY_PATTERN = (
+    r"^(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:[KMGTPE]i|[numkMGTPE]|[eE][+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))?$"
+)
 #: A ModelApp's own name: it names the Deployment, the Service (DNS-1035 label) and label values.
 NAME_PATTERN = r"^[a-z](?:[-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 63
@@ -56,9 +62,7 @@ Quantity = int | Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=64)]
 class _Model(BaseModel):
     """Strict, closed, camelCase-aliased, immutable: the common base of every spec model."""
 
-    model_config = ConfigDict(
-        strict=True, extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
 class ModelSource(_Model):

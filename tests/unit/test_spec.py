@@ -18,7 +18,10 @@ DIGEST = "0123456789abcdef" * 4
 
 
 def _spec(**overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"image": "registry.example.com/iris-app:1.4.2", "model": {"uri": "azureblob://models/iris", "version": "7"}}
+    base: dict[str, Any] = {
+        "image": "registry.example.com/iris-app:1.4.2",
+        "model": {"uri": "azureblob://models/iris", "version": "7"},
+    }
     base.update(overrides)
     return base
 
@@ -117,7 +120,13 @@ def test_names_accepted(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("a" * 64, "at most 63"), ("2iris", "DNS-1035"), ("Iris", "DNS-1035"), ("iris-", "DNS-1035"), ("ir.is", "DNS-1035")],
+    [
+        ("a" * 64, "at most 63"),
+        ("2iris", "DNS-1035"),
+        ("Iris", "DNS-1035"),
+        ("iris-", "DNS-1035"),
+        ("ir.is", "DNS-1035"),
+    ],
 )
 def test_names_refused(name: str, expected: str) -> None:
     with pytest.raises(InvalidSpec, match=expected):
