@@ -1,0 +1,196 @@
+"""Version discovery for one bump run: image tags from registries, model versions from stores.
+
+The contract is about cost: however many ModelApps share an image repository or a model
+location, a run lists the repository's tags ONCE and the location's versions ONCE. Listings
+are memoised per catalog (a catalog lives for one run), and so are failures, so a registry
+that is down costs one timeout per run rather than one per ModelApp.
+
+Model versions: the listing names every folder under the prefix; a folder counts only when
+its manifest exists, parses and names its own version (docs/contracts.md). Manifests are read
+lazily, best candidate first, and only until one is complete: usually one GET per prefix and
+policy. The manifest's digest is what bump writes to `spec.model.sha256`.
+
+Image tags: one `tags/list` sequence per repository; the chosen tag's digest is resolved once
+(`HEAD` manifest) so that a revision records it and a tag that moved is noticed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from modelapp_operator.policies import Policy, choose
+from modelapp_operator.registry import ImageRef, RegistryClient, RegistryError
+from modelapp_serving.manifest import ManifestError, digest, parse_manifest
+from modelapp_serving.stores import NotFoundError, Store, StoreError, open_store
+
+
+class DiscoveryError(Exception):
+    """A listing or a lookup failed; the message is one credential-free line for the plan."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A chosen version: the new value and its digest (image `sha256:...`, model manifest hex)."""
+
+    value: str
+    digest: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a policy decided for one field; `found` is None when the field stays as it is."""
+
+    found: Found | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """A model location as bump sees it: the same URI read with different credentials is a different
+    listing (a namespace's secret may see what another's cannot)."""
+
+    uri: str
+    namespace: str = ""
+    secret: str = ""
+
+
+StoreOpener = Callable[[StoreKey], Store]
+
+
+def default_opener(env: Mapping[str, Mapping[str, str]] | None = None) -> StoreOpener:
+    """Open stores with the process environment, overlaid by a secret's data for keys that name one."""
+
+    def opener(key: StoreKey) -> Store:
+        extra = (env or {}).get(f"{key.namespace}/{key.secret}", {}) if key.secret else {}
+        return open_store(key.uri, env={**os.environ, **extra})
+
+    return opener
+
+
+@dataclass
+class ModelCatalog:
+    """Model versions per location, listed once per run; manifests read on demand and remembered."""
+
+    opener: StoreOpener
+    _stores: dict[StoreKey, Store] = field(default_factory=dict)
+    _listings: dict[StoreKey, list[str] | DiscoveryError] = field(default_factory=dict)
+    _digests: dict[tuple[StoreKey, str], str | None] = field(default_factory=dict)
+
+    def versions(self, key: StoreKey) -> list[str]:
+        """Every version-shaped name under the location (complete or not); one listing per key."""
+        if key not in self._listings:
+            self._listings[key] = self._list(key)
+        result = self._listings[key]
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result
+
+    def _list(self, key: StoreKey) -> list[str] | DiscoveryError:
+        listed: list[str] = []
+
+        def capture(names: Sequence[str]) -> Sequence[str]:
+            listed.extend(names)  # the store hands us its one listing; completeness is checked lazily
+            return []
+
+        try:
+            self._store(key).list_versions(rank=capture)
+        except StoreError as exc:
+            return DiscoveryError(f"{key.uri}: {exc}")
+        return listed
+
+    def manifest_digest(self, key: StoreKey, version: str) -> str | None:
+        """The version digest when the version is complete, else None (missing or invalid manifest)."""
+        if (key, version) not in self._digests:
+            self._digests[(key, version)] = self._read_digest(key, version)
+        return self._digests[(key, version)]
+
+    def _read_digest(self, key: StoreKey, version: str) -> str | None:
+        try:
+            data = self._store(key).read_manifest(version)
+            manifest = parse_manifest(data)
+        except (ManifestError, NotFoundError):
+            return None
+        except StoreError as exc:
+            raise DiscoveryError(f"{key.uri}/{version}: {exc}") from None
+        return digest(data) if manifest.version == version else None
+
+    def _store(self, key: StoreKey) -> Store:
+        if key not in self._stores:
+            try:
+                self._stores[key] = self.opener(key)
+            except StoreError as exc:
+                raise DiscoveryError(f"{key.uri}: {exc}") from None
+        return self._stores[key]
+
+    def request_count(self) -> int:
+        """Requests the stores report having made (listing pages and reads), for the benchmark."""
+        return sum(store.stats.requests for store in self._stores.values())
+
+    def decide(self, key: StoreKey, policy: Policy, *, current: str, excluded: Iterable[str] = ()) -> Decision:
+        """The newest complete version the policy allows, skipping incomplete and excluded ones."""
+        if not policy.follows:
+            return Decision(None, "pinned")
+        candidates = self.versions(key)
+        skipped = set(excluded)
+        incomplete: list[str] = []
+        while True:
+            choice = choose(policy, current=current, candidates=candidates, excluded=skipped | set(incomplete))
+            if choice.target is None:
+                return Decision(None, _note(choice.reason, incomplete))
+            version_digest = self.manifest_digest(key, choice.target)
+            if version_digest is not None:
+                return Decision(Found(choice.target, version_digest), _note(choice.reason, incomplete))
+            incomplete.append(choice.target)
+
+
+def _note(reason: str, incomplete: Sequence[str]) -> str:
+    if not incomplete:
+        return reason
+    return f"{reason}; ignored incomplete {', '.join(incomplete)} (no valid manifest yet)"
+
+
+@dataclass
+class TagCatalog:
+    """Image tags per repository, listed once per run; digests resolved once per (repository, tag)."""
+
+    client: RegistryClient
+    _tags: dict[str, list[str] | DiscoveryError] = field(default_factory=dict)
+    _digests: dict[tuple[str, str], str | DiscoveryError] = field(default_factory=dict)
+
+    def tags(self, ref: ImageRef) -> list[str]:
+        if ref.key not in self._tags:
+            try:
+                self._tags[ref.key] = self.client.list_tags(ref)
+            except RegistryError as exc:
+                self._tags[ref.key] = DiscoveryError(str(exc))
+        result = self._tags[ref.key]
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result
+
+    def digest(self, ref: ImageRef, tag: str) -> str:
+        if (ref.key, tag) not in self._digests:
+            try:
+                self._digests[(ref.key, tag)] = self.client.resolve_digest(ref, tag)
+            except RegistryError as exc:
+                self._digests[(ref.key, tag)] = DiscoveryError(str(exc))
+        result = self._digests[(ref.key, tag)]
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result
+
+    def decide(self, ref: ImageRef, policy: Policy, *, excluded: Iterable[str] = ()) -> Decision:
+        """The newest allowed tag and its digest. A current `tag@digest` whose tag now points at a
+        different digest counts as a change too: the tag moved (a rebuild under the same name)."""
+        if not policy.follows or ref.tag is None:
+            return Decision(None, "pinned" if not policy.follows else "image has no tag to follow")
+        choice = choose(policy, current=ref.tag, candidates=self.tags(ref), excluded=excluded)
+        if choice.target is not None:
+            return Decision(Found(choice.target, self.digest(ref, choice.target)), choice.reason)
+        if ref.digest is not None and ref.tag in self.tags(ref):
+            now = self.digest(ref, ref.tag)
+            if now != ref.digest:
+                return Decision(Found(ref.tag, now), f"tag {ref.tag} moved from {ref.digest[:19]} to {now[:19]}")
+        return Decision(None, choice.reason)
