@@ -48,7 +48,10 @@ def test_lists_tags_and_resolves_digests(registry: Registry) -> None:
         assert client.resolve_digest(ref, tag) == digest
 
 
-def test_paginates_beyond_page_size(registry: Registry) -> None:
+@pytest.mark.parametrize("flavour", ["v3_anonymous", "v3_token"])
+def test_paginates_beyond_page_size(flavour: str, request: pytest.FixtureRequest) -> None:
+    """Distribution 3 pages `tags/list` with `n` and `Link` (Debian's 2.8 does not page at all)."""
+    registry: Registry = request.getfixturevalue(f"registry_{flavour}")
     repository = registry.fresh_repository()
     tags = [f"1.0.{patch}" for patch in range(23)]
     for tag in tags:
