@@ -1,0 +1,140 @@
+"""The host side of the real node: kernel settings, the pod bridge, and detached processes.
+
+Why the bridge is made here and not left to the CNI plugin: kubelet needs a node IP before the
+first pod exists, it refuses a loopback one, and the node's servers (kubelet, NodePorts) must
+bind only to addresses of this machine. So the bridge `modelapp0` is created up front with the
+pod subnet's first address; the bridge CNI plugin then reuses it for every pod.
+
+Processes run detached (own session), log to a file, and are tracked by pid files whose
+command line is checked before any signal, so a recycled pid is never killed by mistake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from modelapp_operator.cluster.errors import ClusterError
+
+SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/bridge/bridge-nf-call-iptables": "1",
+}
+
+
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a short host command; on failure raise `ClusterError` with its stderr."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise ClusterError(f"`{' '.join(argv)}` failed: {(result.stderr or result.stdout).strip()[-400:]}")
+    return result
+
+
+def ensure_sysctls() -> None:
+    """IP forwarding on, and bridged traffic through iptables (kube-proxy's Service rules need both)."""
+    if not Path("/proc/sys/net/bridge").exists():
+        run(["modprobe", "br_netfilter"])
+    for key, value in SYSCTLS.items():
+        path = Path("/proc/sys") / key
+        if path.read_text().strip() != value:
+            path.write_text(value)
+
+
+def ensure_bridge(name: str, address: str, prefix: int) -> None:
+    """A Linux bridge `name` holding `address/prefix`, up; idempotent."""
+    if run(["ip", "link", "show", name], check=False).returncode != 0:
+        run(["ip", "link", "add", name, "type", "bridge"])
+    run(["ip", "addr", "replace", f"{address}/{prefix}", "dev", name])
+    run(["ip", "link", "set", name, "up"])
+
+
+def remove_bridge(name: str) -> None:
+    """Delete the bridge if it exists (its pods' veths are gone once their sandboxes are)."""
+    if run(["ip", "link", "show", name], check=False).returncode == 0:
+        run(["ip", "link", "delete", name], check=False)
+
+
+def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, log: Path | None = None,
+             alive: Callable[[], bool] | None = None, interval: float = 0.25) -> float:
+    """Poll `probe` until true; return the seconds waited. Fail fast if `alive` says the process died."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return time.monotonic() - started
+        if alive is not None and not alive():
+            raise ClusterError(f"{what}: the process exited; {_log_tail(log)}")
+        time.sleep(interval)
+    raise ClusterError(f"{what}: not ready after {timeout:.0f}s; {_log_tail(log)}")
+
+
+def _log_tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return "no log"
+    lines = log.read_text(errors="replace").strip().splitlines()[-3:]
+    return f"log {log}: " + " | ".join(line[-300:] for line in lines)
+
+
+class Processes:
+    """Detached processes of the node, one pid file and one log per name, under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.run_dir = root / "run"
+        self.logs_dir = root / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of `name` if it runs and is still the program we started, else None."""
+        try:
+            pid_text, marker = (self.run_dir / f"{name}.pid").read_text().split("\n", 1)
+            cmdline = Path(f"/proc/{int(pid_text)}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return int(pid_text) if cmdline.split(b"\0", 1)[0].decode(errors="replace") == marker.strip() else None
+
+    def alive(self, name: str) -> bool:
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    def start(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None) -> int:
+        """Start `argv` detached unless `name` already runs; return its pid."""
+        running = self.pid(name)
+        if running is not None and self.alive(name):
+            return running
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        with self.log(name).open("ab") as out:
+            proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True, env=env)
+        (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+        return proc.pid
+
+    def stop(self, name: str, *, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout`; forget the pid file."""
+        pid = self.pid(name)
+        if pid is not None:
+            _signal(pid, signal.SIGTERM)
+            try:
+                wait_for(f"stopping {name}", lambda: not self.alive(name), timeout=timeout)
+            except ClusterError:
+                _signal(pid, signal.SIGKILL)
+                wait_for(f"killing {name}", lambda: not self.alive(name), timeout=10.0)
+        (self.run_dir / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _signal(pid: int, signo: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signo)
