@@ -6,5 +6,7 @@ and every test gets fresh room of its own (a namespace, a container, a bucket, a
 """
 
 pytest_plugins: list[str] = [
+    "tests.fixtures.azurite",
+    "tests.fixtures.s3",
     "tests.fixtures.registry",
 ]
