@@ -1,0 +1,291 @@
+"""Pure builders of a ModelApp's child manifests: spec in, plain dicts out. No I/O, no kopf.
+
+Contract (docs/contracts.md, "The pod the operator builds"): a Deployment whose pod fetches the model
+version with an init container `fetch-model` into the `model` emptyDir at /mnt/models, then runs the
+app image's `modelapp-serving serve` on port 8080; a Service in front of it; a PodDisruptionBudget
+when there is more than one replica. Everything the rollout depends on (image, model uri, version,
+sha256) is also written into pod-template annotations, so any change to it changes the template and
+the Deployment rolls out a new ReplicaSet — and the status layer can tell whether the Deployment runs
+the *current* template by comparing those annotations.
+
+The manifests are the complete desired state for server-side apply under one field manager: a field
+we stop sending (e.g. the sha256 annotation after the pin is removed) is removed by the API server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelapp_operator.spec import ModelAppSpec
+
+GROUP = "modelapp.io"
+VERSION = "v1alpha1"
+KIND = "ModelApp"
+PLURAL = "modelapps"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MANAGER = "modelapp-operator"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_INSTANCE = "app.kubernetes.io/instance"
+
+ANN_MODEL_URI = "modelapp.io/model-uri"
+ANN_MODEL_VERSION = "modelapp.io/model-version"
+ANN_MODEL_SHA256 = "modelapp.io/model-sha256"
+ANN_IMAGE = "modelapp.io/image"
+
+PORT = 8080
+MODEL_MOUNT = "/mnt/models"
+MODEL_DIR = f"{MODEL_MOUNT}/model"
+UID = 1000
+#: The pod's writable scratch space (an emptyDir, the root filesystem is read-only).
+TMP_MOUNT = "/tmp"  # noqa: S108
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What the builders need besides the spec: operator configuration, never cluster state."""
+
+    serving_image: str
+    revision_history_limit: int = 5
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Children:
+    """The desired children: manifests to apply, and (kind, name) pairs that must not exist."""
+
+    apply: list[Manifest]
+    absent: list[tuple[str, str]]
+
+
+def labels(name: str) -> dict[str, str]:
+    """The `app.kubernetes.io/*` labels of every child and pod; the first two form the selector."""
+    return {
+        LABEL_INSTANCE: name,
+        LABEL_MANAGED_BY: MANAGER,
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "modelapp",
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    """The immutable selector of the Deployment, the Service and the PDB."""
+    return {LABEL_INSTANCE: name, LABEL_MANAGED_BY: MANAGER}
+
+
+def template_annotations(spec: ModelAppSpec) -> dict[str, str]:
+    """The pod-template annotations that identify a revision (image + model)."""
+    annotations = {
+        ANN_IMAGE: spec.image,
+        ANN_MODEL_URI: spec.model.uri,
+        ANN_MODEL_VERSION: spec.model.version,
+    }
+    if spec.model.sha256:
+        annotations[ANN_MODEL_SHA256] = spec.model.sha256
+    return annotations
+
+
+def _meta(name: str, namespace: str, ctx: BuildContext) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": {**ctx.extra_labels, **labels(name)}}
+
+
+def _container_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": UID,
+        "runAsGroup": UID,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _resources(spec: ModelAppSpec) -> dict[str, Any]:
+    if spec.resources is None:
+        return {}
+    out: dict[str, Any] = {}
+    if spec.resources.requests is not None:
+        out["requests"] = spec.resources.requests.as_kube()
+    if spec.resources.limits is not None:
+        out["limits"] = spec.resources.limits.as_kube()
+    return out
+
+
+def fetch_container(spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
+    """`modelapp-serving fetch` into /mnt/models/model; credentials only here, never in the app.
+
+    A `file://` model is baked into the app image, which the serving image cannot see: then the app
+    image (the serving image plus the app's code, so it has `modelapp-serving` too) does the fetch.
+    """
+    args = ["fetch", "--uri", spec.model.uri, "--version", spec.model.version, "--dest", MODEL_DIR]
+    if spec.model.sha256:
+        args += ["--sha256", spec.model.sha256]
+    container: dict[str, Any] = {
+        "name": "fetch-model",
+        "image": spec.image if spec.model.uri.startswith("file://") else ctx.serving_image,
+        "command": ["modelapp-serving"],
+        "args": args,
+        "securityContext": _container_security(),
+        "resources": _resources(spec),
+        "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT}, {"name": "tmp", "mountPath": TMP_MOUNT}],
+    }
+    if spec.model.credentials_secret:
+        container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
+    return container
+
+
+def _app_command(name: str, spec: ModelAppSpec) -> dict[str, list[str]]:
+    """Default `modelapp-serving serve ...`; a custom command drops the default args (Kubernetes semantics)."""
+    if spec.command is not None:
+        return {"command": list(spec.command), **({"args": list(spec.args)} if spec.args is not None else {})}
+    if spec.args is not None:
+        return {"command": ["modelapp-serving"], "args": list(spec.args)}
+    args = ["serve", "--model-dir", MODEL_DIR, "--name", name, "--port", str(PORT)]
+    if spec.model.sha256:
+        args += ["--sha256", spec.model.sha256]
+    return {"command": ["modelapp-serving"], "args": args}
+
+
+def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
+    """The app image serving the model on :8080; probes follow the v2 health endpoints."""
+    env = [
+        {"name": "MODELAPP_MODEL_NAME", "value": name},
+        {"name": "MODELAPP_MODEL_DIR", "value": MODEL_DIR},
+        {"name": "MODELAPP_PORT", "value": str(PORT)},
+    ]
+    if spec.model_class:
+        env.append({"name": "MODELAPP_MODEL_CLASS", "value": spec.model_class})
+    env += [{"name": e.name, "value": e.value} for e in spec.env or []]
+    return {
+        "name": "app",
+        "image": spec.image,
+        **_app_command(name, spec),
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "env": env,
+        "readinessProbe": _probe("/v2/health/ready", period=5),
+        "livenessProbe": _probe("/v2/health/live", period=10, initial_delay=10),
+        "securityContext": _container_security(),
+        "resources": _resources(spec),
+        "volumeMounts": [
+            {"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": TMP_MOUNT},
+        ],
+    }
+
+
+def _probe(path: str, *, period: int, initial_delay: int = 0) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http", "scheme": "HTTP"},
+        "initialDelaySeconds": initial_delay,
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": 3,
+    }
+
+
+def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
+    """Non-root, read-only, no service-account token (the app never talks to the API server)."""
+    return {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": UID,
+            "runAsGroup": UID,
+            "fsGroup": UID,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [fetch_container(spec, ctx)],
+        "containers": [app_container(name, spec)],
+        "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+    }
+
+
+def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest:
+    """maxUnavailable 0 / maxSurge 1: a new revision takes traffic only once ready, one pod at a time."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace, ctx),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector(name)},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": ctx.revision_history_limit,
+            "template": {
+                "metadata": {"labels": labels(name), "annotations": template_annotations(spec)},
+                "spec": pod_spec(name, spec, ctx),
+            },
+        },
+    }
+
+
+def build_service(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest:
+    """spec.service.port -> the pods' 8080, port named `http`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace, ctx),
+        "spec": {
+            "type": spec.service.type,
+            "selector": selector(name),
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": PORT, "protocol": "TCP"}],
+        },
+    }
+
+
+def build_pdb(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest | None:
+    """A PDB only with more than one replica, as `maxUnavailable: 1`.
+
+    maxUnavailable 1 (rather than minAvailable 1) keeps all but one pod up whatever the replica count,
+    and never blocks a drain outright; with a single replica any PDB either protects nothing
+    (maxUnavailable 1) or blocks every drain forever (minAvailable 1), so there is none.
+    `unhealthyPodEvictionPolicy: AlwaysAllow` lets a drain evict pods of a broken revision.
+    """
+    if spec.replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, namespace, ctx),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": selector(name)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Children:
+    """All children of one ModelApp, in apply order (the Service last: it selects the Deployment's pods)."""
+    manifests = [build_deployment(name, namespace, spec, ctx)]
+    pdb = build_pdb(name, namespace, spec, ctx)
+    absent = [] if pdb else [("PodDisruptionBudget", name)]
+    manifests += [pdb] if pdb else []
+    manifests.append(build_service(name, namespace, spec, ctx))
+    return Children(apply=manifests, absent=absent)
+
+
+def owner_reference(name: str, uid: str) -> dict[str, Any]:
+    """The controller reference that lets the garbage collector delete children with their ModelApp."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def with_owner(manifest: Manifest, *, name: str, uid: str) -> Manifest:
+    """A copy of `manifest` owned by the ModelApp `name`/`uid`."""
+    metadata = {**manifest["metadata"], "ownerReferences": [owner_reference(name, uid)]}
+    return {**manifest, "metadata": metadata}

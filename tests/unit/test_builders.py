@@ -1,0 +1,192 @@
+"""Pure builders of the children: Deployment, Service, PodDisruptionBudget.
+
+Design notes: the builders are plain functions, so these tests call them with parsed specs and look
+at the dicts. They pin the pod shape of docs/contracts.md (init container args, mounts, probes), the
+security posture, the rollout strategy, and the property that matters most for rollouts: every change
+of image, model uri, version or sha256 changes the pod template, and nothing else does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelapp_operator import builders as b
+from modelapp_operator.spec import ModelAppSpec, parse_spec
+
+CTX = b.BuildContext(serving_image="registry.example.com/modelapp-serving:0.1.0")
+DIGEST = "ab" * 32
+
+
+def _spec(**overrides: Any) -> ModelAppSpec:
+    raw: dict[str, Any] = {
+        "image": "registry.example.com/iris-app:1.4.2",
+        "model": {"uri": "azureblob://models/iris", "version": "7"},
+    }
+    raw.update(overrides)
+    return parse_spec(raw)
+
+
+def _pod(spec: ModelAppSpec) -> dict[str, Any]:
+    pod: dict[str, Any] = b.build_deployment("iris", "ml", spec, CTX)["spec"]["template"]["spec"]
+    return pod
+
+
+def test_init_container_follows_the_contract() -> None:
+    spec = _spec(
+        model={"uri": "azureblob://models/iris", "version": "7", "sha256": DIGEST, "credentialsSecret": "blob"}
+    )
+    init = _pod(spec)["initContainers"]
+    assert [c["name"] for c in init] == ["fetch-model"]
+    fetch = init[0]
+    assert fetch["image"] == CTX.serving_image
+    assert [*fetch["command"], *fetch["args"]] == [
+        "modelapp-serving", "fetch", "--uri", "azureblob://models/iris", "--version", "7",
+        "--dest", "/mnt/models/model", "--sha256", DIGEST,
+    ]  # fmt: skip
+    assert fetch["envFrom"] == [{"secretRef": {"name": "blob"}}]
+    assert {"name": "model", "mountPath": "/mnt/models"} in fetch["volumeMounts"]
+
+
+def test_file_models_are_fetched_from_the_app_image_without_credentials() -> None:
+    fetch = _pod(_spec(model={"uri": "file:///opt/models/iris", "version": "1"}))["initContainers"][0]
+    assert fetch["image"] == "registry.example.com/iris-app:1.4.2"
+    assert "--sha256" not in fetch["args"]
+    assert "envFrom" not in fetch
+
+
+def test_app_container_serves_on_8080_with_v2_probes() -> None:
+    app = _pod(_spec(modelClass="app.model:Iris", env=[{"name": "A", "value": "1"}]))["containers"][0]
+    assert app["name"] == "app" and app["image"] == "registry.example.com/iris-app:1.4.2"
+    assert [*app["command"], *app["args"]] == [
+        "modelapp-serving", "serve", "--model-dir", "/mnt/models/model", "--name", "iris", "--port", "8080",
+    ]  # fmt: skip
+    assert app["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert app["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert app["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    env = {e["name"]: e["value"] for e in app["env"]}
+    assert env["MODELAPP_MODEL_CLASS"] == "app.model:Iris" and env["A"] == "1" and env["MODELAPP_MODEL_NAME"] == "iris"
+    assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in app["volumeMounts"]
+
+
+def test_pinned_digest_is_passed_to_serve() -> None:
+    app = _pod(_spec(model={"uri": "s3://bucket/iris", "version": "7", "sha256": DIGEST}))["containers"][0]
+    assert app["args"][-2:] == ["--sha256", DIGEST]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "command", "args"),
+    [
+        ({"command": ["python", "-m", "app"]}, ["python", "-m", "app"], None),
+        ({"command": ["python"], "args": ["-m", "app"]}, ["python"], ["-m", "app"]),
+        ({"args": ["serve", "--workers", "2"]}, ["modelapp-serving"], ["serve", "--workers", "2"]),
+    ],
+)
+def test_command_and_args_overrides(overrides: dict[str, Any], command: list[str], args: list[str] | None) -> None:
+    app = _pod(_spec(**overrides))["containers"][0]
+    assert app["command"] == command
+    assert app.get("args") == args
+
+
+def test_pod_security() -> None:
+    pod = _pod(_spec())
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["initContainers"] + pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+    assert {v["name"] for v in pod["volumes"]} == {"model", "tmp"}
+
+
+def test_resources_go_to_both_containers() -> None:
+    pod = _pod(_spec(resources={"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}))
+    for container in pod["initContainers"] + pod["containers"]:
+        assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+
+
+def test_deployment_rollout_settings_and_labels() -> None:
+    dep = b.build_deployment("iris", "ml", _spec(replicas=3, rollout={"progressDeadlineSeconds": 120}), CTX)
+    spec = dep["spec"]
+    assert (dep["metadata"]["name"], dep["metadata"]["namespace"]) == ("iris", "ml")
+    assert spec["replicas"] == 3 and spec["progressDeadlineSeconds"] == 120
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert spec["revisionHistoryLimit"] == 5
+    template_labels = spec["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= template_labels.items()
+    assert template_labels["app.kubernetes.io/managed-by"] == "modelapp-operator"
+    assert {"app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+            "app.kubernetes.io/part-of"} <= template_labels.keys()  # fmt: skip
+
+
+def _template(spec: ModelAppSpec) -> dict[str, Any]:
+    template: dict[str, Any] = b.build_deployment("iris", "ml", spec, CTX)["spec"]["template"]
+    return template
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"image": "registry.example.com/iris-app:1.4.3"},
+        {"model": {"uri": "azureblob://models/iris", "version": "8"}},
+        {"model": {"uri": "azureblob://models/iris", "version": "7", "sha256": DIGEST}},
+        {"model": {"uri": "azureblob://models/iris2", "version": "7"}},
+    ],
+)
+def test_every_revision_change_changes_the_template_annotations(overrides: dict[str, Any]) -> None:
+    before = _template(_spec())["metadata"]["annotations"]
+    after = _template(_spec(**overrides))["metadata"]["annotations"]
+    assert before != after
+
+
+def test_replica_and_service_changes_do_not_roll_out() -> None:
+    assert _template(_spec()) == _template(_spec(replicas=4, service={"type": "ClusterIP", "port": 81}))
+
+
+def test_template_annotations() -> None:
+    annotations = _template(_spec(model={"uri": "s3://bucket/iris", "version": "7", "sha256": DIGEST}))["metadata"]
+    assert annotations["annotations"] == {
+        "modelapp.io/image": "registry.example.com/iris-app:1.4.2",
+        "modelapp.io/model-uri": "s3://bucket/iris",
+        "modelapp.io/model-version": "7",
+        "modelapp.io/model-sha256": DIGEST,
+    }
+
+
+@pytest.mark.parametrize("service", [{}, {"type": "NodePort", "port": 8000}])
+def test_service(service: dict[str, Any]) -> None:
+    svc = b.build_service("iris", "ml", _spec(service=service), CTX)
+    assert svc["spec"]["type"] == service.get("type", "LoadBalancer")
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": service.get("port", 80), "targetPort": 8080, "protocol": "TCP"}
+    ]
+    assert svc["spec"]["selector"] == b.selector("iris")
+
+
+@pytest.mark.parametrize(("replicas", "has_pdb"), [(0, False), (1, False), (2, True), (100, True)])
+def test_pdb_only_with_more_than_one_replica(replicas: int, has_pdb: bool) -> None:
+    children = b.build_children("iris", "ml", _spec(replicas=replicas), CTX)
+    kinds = [m["kind"] for m in children.apply]
+    assert ("PodDisruptionBudget" in kinds) is has_pdb
+    assert (children.absent == [("PodDisruptionBudget", "iris")]) is not has_pdb
+    assert kinds[0] == "Deployment" and kinds[-1] == "Service"
+    if has_pdb:
+        pdb = children.apply[1]
+        assert pdb["spec"]["maxUnavailable"] == 1 and pdb["spec"]["selector"]["matchLabels"] == b.selector("iris")
+
+
+def test_with_owner_is_a_copy_with_a_controller_reference() -> None:
+    svc = b.build_service("iris", "ml", _spec(), CTX)
+    owned = b.with_owner(svc, name="iris", uid="u-1")
+    assert "ownerReferences" not in svc["metadata"]
+    assert owned["metadata"]["ownerReferences"] == [
+        {"apiVersion": "modelapp.io/v1alpha1", "kind": "ModelApp", "name": "iris", "uid": "u-1",
+         "controller": True, "blockOwnerDeletion": True},
+    ]  # fmt: skip
+
+
+def test_builders_are_deterministic() -> None:
+    spec = _spec(replicas=2)
+    assert b.build_children("iris", "ml", spec, CTX) == b.build_children("iris", "ml", spec, CTX)
