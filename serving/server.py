@@ -1,0 +1,142 @@
+"""`modelapp-serving serve`: gunicorn (gthread workers) around the Flask app factory.
+
+Order matters here. PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported, so
+this module imports neither the app nor the metrics at the top; it points the variable at a fresh
+temporary folder (an emptyDir `/tmp` in the pod, so a restarted container starts from zero), then
+checks the model folder and options synchronously (a bad pin, a pickle without a pin, a missing
+class exit 2 with a one-line reason), and only then starts gunicorn. Each worker builds its own app
+with `create_app` after the fork (no preloading), which starts loading the model in the background.
+
+Settings beyond the command line (environment): MODELAPP_THREADS (threads per worker, default 4),
+MODELAPP_MAX_BODY_BYTES (default 16 MiB), MODELAPP_ORT_THREADS (onnxruntime intra-op threads, 1),
+MODELAPP_TIMEOUT (gunicorn worker timeout in seconds, default 120).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+log = logging.getLogger("modelapp_serving")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    model_dir: Path
+    name: str
+    host: str
+    port: int
+    workers: int
+    threads: int
+    sha256: str | None
+    model_class: str | None
+    max_body_bytes: int
+    timeout: int
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def options_from_args(args: argparse.Namespace) -> ServeOptions:
+    """The serve options from the parsed command line and the environment."""
+    from modelapp_serving.app import DEFAULT_MAX_BODY_BYTES
+
+    if args.workers <= 0:
+        raise ValueError(f"--workers must be positive, got {args.workers}")
+    return ServeOptions(
+        model_dir=Path(args.model_dir),
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        threads=_env_int("MODELAPP_THREADS", 4),
+        sha256=args.sha256,
+        model_class=args.model_class,
+        max_body_bytes=_env_int("MODELAPP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        timeout=_env_int("MODELAPP_TIMEOUT", 120),
+    )
+
+
+def _child_exit(server: Any, worker: Any) -> None:
+    from modelapp_serving.metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
+class ServingApplication(BaseApplication):  # type: ignore[misc]
+    """gunicorn's programmatic entry: settings from ServeOptions, the app from the factory."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        settings: dict[str, Any] = {
+            "bind": [f"{self.options.host}:{self.options.port}"],
+            "workers": self.options.workers,
+            "worker_class": "gthread",
+            "threads": self.options.threads,
+            "timeout": self.options.timeout,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "preload_app": False,
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": f"modelapp-serving[{self.options.name}]",
+            "child_exit": _child_exit,
+            "control_socket_disable": True,
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from modelapp_serving.app import create_app
+
+        return create_app(
+            model_dir=self.options.model_dir,
+            name=self.options.name,
+            sha256=self.options.sha256,
+            model_class=self.options.model_class,
+            max_body_bytes=self.options.max_body_bytes,
+        )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `serve` until gunicorn stops; 2 with a one-line reason when the model cannot be served."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    master_pid = os.getpid()
+    metrics_dir = tempfile.mkdtemp(prefix="modelapp-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        from modelapp_serving.errors import ModelConfigError
+        from modelapp_serving.models import resolve_model
+
+        try:
+            options = options_from_args(args)
+            resolve_model(
+                options.model_dir, name=options.name, pinned_sha256=options.sha256, model_class=options.model_class
+            )
+        except (ModelConfigError, ValueError) as exc:
+            print(f"modelapp-serving serve: {exc}", file=sys.stderr)
+            return 2
+        log.info("serving %s from %s on %s:%d", options.name, options.model_dir, options.host, options.port)
+        ServingApplication(options).run()
+        return 0
+    finally:
+        # Forked workers unwind through this frame too (gunicorn exits them with SystemExit).
+        if os.getpid() == master_pid:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
