@@ -1,0 +1,235 @@
+"""ModelApp status computed from what the cluster reports: pure functions, no I/O, no kopf.
+
+The contract is "status always tells the truth":
+- `Ready` is True only when the Deployment runs the *current* template (its pod-template annotations
+  match the spec's image and model, its controller has observed its latest generation) and
+  updatedReplicas == replicas == availableReplicas, with no pod of an older revision left.
+- `Progressing` is True while a revision is being rolled out; `Degraded` carries the Deployment's own
+  reason (ProgressDeadlineExceeded, ReplicaFailure) or InvalidSpec; `ModelResolved` says which
+  model version the spec names (resolution of moving versions is `modelapp bump`'s job).
+- `model` and `image` name what is actually served: they move to the new pair only once it is Ready.
+- `url` is the LoadBalancer ingress when one is assigned, else the in-cluster DNS name; `urlSource`
+  says which.
+A condition keeps its lastTransitionTime while its status does not change, so an unchanged state
+produces an identical status and `status_patch()` returns None (no write, no event loop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelapp_operator.builders import template_annotations
+from modelapp_operator.spec import ModelAppSpec
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+MODEL_RESOLVED = "ModelResolved"
+ROLLED_BACK = "RolledBack"  # reserved for rollouts (issue 4)
+
+Obj = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One condition before it gets a lastTransitionTime."""
+
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What the Deployment says about the current revision (pure reading of one object)."""
+
+    current: bool
+    replicas: int
+    updated: int
+    ready: int
+    available: int
+    total: int
+    failure: tuple[str, str] | None  # (reason, message) of a failed rollout
+
+    @property
+    def complete(self) -> bool:
+        """The current revision, fully available, nothing older left."""
+        return self.current and self.updated == self.replicas == self.available and self.total == self.replicas
+
+
+def _get(obj: Obj | None, *path: str) -> Any:
+    """Walk nested mappings; None as soon as a key is missing (cluster objects are sparse)."""
+    node: Any = obj
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def read_rollout(deployment: Obj, spec: ModelAppSpec) -> Rollout:
+    """Interpret a Deployment against the spec it should implement."""
+    annotations = _get(deployment, "spec", "template", "metadata", "annotations") or {}
+    wanted = template_annotations(spec)
+    observed = _get(deployment, "status", "observedGeneration") or 0
+    current = (
+        all(annotations.get(k) == v for k, v in wanted.items())
+        and observed >= (_get(deployment, "metadata", "generation") or 0)
+        and _get(deployment, "spec", "replicas") == spec.replicas
+    )
+    return Rollout(
+        current=current,
+        replicas=spec.replicas,
+        updated=_get(deployment, "status", "updatedReplicas") or 0,
+        ready=_get(deployment, "status", "readyReplicas") or 0,
+        available=_get(deployment, "status", "availableReplicas") or 0,
+        total=_get(deployment, "status", "replicas") or 0,
+        failure=_failure(_get(deployment, "status", "conditions") or []),
+    )
+
+
+def _failure(conditions: Sequence[Obj]) -> tuple[str, str] | None:
+    for cond in conditions:
+        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
+            return "ProgressDeadlineExceeded", str(cond.get("message", ""))
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            return str(cond.get("reason") or "ReplicaFailure"), str(cond.get("message", ""))
+    return None
+
+
+def service_url(name: str, namespace: str, spec: ModelAppSpec, service: Obj | None) -> tuple[str, str]:
+    """(url, source): the LoadBalancer ingress when assigned, else the in-cluster DNS name."""
+    ingress = _get(service, "status", "loadBalancer", "ingress") or []
+    port = spec.service.port
+    host = next((i.get("hostname") or i.get("ip") for i in ingress if i.get("hostname") or i.get("ip")), None)
+    if spec.service.type == "LoadBalancer" and host:
+        authority = host if port == 80 else f"{host}:{port}"
+        return f"http://{authority}/v2/models/{name}", "LoadBalancer"
+    return f"http://{name}.{namespace}.svc:{port}/v2/models/{name}", "ClusterDNS"
+
+
+def rollout_conditions(spec: ModelAppSpec, rollout: Rollout | None, url_note: str) -> list[Condition]:
+    """Progressing / Ready / Degraded for one observation of the Deployment."""
+    if rollout is None:
+        return [
+            Condition(PROGRESSING, "True", "Creating", "the Deployment is being created"),
+            Condition(READY, "False", "Creating", "the Deployment does not exist yet"),
+            Condition(DEGRADED, "False", "AsExpected", ""),
+        ]
+    counts = f"{rollout.available}/{rollout.replicas} available, {rollout.updated} updated, {rollout.total} total"
+    if rollout.failure and not rollout.complete:
+        reason, message = rollout.failure
+        return [
+            Condition(PROGRESSING, "False", reason, message),
+            Condition(READY, "False", reason, f"{counts}: {message}"),
+            Condition(DEGRADED, "True", reason, message),
+        ]
+    if rollout.complete:
+        what = f"image {spec.image} with model version {spec.model.version}"
+        return [
+            Condition(PROGRESSING, "False", "Complete", f"{what} is rolled out"),
+            Condition(READY, "True", "Available", f"{counts}; {what}; {url_note}"),
+            Condition(DEGRADED, "False", "AsExpected", ""),
+        ]
+    waiting = "waiting for the Deployment controller" if not rollout.current else "rolling out"
+    return [
+        Condition(PROGRESSING, "True", "RollingOut", f"{waiting}: {counts}"),
+        Condition(READY, "False", "RollingOut", f"{waiting}: {counts}"),
+        Condition(DEGRADED, "False", "AsExpected", ""),
+    ]
+
+
+def model_condition(spec: ModelAppSpec) -> Condition:
+    """The spec names a concrete version; a pinned digest is verified by the init container."""
+    pin = f" pinned to sha256 {spec.model.sha256}" if spec.model.sha256 else " (no sha256 pin)"
+    return Condition(MODEL_RESOLVED, "True", "Specified", f"{spec.model.uri} version {spec.model.version}{pin}")
+
+
+def compute_status(
+    *,
+    name: str,
+    namespace: str,
+    generation: int,
+    spec: ModelAppSpec,
+    deployment: Obj | None,
+    service: Obj | None,
+    old: Obj,
+    now: str,
+) -> dict[str, Any]:
+    """The whole status for one observation; `old` is the current status (kept parts, transition times)."""
+    url, source = service_url(name, namespace, spec, service)
+    note = "url from the LoadBalancer ingress" if source == "LoadBalancer" else "url is the in-cluster DNS name"
+    rollout = read_rollout(deployment, spec) if deployment is not None else None
+    conditions = [model_condition(spec), *rollout_conditions(spec, rollout, note)]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(old.get("conditions") or [], conditions, generation=generation, now=now),
+        "url": url,
+        "urlSource": source,
+        "replicas": rollout.total if rollout else 0,
+        "readyReplicas": rollout.ready if rollout else 0,
+        "updatedReplicas": rollout.updated if rollout else 0,
+    }
+    if rollout is not None and rollout.complete:
+        status["model"] = {
+            "version": spec.model.version,
+            **({"sha256": spec.model.sha256} if spec.model.sha256 else {}),
+        }
+        status["image"] = {"ref": spec.image}
+    else:
+        status.update({k: old[k] for k in ("model", "image") if k in old})
+    return status
+
+
+def invalid_status(*, generation: int, message: str, old: Obj, now: str) -> dict[str, Any]:
+    """An unusable spec: Ready False/InvalidSpec; what runs keeps running and `model`/`image` say so."""
+    conditions = [
+        Condition(MODEL_RESOLVED, "Unknown", "InvalidSpec", "the spec cannot be read"),
+        Condition(READY, "False", "InvalidSpec", message),
+        Condition(PROGRESSING, "False", "InvalidSpec", "nothing is rolled out until the spec is fixed"),
+        Condition(DEGRADED, "True", "InvalidSpec", message),
+    ]
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": merge_conditions(old.get("conditions") or [], conditions, generation=generation, now=now),
+    }
+    status.update({k: old[k] for k in ("model", "image", "url", "urlSource") if k in old})
+    return status
+
+
+def merge_conditions(
+    old: Sequence[Obj], new: Sequence[Condition], *, generation: int, now: str
+) -> list[dict[str, Any]]:
+    """New conditions, keeping lastTransitionTime where the status did not change; others kept as they were."""
+    previous = {c.get("type"): c for c in old}
+    merged = []
+    for cond in new:
+        before = previous.pop(cond.type, None)
+        unchanged = before is not None and before.get("status") == cond.status
+        since = before.get("lastTransitionTime") if unchanged and before is not None else now
+        merged.append(
+            {
+                "type": cond.type,
+                "status": cond.status,
+                "reason": cond.reason,
+                "message": cond.message[:4096],
+                "lastTransitionTime": since or now,
+                "observedGeneration": generation,
+            }
+        )
+    merged += [dict(c) for c in previous.values()]
+    return merged
+
+
+def status_patch(old: Obj, new: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A merge patch turning `old` into `new` for the keys we own, or None when nothing changes."""
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    return changed or None
+
+
+def condition(status: Obj, kind: str) -> Obj | None:
+    """The condition of `kind` in a status, if any."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
