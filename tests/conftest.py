@@ -9,4 +9,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.azurite",
     "tests.fixtures.s3",
     "tests.fixtures.registry",
+    "tests.fixtures.models",
 ]
