@@ -1,0 +1,108 @@
+"""`modelapp cluster up|down|status|kubeconfig`: the embedded local cluster from the command line.
+
+Exit codes: 0 on success (`status`: the cluster is up and healthy), 1 on a failure (one line on
+stderr) or, for `status`, when the cluster is not (fully) up. Progress goes to stderr so that
+`modelapp cluster kubeconfig` prints nothing but the path on stdout (`export KUBECONFIG=$(...)`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from modelapp_operator.cluster.errors import ClusterError
+from modelapp_operator.cluster.layout import Ports, Settings
+from modelapp_operator.cluster.local import ClusterStatus, LocalCluster
+
+
+def _report(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _cluster(args: argparse.Namespace) -> LocalCluster:
+    settings = Settings(ports=Ports(apiserver=getattr(args, "apiserver_port", 0) or 0,
+                                    etcd_client=getattr(args, "etcd_port", 0) or 0),
+                        kwok_nodes=getattr(args, "nodes", None) or Settings().kwok_nodes)
+    return LocalCluster(args.state_dir, settings, report=_report)
+
+
+def _guard(func: Any) -> Any:
+    """Turn a ClusterError into its one-line message and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            result: int = func(args)
+        except ClusterError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return result
+
+    return run
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    cluster.up(timeout=args.timeout)
+    print(cluster.kubeconfig)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stopped = _cluster(args).down()
+    _report(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def format_status(status: ClusterStatus) -> str:
+    """Human-readable status: state, where to connect, and one line per component."""
+    state = "up" if status.healthy else ("partly running" if status.running else "down")
+    lines = [
+        f"cluster:    {state}",
+        f"state dir:  {status.state_dir}",
+        f"kubeconfig: {status.kubeconfig}",
+        f"server:     {status.server or '-'}",
+        "ports:      " + (", ".join(f"{k}={v}" for k, v in sorted(status.ports.items())) or "-"),
+        f"{'COMPONENT':<24} {'PID':>7} {'RSS MiB':>8}  BINARY",
+    ]
+    for comp in status.components:
+        pid = str(comp.pid) if comp.running and comp.pid else "-"
+        rss = f"{comp.rss_kib / 1024:.0f}" if comp.running else "-"
+        lines.append(f"{comp.name:<24} {pid:>7} {rss:>8}  {comp.binary}")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _cluster(args).status()
+    print(format_status(status))
+    return 0 if status.healthy else 1
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    cluster = _cluster(args)
+    if not cluster.kubeconfig.exists():
+        raise ClusterError(f"no kubeconfig at {cluster.kubeconfig}: run `modelapp cluster up` first")
+    print(cluster.kubeconfig)
+    return 0
+
+
+def add_parsers(subparsers: Any) -> None:
+    """Add `cluster` with its sub-subcommands to `modelapp`'s subparsers."""
+    parser = subparsers.add_parser("cluster", help="the embedded local Kubernetes cluster (etcd, API server, kwok)")
+    sub = parser.add_subparsers(dest="cluster_command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", type=Path, default=None,
+                        help="cluster state folder (default: $MODELAPP_CLUSTER_DIR, else "
+                             "${XDG_STATE_HOME:-~/.local/state}/modelapp/cluster)")
+    up = sub.add_parser("up", parents=[common], help="start the cluster (builds binaries on first use)")
+    up.add_argument("--apiserver-port", type=int, default=0, help="kube-apiserver port (default: a free one)")
+    up.add_argument("--etcd-port", type=int, default=0, help="etcd client port (default: a free one)")
+    up.add_argument("--nodes", type=int, default=None, help="number of kwok nodes (default 4, 300 pods each)")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness step")
+    up.set_defaults(func=_guard(cmd_up))
+    sub.add_parser("down", parents=[common], help="stop every component").set_defaults(func=_guard(cmd_down))
+    sub.add_parser("status", parents=[common], help="what runs, where, with which binaries").set_defaults(
+        func=_guard(cmd_status))
+    sub.add_parser("kubeconfig", parents=[common], help="print the admin kubeconfig path").set_defaults(
+        func=_guard(cmd_kubeconfig))

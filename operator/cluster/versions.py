@@ -1,0 +1,100 @@
+"""Pinned versions of the binaries and where their builds are cached.
+
+The cache lives outside the repository, keyed by version, so a rebuild happens only when a
+version here changes: `${XDG_CACHE_HOME:-~/.cache}/modelapp/bin/<name>-<version>/`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.34.4"
+# The etcd that Kubernetes 1.34 is released and tested with (its go.mod requires the v3.6.4 client).
+ETCD_VERSION = "v3.6.4"
+KWOK_VERSION = "v0.8.0"
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How one group of binaries is built from the Go module proxy.
+
+    `module`@`version` is required by a helper module; its local-path `replace` directives are
+    turned into versioned ones (`replace_version`). `packages` maps each binary name to its Go
+    package. `helper` is False when `go install module@version` works as is (kwok).
+    """
+
+    key: str
+    module: str
+    version: str
+    replace_version: str
+    packages: tuple[tuple[str, str], ...]
+    helper: bool = True
+
+    @property
+    def binaries(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.packages)
+
+
+def staging_version(kubernetes_version: str) -> str:
+    """k8s.io/kubernetes v1.X.Y publishes its staging modules (k8s.io/api, ...) as v0.X.Y."""
+    major, rest = kubernetes_version.lstrip("v").split(".", 1)
+    if major != "1":
+        raise ValueError(f"unexpected Kubernetes version {kubernetes_version!r}")
+    return f"v0.{rest}"
+
+
+KUBERNETES = BuildRecipe(
+    key=f"k8s-{KUBERNETES_VERSION}",
+    module="k8s.io/kubernetes",
+    version=KUBERNETES_VERSION,
+    replace_version=staging_version(KUBERNETES_VERSION),
+    packages=(
+        ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
+        ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
+    ),
+)
+ETCD = BuildRecipe(
+    key=f"etcd-{ETCD_VERSION}",
+    module="go.etcd.io/etcd/server/v3",
+    version=ETCD_VERSION,
+    replace_version=ETCD_VERSION,
+    packages=(("etcd", "go.etcd.io/etcd/server/v3"),),
+)
+KWOK = BuildRecipe(
+    key=f"kwok-{KWOK_VERSION}",
+    module="sigs.k8s.io/kwok",
+    version=KWOK_VERSION,
+    replace_version=KWOK_VERSION,
+    packages=(("kwok", "sigs.k8s.io/kwok/cmd/kwok"),),
+    helper=False,
+)
+RECIPES = (ETCD, KUBERNETES, KWOK)
+
+# What a binary found on PATH or in KUBEBUILDER_ASSETS must report to be used (`<bin> --version`).
+EXPECTED_VERSION_PREFIX = {
+    "etcd": "3.6.",
+    "kube-apiserver": "v1.34.",
+    "kube-controller-manager": "v1.34.",
+    "kube-scheduler": "v1.34.",
+    "kwok": "v0.8.",
+}
+
+
+def cache_root(env: dict[str, str] | None = None) -> Path:
+    """`${XDG_CACHE_HOME:-~/.cache}/modelapp`."""
+    env = dict(os.environ) if env is None else env
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "modelapp"
+
+
+def bin_dir(recipe: BuildRecipe, env: dict[str, str] | None = None) -> Path:
+    """Where the built binaries of `recipe` live."""
+    return cache_root(env) / "bin" / recipe.key
+
+
+def build_dir(recipe: BuildRecipe, env: dict[str, str] | None = None) -> Path:
+    """Where the helper Go module of `recipe` and its build logs live."""
+    return cache_root(env) / "build" / recipe.key
