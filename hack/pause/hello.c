@@ -6,6 +6,9 @@
  * namespace; answers every request with "200 OK" and the body "hello from <hostname>\n"
  * (the pod name), so a test can tell which pod answered; exits 0 on SIGTERM or SIGINT.
  *
+ * Client mode, for checking Services from inside a pod: `hello probe IPV4 PORT` sends one GET
+ * and exits 0 only when the reply is "200 OK" with a body starting "hello from ".
+ *
  * Build: gcc -static -Os -s -o hello hello.c
  */
 #include <arpa/inet.h>
@@ -38,7 +41,37 @@ static void answer(int client, const char *host) {
     (void)send(client, reply, (size_t)reply_len, MSG_NOSIGNAL);
 }
 
+static int probe(const char *ip, const char *port) {
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof(addr));
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((unsigned short)atoi(port));
+    int sock = socket(AF_INET, SOCK_STREAM, 0);
+    if (sock < 0 || inet_pton(AF_INET, ip, &addr.sin_addr) != 1 ||
+        connect(sock, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        perror("hello probe: connect");
+        return 1;
+    }
+    const char *request = "GET / HTTP/1.0\r\n\r\n";
+    (void)send(sock, request, strlen(request), MSG_NOSIGNAL);
+    char reply[2048];
+    size_t total = 0;
+    ssize_t got;
+    while (total < sizeof(reply) - 1 && (got = recv(sock, reply + total, sizeof(reply) - 1 - total, 0)) > 0) {
+        total += (size_t)got;
+    }
+    reply[total] = '\0';
+    close(sock);
+    const char *body = strstr(reply, "\r\n\r\n");
+    int ok = strncmp(reply, "HTTP/1.0 200", 12) == 0 && body && strncmp(body + 4, "hello from ", 11) == 0;
+    printf("%s", ok ? body + 4 : "hello probe: unexpected reply\n");
+    return ok ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 4 && strcmp(argv[1], "probe") == 0) {
+        return probe(argv[2], argv[3]);
+    }
     int port = argc > 1 ? atoi(argv[1]) : 8080;
     char host[256] = "unknown";
     (void)gethostname(host, sizeof(host) - 1);

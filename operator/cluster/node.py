@@ -1,0 +1,339 @@
+"""A real node for the embedded cluster: containerd + runc, kubelet, kube-proxy, a local registry.
+
+Pods scheduled here really run. The node joins the control plane that `modelapp cluster up`
+started from the same state folder: it reads `cluster.json` (API server URL) and the cluster CA
+(`pki/ca.{crt,key}`) to issue its own client certificates — `system:node:<name>` in group
+`system:nodes` for kubelet (the API server's Node authorizer then grants exactly what a kubelet
+needs) and `system:kube-proxy` for kube-proxy (bound by the built-in `system:node-proxier` role).
+
+Where things are: everything of the node lives under `<state>/node/` (configs, containerd's
+root and state, kubelet's root dir, pod logs, the registry's storage, logs, pid files). Nothing
+is written to /etc or /var/lib. What binds where:
+- containerd: unix sockets only; the registry: 127.0.0.1:<registry_port> (plain HTTP);
+- kubelet: the bridge address (node IP) :10250, healthz 127.0.0.1:10248;
+- kube-proxy: 127.0.0.1 (healthz 10256, metrics 10249); NodePorts on 127.0.0.1 and the bridge.
+
+Lifecycle: `RealNode(state_dir).up()` is idempotent (running parts are kept), `down()` stops
+every part, removes its containers, network namespaces, mounts, iptables rules and bridge, and
+deletes the Node object; `status()` tells what runs. Needs root (it creates a bridge and
+iptables rules) and the host packages of `hack/install-node.sh`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from modelapp_operator.cluster import node_build, node_config, node_host, pki, versions
+from modelapp_operator.cluster.api import ApiClient
+from modelapp_operator.cluster.errors import ClusterError
+from modelapp_operator.cluster.layout import Layout, RunRecord
+from modelapp_operator.cluster.node_config import NodePaths, NodeSettings
+from modelapp_operator.cluster.node_image import ImageFile, build_image, oci_layout_tar
+
+HOST_TOOLS = ("containerd", "ctr", "runc", "iptables", "conntrack", "ip", "docker-registry")
+CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+PARTS = ("registry", "containerd", "kubelet", "kube-proxy")
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ControlPlane:
+    """What the node needs to know about the running control plane, read from its state folder."""
+
+    server: str
+    ca_cert: Path
+    ca_key: Path
+    admin_cert: Path
+    admin_key: Path
+    service_cidr: str
+    pod_cidr: str
+
+    @classmethod
+    def from_state_dir(cls, state_dir: Path) -> ControlPlane:
+        layout = Layout(state_dir)
+        record = RunRecord.load(layout.state_file)
+        if record is None:
+            raise ClusterError(f"no cluster in {state_dir}: run `modelapp cluster up` first")
+        settings = record.settings
+        return cls(server=record.server, ca_cert=layout.cert("ca"), ca_key=layout.key("ca"),
+                   admin_cert=layout.cert("admin"), admin_key=layout.key("admin"),
+                   service_cidr=str(settings.get("service_cidr", "10.96.0.0/16")),
+                   pod_cidr=str(settings.get("pod_cidr", "10.244.0.0/16")))
+
+    def api(self) -> ApiClient:
+        return ApiClient(self.server, ca=self.ca_cert, cert=self.admin_cert, key=self.admin_key)
+
+
+@dataclass
+class NodeTimings:
+    """Seconds spent in each step of `up`, for the report and the benchmarks."""
+
+    steps: dict[str, float] = field(default_factory=dict)
+
+    def measure(self, name: str, started: float) -> None:
+        self.steps[name] = round(time.monotonic() - started, 2)
+
+
+class RealNode:
+    """The real node of the cluster in `state_dir`; see the module docstring for the contract."""
+
+    def __init__(self, state_dir: Path, settings: NodeSettings | None = None) -> None:
+        self.state_dir = state_dir
+        self.settings = settings or NodeSettings()
+        self.paths = NodePaths(state_dir / "node")
+        self.procs = node_host.Processes(self.paths.root)
+
+    # ----------------------------------------------------------------------------- up
+    def up(self, *, report: Report = print, timeout: float = 180.0) -> NodeTimings:
+        """Bring every part up (keeping the ones that run) and wait until the Node is Ready."""
+        timings = NodeTimings()
+        control = ControlPlane.from_state_dir(self.state_dir)
+        self.settings = _with_cluster_ranges(self.settings, control)
+        check_host()
+        started = time.monotonic()
+        bins = node_build.ensure_node_binaries(report=report)
+        timings.measure("binaries", started)
+        started = time.monotonic()
+        self._write_files(control)
+        node_host.ensure_sysctls()
+        net = ipaddress.ip_network(self.settings.pod_subnet)
+        node_host.ensure_bridge(self.settings.bridge, self.settings.node_ip, net.prefixlen)
+        timings.measure("configure", started)
+        for name, step in (("registry", self._start_registry), ("containerd", self._start_containerd),
+                           ("kubelet", lambda: self._start_kubelet(bins.kubelet, control, timeout)),
+                           ("kube-proxy", lambda: self._start_proxy(bins.kube_proxy))):
+            started = time.monotonic()
+            report(f"node: starting {name}")
+            step()
+            timings.measure(name, started)
+        report(f"node {self.settings.name} Ready at {self.settings.node_ip} ({_fmt(timings.steps)})")
+        return timings
+
+    def _write_files(self, control: ControlPlane) -> None:
+        paths, settings = self.paths, self.settings
+        for folder in (paths.containerd_dir, paths.cni_conf_dir, paths.cni_ipam_dir, paths.kubelet_dir,
+                       paths.pod_logs_dir, paths.registry_dir, paths.images_dir, paths.pki_dir,
+                       paths.registry_hosts_dir / settings.registry_host):
+            folder.mkdir(parents=True, exist_ok=True)
+        paths.containerd_config.write_text(node_config.to_toml(node_config.containerd_config(settings, paths)))
+        (paths.registry_hosts_dir / settings.registry_host / "hosts.toml").write_text(
+            node_config.registry_hosts_toml(settings))
+        (paths.cni_conf_dir / "10-modelapp.conflist").write_text(
+            json.dumps(node_config.cni_conflist(settings, paths), indent=2))
+        _write_yaml(paths.registry_config, node_config.registry_config(settings, paths))
+        _write_yaml(paths.kubelet_config, node_config.kubelet_config(settings, paths, client_ca=control.ca_cert))
+        _write_yaml(paths.proxy_config, node_config.kube_proxy_config(settings, paths))
+        for stem, user, groups, target in (
+            ("kubelet", f"system:node:{settings.name}", ("system:nodes",), paths.kubelet_kubeconfig),
+            ("kube-proxy", "system:kube-proxy", (), paths.proxy_kubeconfig),
+        ):
+            cert, key = self._ensure_client_cert(control, stem, user, groups)
+            _write_yaml(target, node_config.kubeconfig(server=control.server, ca_file=control.ca_cert,
+                                                       cert_file=cert, key_file=key, user=user))
+
+    def _ensure_client_cert(self, control: ControlPlane, stem: str, user: str,
+                            groups: tuple[str, ...]) -> tuple[Path, Path]:
+        """A client certificate signed by the cluster CA; reissued when the CA changed."""
+        cert_path, key_path = self.paths.pki_dir / f"{stem}.crt", self.paths.pki_dir / f"{stem}.key"
+        ca_cert = x509.load_pem_x509_certificate(control.ca_cert.read_bytes())
+        if cert_path.exists() and key_path.exists():
+            existing = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            if existing.issuer == ca_cert.subject and _signed_by(existing, ca_cert):
+                return cert_path, key_path
+        ca_key = serialization.load_pem_private_key(control.ca_key.read_bytes(), password=None)
+        if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+            raise ClusterError(f"{control.ca_key}: expected the cluster's ECDSA CA key")
+        cert, key = pki.issue(ca_cert, ca_key, common_name=user, organizations=groups, now=dt.datetime.now(dt.UTC))
+        key_path.write_bytes(pki.key_pem(key))
+        key_path.chmod(0o600)
+        cert_path.write_bytes(pki.cert_pem(cert))
+        return cert_path, key_path
+
+    def _start_registry(self) -> None:
+        self.procs.start("registry", ["docker-registry", "serve", str(self.paths.registry_config)])
+        url = f"http://{self.settings.registry_host}/v2/"
+        node_host.wait_for("registry", lambda: _http_ok(url), timeout=30, log=self.procs.log("registry"),
+                           alive=lambda: self.procs.alive("registry"))
+
+    def _start_containerd(self) -> None:
+        self.procs.start("containerd", ["containerd", "--config", str(self.paths.containerd_config)])
+        node_host.wait_for("containerd", lambda: self._ctr("version", check=False).returncode == 0, timeout=30,
+                           log=self.procs.log("containerd"), alive=lambda: self.procs.alive("containerd"))
+        self._import_pause_image()
+
+    def _import_pause_image(self) -> None:
+        """Build the sandbox image from hack/pause/pause.c and import it into containerd's k8s.io namespace."""
+        binary = node_build.static_binary(node_build.HACK_PAUSE / "pause.c")
+        image = build_image([ImageFile("/pause", binary.read_bytes())], entrypoint=["/pause"], user="65535:65535")
+        archive = self.paths.images_dir / "pause.tar"
+        archive.write_bytes(oci_layout_tar(image, ref=self.settings.sandbox_image))
+        self._ctr("images", "import", str(archive))
+
+    def _start_kubelet(self, binary: Path, control: ControlPlane, timeout: float) -> None:
+        argv = [str(binary), f"--config={self.paths.kubelet_config}",
+                f"--kubeconfig={self.paths.kubelet_kubeconfig}", f"--root-dir={self.paths.kubelet_dir}",
+                f"--cert-dir={self.paths.pki_dir / 'kubelet-serving'}",
+                f"--hostname-override={self.settings.name}", f"--node-ip={self.settings.node_ip}",
+                "--node-labels=modelapp.io/node=real", "--v=1"]
+        self.procs.start("kubelet", argv)
+        node_host.wait_for("kubelet healthz", lambda: _http_ok("http://127.0.0.1:10248/healthz"), timeout=timeout,
+                           log=self.procs.log("kubelet"), alive=lambda: self.procs.alive("kubelet"))
+        api = control.api()
+        node_host.wait_for(f"node {self.settings.name} Ready", lambda: _node_ready(api, self.settings.name),
+                           timeout=timeout, log=self.procs.log("kubelet"), alive=lambda: self.procs.alive("kubelet"))
+
+    def _start_proxy(self, binary: Path) -> None:
+        self.procs.start("kube-proxy", [str(binary), f"--config={self.paths.proxy_config}", "--v=1"])
+        node_host.wait_for("kube-proxy healthz", lambda: _http_ok("http://127.0.0.1:10256/healthz"), timeout=60,
+                           log=self.procs.log("kube-proxy"), alive=lambda: self.procs.alive("kube-proxy"))
+
+    # ----------------------------------------------------------------------------- down
+    def down(self, *, report: Report = print) -> None:
+        """Stop every part and undo what `up` did to the host; the node's files are kept."""
+        for name in ("kube-proxy", "kubelet"):
+            self.procs.stop(name)
+        if self.procs.alive("containerd"):
+            self._remove_containers()
+        self.procs.stop("containerd")
+        _kill_orphan_shims(self.paths.containerd_socket)
+        _unmount_under(self.paths.root)
+        proxy = versions.bin_dir(node_build.NODE_RECIPE) / "kube-proxy"
+        if proxy.exists():
+            node_host.run([str(proxy), "--cleanup"], check=False)
+        node_host.remove_bridge(self.settings.bridge)
+        shutil.rmtree(self.paths.cni_ipam_dir, ignore_errors=True)
+        self.procs.stop("registry")
+        self._delete_node_object()
+        report(f"node {self.settings.name} stopped")
+
+    def _remove_containers(self) -> None:
+        """Kill and delete every container of the k8s.io namespace, and release their network namespaces."""
+        listing = self._ctr("containers", "list", "--quiet", check=False).stdout.split()
+        netns: set[str] = set()
+        for container in listing:
+            info = self._ctr("containers", "info", container, check=False).stdout
+            netns.update(_network_namespaces(info))
+        for container in listing:
+            # --force kills a running task before deleting it; containerd waits for the exit itself.
+            self._ctr("tasks", "delete", "--force", container, check=False)
+            self._ctr("containers", "delete", container, check=False)
+        for path in netns:
+            node_host.run(["umount", path], check=False)
+            Path(path).unlink(missing_ok=True)
+
+    def _delete_node_object(self) -> None:
+        try:
+            control = ControlPlane.from_state_dir(self.state_dir)
+            control.api().request("DELETE", f"/api/v1/nodes/{self.settings.name}")
+        except (ClusterError, OSError):
+            pass  # no control plane running: nothing to delete
+
+    # ----------------------------------------------------------------------------- status
+    def status(self) -> dict[str, bool]:
+        """Which parts run (by pid file and command line)."""
+        return {name: self.procs.alive(name) for name in PARTS}
+
+    def import_image(self, archive: Path) -> None:
+        """Import an OCI/docker image tarball into the node's containerd (what kubelet runs from)."""
+        self._ctr("images", "import", str(archive))
+
+    def _ctr(self, *args: str, check: bool = True) -> Any:
+        return node_host.run(["ctr", "--address", str(self.paths.containerd_socket), "--namespace", "k8s.io",
+                              *args], check=check, timeout=120)
+
+
+def check_host() -> None:
+    """Fail with one clear line when a host tool is missing (they come from hack/install-node.sh)."""
+    missing = [tool for tool in HOST_TOOLS if shutil.which(tool) is None]
+    missing += [f"cni/{plugin}" for plugin in CNI_PLUGINS if not (node_config.CNI_BIN_DIR / plugin).exists()]
+    if missing:
+        raise ClusterError(f"the real node needs {', '.join(missing)}: run hack/install-node.sh (as root)")
+    if os.geteuid() != 0:
+        raise ClusterError("the real node needs root (it creates a bridge, iptables rules and containers)")
+
+
+def _with_cluster_ranges(settings: NodeSettings, control: ControlPlane) -> NodeSettings:
+    return dataclasses.replace(settings, service_cidr=control.service_cidr, cluster_cidr=control.pod_cidr)
+
+
+def _write_yaml(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback URLs built here)
+            return bool(response.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def _node_ready(api: ApiClient, name: str) -> bool:
+    try:
+        node = api.get(f"/api/v1/nodes/{name}")
+    except OSError:
+        return False
+    conditions = (node or {}).get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _network_namespaces(info_json: str) -> list[str]:
+    """Network namespace paths (bind mounts under /var/run/netns) of a container's OCI spec."""
+    try:
+        spec = json.loads(info_json).get("Spec", {})
+    except ValueError:
+        return []
+    namespaces = spec.get("linux", {}).get("namespaces", [])
+    return [ns["path"] for ns in namespaces if ns.get("type") == "network" and ns.get("path", "").startswith(
+        ("/var/run/netns/", "/run/netns/"))]
+
+
+def _kill_orphan_shims(socket: Path) -> None:
+    """containerd-shim-runc-v2 processes started for our socket outlive containerd; end them by pid."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"containerd-shim-runc-v2") and str(socket).encode() in argv:
+            node_host.run(["kill", "-9", proc.name], check=False)
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount whatever kubelet and containerd left mounted under `root` (deepest first)."""
+    prefix = str(root.resolve()) + "/"
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for target in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        node_host.run(["umount", "-l", target], check=False)
+
+
+def _fmt(steps: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in steps.items())
