@@ -10,4 +10,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.s3",
     "tests.fixtures.registry",
     "tests.fixtures.models",
+    "tests.fixtures.cluster",
 ]

@@ -84,6 +84,15 @@ class ApiClient:
             raise OSError(f"GET {path}: HTTP {resp.status}: {resp.body[:300]!r}")
         return resp.json()
 
+    def delete(self, path: str) -> bool:
+        """DELETE an object; True if deletion started, False if it was already gone (404)."""
+        resp = self.request("DELETE", path)
+        if resp.status == 404:
+            return False
+        if resp.status >= 300:
+            raise OSError(f"DELETE {path}: HTTP {resp.status}: {resp.body[:300]!r}")
+        return True
+
     def create_token(self, namespace: str, service_account: str, *, expiration_seconds: int) -> str:
         """A token for the ServiceAccount from the TokenRequest API (as kubelet gets one for a pod)."""
         path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token"
