@@ -127,7 +127,7 @@ def _fit_shape(name: str, array: np.ndarray[Any, Any], shape: tuple[int, ...]) -
     if array.shape == shape:
         return array
     expected = math.prod(shape)
-    if array.ndim == 1 and array.size == expected:
+    if array.size == expected and (array.ndim == 1 or expected == 0):
         return array.reshape(shape)
     raise InvalidInput(
         f"input {name!r}: shape {list(shape)} needs {expected} elements, "
@@ -180,7 +180,23 @@ def decode_tensor(name: str, datatype: Any, shape: Any, data: Any) -> np.ndarray
         parsed = np.asarray(data)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidInput(f"input {name!r}: data is not a regular array ({exc})") from None
+    if dtype.kind in "iu" and parsed.dtype.kind in "fO":
+        return _fit_shape(name, _exact_integers(name, data, datatype, dtype), dims)
     return _fit_shape(name, _cast_numbers(name, parsed, datatype, dtype), dims)
+
+
+def _exact_integers(name: str, data: list[Any], datatype: str, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """The slow path for integers numpy would widen to float (beyond int64): check each one."""
+    try:
+        objects = np.asarray(data, dtype=object)
+    except ValueError as exc:
+        raise InvalidInput(f"input {name!r}: data is not a regular array ({exc})") from None
+    if not all(type(item) is int for item in objects.flat):
+        raise InvalidInput(f"input {name!r}: data does not match datatype {datatype}")
+    try:
+        return objects.astype(dtype)
+    except OverflowError:
+        raise InvalidInput(f"input {name!r}: a value is out of the range of {datatype}") from None
 
 
 def decode_binary_tensor(name: str, datatype: Any, shape: Any, raw: bytes) -> np.ndarray[Any, Any]:
