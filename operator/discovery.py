@@ -132,11 +132,12 @@ class ModelCatalog:
         """The newest complete version the policy allows, skipping incomplete and excluded ones."""
         if not policy.follows:
             return Decision(None, "pinned")
-        candidates = self.versions(key)
+        listed = self.versions(key)
         skipped = set(excluded)
         incomplete: list[str] = []
         while True:
-            choice = choose(policy, current=current, candidates=candidates, excluded=skipped | set(incomplete))
+            candidates = [version for version in listed if version not in incomplete]
+            choice = choose(policy, current=current, candidates=candidates, excluded=skipped)
             if choice.target is None:
                 return Decision(None, _note(choice.reason, incomplete))
             version_digest = self.manifest_digest(key, choice.target)
