@@ -11,7 +11,11 @@ HELM_VERSION=${HELM_VERSION:-v3.19.5}
 cache=${MODELAPP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelapp}/helm/$HELM_VERSION
 bin=$cache/bin/helm
 
-if [ -x "$bin" ] && "$bin" version --short 2>/dev/null | grep -q "^$HELM_VERSION"; then
+# Recipe of the build below; a binary stamped with another recipe is rebuilt.
+RECIPE=2
+stamp=$cache/recipe
+
+if [ -x "$bin" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$RECIPE" ]; then
   echo "$bin"
   exit 0
 fi
@@ -20,10 +24,20 @@ command -v go >/dev/null || { echo "install-helm: go is not on PATH (Go >= 1.24 
 echo "install-helm: building helm $HELM_VERSION with $(go version | cut -d' ' -f3) (a few minutes on a cold cache)" >&2
 start=$(date +%s)
 mkdir -p "$cache/bin"
-# -ldflags: helm reports its version from these variables; without them `helm version` says v3.x-dev.
-GOBIN=$cache/bin CGO_ENABLED=0 go install \
-  -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-  "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+# The ldflags are those of helm's Makefile: its version, and the Kubernetes version that `helm template`
+# and `helm lint` assume (from the client-go it is built with: v0.34.x -> 1.34). Without them helm says
+# v3.x-dev and assumes Kubernetes 1.20, which fails charts that need a newer one.
+go mod download "helm.sh/helm/v3@$HELM_VERSION"
+gomod=$(go env GOMODCACHE)/helm.sh/helm/v3@$HELM_VERSION/go.mod
+client_go=$(awk '$1 == "k8s.io/client-go" {print $2}' "$gomod")   # e.g. v0.34.2
+k8s_minor=$(echo "$client_go" | cut -d. -f2)
+k8s_major=$(( $(echo "$client_go" | cut -d. -f1 | tr -d v) + 1 ))
+ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in pkg/lint/rules pkg/chartutil; do
+  ldflags="$ldflags -X helm.sh/helm/v3/$pkg.k8sVersionMajor=$k8s_major -X helm.sh/helm/v3/$pkg.k8sVersionMinor=$k8s_minor"
+done
+GOBIN=$cache/bin CGO_ENABLED=0 go install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+echo "$RECIPE" >"$stamp"
 echo "install-helm: built in $(( $(date +%s) - start ))s" >&2
 "$bin" version --short >&2
 echo "$bin"

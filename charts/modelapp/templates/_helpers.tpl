@@ -1,0 +1,157 @@
+{{/*
+Names, labels and checks shared by the templates. Every name is namespaced with "modelapp." so that the
+chart can be used as a subchart without clashes.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "modelapp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name: fullnameOverride, or <release>-<chart> (just <release> when it already contains the chart name). */}}
+{{- define "modelapp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the bump CronJob and its RBAC objects. */}}
+{{- define "modelapp.bumpName" -}}
+{{- printf "%s-bump" (include "modelapp.fullname" . | trunc 58 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "modelapp.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "modelapp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: modelapp
+{{- end }}
+
+{{/* Selector labels of the operator pods (immutable once installed: keep them few). */}}
+{{- define "modelapp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "modelapp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The operator's ServiceAccount name. */}}
+{{- define "modelapp.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "modelapp.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The bump CronJob's ServiceAccount name. */}}
+{{- define "modelapp.bumpServiceAccountName" -}}
+{{- if .Values.bump.serviceAccount.create }}
+{{- default (include "modelapp.bumpName" .) .Values.bump.serviceAccount.name }}
+{{- else }}
+{{- required "bump.serviceAccount.name is required when bump.serviceAccount.create is false" .Values.bump.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* An image reference from {repository, tag, digest}: the digest wins, the tag defaults to appVersion. */}}
+{{- define "modelapp.imageRef" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The operator image reference. */}}
+{{- define "modelapp.operatorImage" -}}
+{{- include "modelapp.imageRef" (list .Values.image .) }}
+{{- end }}
+
+{{/* The serving image reference (MODELAPP_SERVING_IMAGE). */}}
+{{- define "modelapp.servingImage" -}}
+{{- include "modelapp.imageRef" (list .Values.servingImage .) }}
+{{- end }}
+
+{{/* The watched namespaces as arguments: --all-namespaces, or --namespace NS for each. */}}
+{{- define "modelapp.watchArgs" -}}
+{{- if eq .Values.rbac.scope "cluster" }}
+- --all-namespaces
+{{- else }}
+{{- range .Values.watchNamespaces }}
+- --namespace={{ . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks of combinations the schema cannot express; every template includes this, so a bad combination
+fails `helm install`/`helm template` with a clear message instead of installing something half-right.
+*/}}
+{{- define "modelapp.validate" -}}
+{{- if eq .Values.rbac.scope "namespaced" }}
+{{- if not .Values.watchNamespaces }}
+{{- fail "rbac.scope=namespaced needs watchNamespaces: the namespaces the operator watches" }}
+{{- end }}
+{{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
+{{- fail "watchNamespaces lists a namespace twice" }}
+{{- end }}
+{{- else if .Values.watchNamespaces }}
+{{- fail "watchNamespaces is only for rbac.scope=namespaced; rbac.scope=cluster watches every namespace" }}
+{{- end }}
+{{- end }}
+
+{{/*
+RBAC rules, written once and used by the ClusterRole (rbac.scope=cluster) or by each namespace's Role
+(rbac.scope=namespaced). "Framework" rules are kopf's own needs, "Application" rules are ModelApps and
+their children. docs/rbac.md says why each verb is there.
+*/}}
+{{- define "modelapp.rules.events" -}}
+# Framework: kopf reports handler outcomes as Events on the ModelApp.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{- define "modelapp.rules.application" -}}
+# Application: reconcile ModelApps; kopf keeps its progress and diff base in annotations (patch).
+- apiGroups: [modelapp.io]
+  resources: [modelapps]
+  verbs: [get, list, watch, patch]
+# Application: conditions, observedGeneration, resolved versions, url.
+- apiGroups: [modelapp.io]
+  resources: [modelapps/status]
+  verbs: [get, patch, update]
+# Application: the serving Deployment and Service, by server-side apply (a patch that may create);
+# deletion is left to the garbage collector through owner references.
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, list, watch, create, patch]
+# Application: the PodDisruptionBudget exists only while replicas > 1, so it is also deleted.
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+{{- end }}
+
+{{- define "modelapp.rules.bump" -}}
+# Application: the bump reads ModelApps and patches their spec to the newest allowed versions.
+- apiGroups: [modelapp.io]
+  resources: [modelapps]
+  verbs: [get, list, patch]
+{{- end }}
