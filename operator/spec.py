@@ -192,7 +192,7 @@ def spec_errors(exc: ValidationError, *, limit: int = 5) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:limit]:
         where = ".".join(str(p) for p in ("spec", *err["loc"]))
-        pattern = (err.get("ctx") or {}).get("pattern")
+        pattern = str((err.get("ctx") or {}).get("pattern"))
         message = _PATTERN_HINTS.get(pattern, err["msg"]) if err["type"] == "string_pattern_mismatch" else err["msg"]
         parts.append(f"{where}: {message}")
     more = len(exc.errors()) - limit

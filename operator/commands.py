@@ -1,0 +1,145 @@
+"""`modelapp render` and `modelapp run`.
+
+`render -f app.yaml` prints the children the operator would apply for each ModelApp in the file, as a
+YAML stream, without a cluster (for review in a pull request). Errors name the file and document and
+exit with status 1 (bad file, bad YAML, not a ModelApp, invalid spec).
+
+`run` runs the kopf operator against the current kubeconfig (or the in-cluster service account):
+`--namespace NS` (repeatable) or `--all-namespaces`; a named peering (`--peering`, default
+`modelapp`) so that of several replicas only one acts — each replica takes a random priority unless
+`--priority` is given, because kopf pauses *all* operators of equal priority; `--standalone` turns
+peering off (one replica only); `--liveness http://0.0.0.0:8080/healthz` serves kopf's liveness probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelapp_operator import builders
+from modelapp_operator.settings import ConfigError, from_env
+from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
+
+
+class RenderError(ValueError):
+    """The input cannot be rendered; the message says where and why."""
+
+
+def add_parsers(sub: Any) -> None:
+    """Register `render` and `run` on the `modelapp` subcommand parser."""
+    render = sub.add_parser("render", help="print the child manifests of ModelApps (no cluster needed)")
+    render.add_argument("-f", "--filename", required=True, help="a YAML file with one or more ModelApps ('-' = stdin)")
+    render.add_argument("-n", "--namespace", default="default", help="namespace for objects without one")
+    render.add_argument(
+        "--serving-image", help="image of the fetch-model init container (default: $MODELAPP_SERVING_IMAGE)"
+    )
+    render.set_defaults(func=render_main)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", "-n", action="append", default=[], help="watch this namespace (repeatable)")
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    run.add_argument("--peering", default=None, help="name of the kopf peering object (default: modelapp)")
+    run.add_argument("--standalone", action="store_true", help="no peering: only for a single replica")
+    run.add_argument("--priority", type=int, default=None, help="peering priority (default: random per replica)")
+    run.add_argument(
+        "--liveness", default=None, help="serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=run_main)
+
+
+# --- render ---------------------------------------------------------------------------------------
+
+
+def _documents(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        raise RenderError(f"{source}: not valid YAML: {exc}") from None
+    for number, doc in enumerate(docs, start=1):
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise RenderError(f"{source}: document {number} is not a mapping")
+        yield number, doc
+
+
+def render_text(text: str, *, source: str, namespace: str, serving_image: str) -> str:
+    """Pure: YAML with ModelApps in, YAML stream of their children out (other kinds are an error)."""
+    ctx = builders.BuildContext(serving_image=serving_image)
+    out: list[dict[str, Any]] = []
+    for number, doc in _documents(text, source):
+        if doc.get("apiVersion") != builders.API_VERSION or doc.get("kind") != builders.KIND:
+            raise RenderError(
+                f"{source}: document {number} is {doc.get('apiVersion')}/{doc.get('kind')}, "
+                f"not {builders.API_VERSION}/{builders.KIND}"
+            )
+        meta = doc.get("metadata") or {}
+        name = meta.get("name")
+        if not isinstance(name, str):
+            raise RenderError(f"{source}: document {number}: metadata.name is missing")
+        try:
+            check_name(name)
+            spec = parse_spec(doc.get("spec") or {})
+        except InvalidSpec as exc:
+            raise RenderError(f"{source}: ModelApp {name!r}: {exc}") from None
+        out += builders.build_children(name, meta.get("namespace") or namespace, spec, ctx).apply
+    if not out:
+        raise RenderError(f"{source}: no ModelApp found")
+    return yaml.safe_dump_all(out, sort_keys=False)
+
+
+def render_main(args: argparse.Namespace) -> int:
+    """Read the file, print the stream; errors to stderr as one line, exit status 1."""
+    try:
+        text = sys.stdin.read() if args.filename == "-" else Path(args.filename).read_text()
+        image = args.serving_image or from_env().serving_image
+        sys.stdout.write(render_text(text, source=args.filename, namespace=args.namespace, serving_image=image))
+    except OSError as exc:
+        print(f"modelapp render: {args.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except (RenderError, ConfigError) as exc:
+        print(f"modelapp render: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# --- run ------------------------------------------------------------------------------------------
+
+
+def run_main(args: argparse.Namespace) -> int:
+    """Start kopf with our handlers; returns when the operator stops (SIGINT/SIGTERM)."""
+    import kopf
+
+    from modelapp_operator import handlers  # noqa: F401 (importing registers the handlers)
+
+    try:
+        config = from_env()
+    except ConfigError as exc:
+        print(f"modelapp run: {exc}", file=sys.stderr)
+        return 2
+    namespaces = tuple(args.namespace) or (() if args.all_namespaces else config.namespaces)
+    clusterwide = args.all_namespaces or (not namespaces and config.all_namespaces)
+    if not namespaces and not clusterwide:
+        print("modelapp run: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    config = dataclasses.replace(
+        config, namespaces=namespaces, all_namespaces=clusterwide, standalone=args.standalone,
+        peering=args.peering or config.peering, liveness=args.liveness,
+        priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),  # noqa: S311
+    )  # fmt: skip
+    kopf.configure(verbose=args.verbose)
+    kopf.run(
+        clusterwide=clusterwide, namespaces=namespaces, standalone=config.standalone,
+        peering_name=None if config.standalone else config.peering, priority=config.priority,
+        liveness_endpoint=config.liveness, memo=kopf.Memo(config=config),
+    )  # fmt: skip
+    return 0

@@ -1,0 +1,149 @@
+"""The one module that talks to the Kubernetes API (synchronous; kopf runs sync handlers in threads).
+
+Every write is either a server-side apply under the single field manager `modelapp-operator` (so
+reconcile is idempotent and a field someone else changed is taken back: `force=true`), a JSON merge
+patch of a ModelApp's `status` subresource, or a delete. Objects travel as plain dicts.
+
+What happens on errors, per call:
+- `apply`: creates or updates; 404 is impossible for the object itself but happens when its
+  namespace is gone (raised as `Gone`); 409 cannot happen with force=true; anything else raises
+  `ApiError` and the handler retries (kopf's backoff).
+- `patch_status`: 404 (the ModelApp was deleted meanwhile) returns False; no 409 (merge patches
+  carry no resourceVersion).
+- `delete`: 404 returns False (already gone, which is what we wanted).
+- `get`: 404 returns None.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from modelapp_operator.builders import GROUP, MANAGER, PLURAL, VERSION
+
+Obj = dict[str, Any]
+
+#: REST collection of each kind we touch: (API prefix, plural).
+_COLLECTIONS = {
+    "Deployment": ("/apis/apps/v1", "deployments"),
+    "Service": ("/api/v1", "services"),
+    "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
+    "ModelApp": (f"/apis/{GROUP}/{VERSION}", PLURAL),
+    "KopfPeering": ("/apis/kopf.dev/v1", "kopfpeerings"),
+    "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
+}
+
+
+class ApiError(RuntimeError):
+    """An API call failed in a way the caller cannot fix (the handler retries later)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class Gone(ApiError):
+    """The object's namespace (or the object itself, for status) no longer exists."""
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """In-cluster service account when running in a pod, else the current kubeconfig."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
+
+
+def _path(kind: str, name: str | None, namespace: str | None, sub: str = "") -> str:
+    prefix, plural = _COLLECTIONS[kind]
+    where = f"/namespaces/{namespace}" if namespace else ""
+    return f"{prefix}{where}/{plural}" + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
+
+
+def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
+          content_type: str | None = None) -> Obj:  # fmt: skip
+    """One request; JSON in and out. Raises ApiError (Gone for 404) with the server's message."""
+    api = api_client()
+    headers = {"Accept": "application/json", **({"Content-Type": content_type} if content_type else {})}
+    params = api.param_serialize(
+        method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
+        auth_settings=["BearerToken"],
+    )  # fmt: skip
+    try:
+        response = api.call_api(*params, _request_timeout=(10, 60))
+        response.read()  # type: ignore[no-untyped-call]
+    except ApiException as exc:
+        message = _message(exc.body) or str(exc.reason)
+        raise (Gone if exc.status == 404 else ApiError)(int(exc.status or 0), message) from None
+    return cast(Obj, json.loads(response.data or b"{}"))
+
+
+def _message(body: Any) -> str:
+    try:
+        return str(json.loads(body).get("message", ""))
+    except (TypeError, ValueError, AttributeError):
+        return ""
+
+
+def apply(manifest: Mapping[str, Any]) -> Obj:
+    """Server-side apply of a full desired object; returns the object as stored."""
+    meta = manifest["metadata"]
+    return _call(
+        "PATCH", _path(manifest["kind"], meta["name"], meta.get("namespace")), body=dict(manifest),
+        query={"fieldManager": MANAGER, "force": "true"}, content_type="application/apply-patch+yaml",
+    )  # fmt: skip
+
+
+def get(kind: str, name: str, namespace: str | None) -> Obj | None:
+    """The object, or None when it does not exist."""
+    try:
+        return _call("GET", _path(kind, name, namespace))
+    except Gone:
+        return None
+
+
+def delete(kind: str, name: str, namespace: str | None) -> bool:
+    """Delete (background propagation); False when it was already gone."""
+    try:
+        _call("DELETE", _path(kind, name, namespace), body={"propagationPolicy": "Background"})
+    except Gone:
+        return False
+    return True
+
+
+def patch_status(name: str, namespace: str, patch: Mapping[str, Any]) -> bool:
+    """Merge-patch `status` of a ModelApp; False when the ModelApp is gone."""
+    try:
+        _call("PATCH", _path("ModelApp", name, namespace, "status"), body={"status": dict(patch)},
+              content_type="application/merge-patch+json")  # fmt: skip
+    except Gone:
+        return False
+    return True
+
+
+def ensure_peering(name: str, namespace: str | None) -> bool:
+    """Create kopf's peering object (namespaced, or cluster-wide for None) if missing; True if created.
+
+    409 AlreadyExists means another replica created it first: fine, it is the same object.
+    """
+    kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+    body = {
+        "apiVersion": "kopf.dev/v1",
+        "kind": kind,
+        "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+    }
+    try:
+        _call("POST", _path(kind, None, namespace), body=body, content_type="application/json")
+    except ApiError as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True

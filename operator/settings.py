@@ -1,0 +1,81 @@
+"""Operator configuration: environment variables and `modelapp run` flags, parsed once into one object.
+
+Environment (all optional except where noted in the chart):
+- `MODELAPP_SERVING_IMAGE`: the image of the `fetch-model` init container (docs/contracts.md).
+- `MODELAPP_WATCH_SERVER_TIMEOUT` (s, default 300): the API server ends each watch after this, so a
+  silently dead watch connection is replaced at least this often (kopf's known silent-hang issue).
+- `MODELAPP_WATCH_CLIENT_TIMEOUT` (s, default 330): the client gives up on a watch that is quiet longer.
+- `MODELAPP_WATCH_CONNECT_TIMEOUT` (s, default 10).
+- `MODELAPP_RESYNC_SECONDS` (default 600): a safety-net reconcile of every ModelApp (drift that no
+  event revealed); event-driven repair normally happens within seconds.
+- `MODELAPP_REVISION_HISTORY` (default 5): old ReplicaSets kept per Deployment (rollback material).
+- `MODELAPP_POSTING_LEVEL` (default INFO): the lowest log level kopf posts as Kubernetes Events.
+- `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from modelapp_operator import __version__
+
+DEFAULT_SERVING_IMAGE = f"modelapp-serving:{__version__}"
+DEFAULT_PEERING = "modelapp"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the operator cannot use."""
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Everything the handlers need to know about how they were started."""
+
+    serving_image: str = DEFAULT_SERVING_IMAGE
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    peering: str = DEFAULT_PEERING
+    standalone: bool = False
+    priority: int = 0
+    liveness: str | None = None
+    server_timeout: int = 300
+    client_timeout: int = 330
+    connect_timeout: int = 10
+    resync_seconds: float = 600.0
+    revision_history: int = 5
+    posting_level: str = "INFO"
+
+
+def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r}: not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{key}={value}: must be between {low} and {high}")
+    return value
+
+
+def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
+    """Read the environment (os.environ by default); raise ConfigError with the variable's name."""
+    env = os.environ if env is None else env
+    level = env.get("MODELAPP_POSTING_LEVEL", "INFO").upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ConfigError(f"MODELAPP_POSTING_LEVEL={level!r}: not a log level")
+    namespaces = tuple(ns.strip() for ns in env.get("MODELAPP_NAMESPACES", "").split(",") if ns.strip())
+    return OperatorConfig(
+        serving_image=env.get("MODELAPP_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
+        namespaces=namespaces,
+        all_namespaces=env.get("MODELAPP_ALL_NAMESPACES", "").lower() in {"1", "true", "yes"},
+        server_timeout=_int(env, "MODELAPP_WATCH_SERVER_TIMEOUT", 300, 10, 3600),
+        client_timeout=_int(env, "MODELAPP_WATCH_CLIENT_TIMEOUT", 330, 15, 3700),
+        connect_timeout=_int(env, "MODELAPP_WATCH_CONNECT_TIMEOUT", 10, 1, 120),
+        resync_seconds=float(_int(env, "MODELAPP_RESYNC_SECONDS", 600, 10, 86400)),
+        revision_history=_int(env, "MODELAPP_REVISION_HISTORY", 5, 0, 100),
+        posting_level=level,
+    )
