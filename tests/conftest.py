@@ -11,4 +11,6 @@ pytest_plugins: list[str] = [
     "tests.fixtures.registry",
     "tests.fixtures.models",
     "tests.fixtures.cluster",
+    "tests.fixtures.helm",
+    "tests.fixtures.images",
 ]
