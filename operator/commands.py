@@ -63,7 +63,10 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         docs = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise RenderError(f"{source}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RenderError(f"{source}: not valid YAML{where}: {problem}") from None
     for number, doc in enumerate(docs, start=1):
         if doc is None:
             continue
@@ -73,15 +76,15 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def render_text(text: str, *, source: str, namespace: str, serving_image: str) -> str:
-    """Pure: YAML with ModelApps in, YAML stream of their children out (other kinds are an error)."""
+    """Pure: YAML with ModelApps in, YAML stream of their children out (other kinds are skipped)."""
     ctx = builders.BuildContext(serving_image=serving_image)
     out: list[dict[str, Any]] = []
     for number, doc in _documents(text, source):
-        if doc.get("apiVersion") != builders.API_VERSION or doc.get("kind") != builders.KIND:
-            raise RenderError(
-                f"{source}: document {number} is {doc.get('apiVersion')}/{doc.get('kind')}, "
-                f"not {builders.API_VERSION}/{builders.KIND}"
-            )
+        if doc.get("kind") != builders.KIND:
+            continue  # other objects (a Secret beside the ModelApp) are not ours to render
+        if doc.get("apiVersion") != builders.API_VERSION:
+            raise RenderError(f"{source}: document {number}: apiVersion {doc.get('apiVersion')!r}, "
+                              f"expected {builders.API_VERSION!r}")  # fmt: skip
         meta = doc.get("metadata") or {}
         name = meta.get("name")
         if not isinstance(name, str):
