@@ -42,7 +42,7 @@ PROGRESS_EVERY_S = 10.0
 BUILD_TIMEOUT_S = 3600.0
 # Measured cold builds on 2 cores (empty Go caches; includes downloading modules). Replaced by the
 # last measured time once a build has run on this machine.
-COLD_ESTIMATE_S = {"etcd": 85, "kube-apiserver": 180, "kube-controller-manager": 60, "kube-scheduler": 45,
+COLD_ESTIMATE_S = {"etcd": 85, "kube-apiserver": 220, "kube-controller-manager": 65, "kube-scheduler": 45,
                    "kwok": 150}
 
 
@@ -110,12 +110,13 @@ def _timings_file(env: dict[str, str]) -> Path:
     return cache_root(env) / "build-timings.json"
 
 
-def _estimate(name: str, env: dict[str, str]) -> float:
+def _last_duration(name: str, env: dict[str, str]) -> float | None:
+    """How long the last build of `name` took on this machine, if one ran."""
     try:
         timings = json.loads(_timings_file(env).read_text())
         return float(timings[name])
     except (OSError, ValueError, KeyError, TypeError):
-        return float(COLD_ESTIMATE_S.get(name, 120))
+        return None
 
 
 def _record_timing(name: str, seconds: float, env: dict[str, str]) -> None:
@@ -211,9 +212,11 @@ def build_recipe(recipe: BuildRecipe, names: list[str], *, env: dict[str, str], 
     for name, pkg in recipe.packages:
         if name not in names:
             continue
-        estimate = _estimate(name, env)
-        report(f"building {name} {recipe.version} (estimate ~{_fmt(estimate)} cold, less with a warm Go cache; "
-               f"log {log})")
+        cold = float(COLD_ESTIMATE_S.get(name, 120))
+        last = _last_duration(name, env)
+        seen = f", last build here {_fmt(last)}" if last is not None else ""
+        report(f"building {name} {recipe.version} (a cold build takes ~{_fmt(cold)}{seen}; log {log})")
+        estimate = last if last is not None and last > 30 else cold
         tmp = out_dir / f".{name}.partial"
         if recipe.helper:
             argv = ["go", "build", *flags, "-o", str(tmp), pkg]

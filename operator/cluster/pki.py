@@ -40,6 +40,7 @@ CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controlle
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 KWOK = ClientIdentity("kwok", "kwok", ("system:masters",))
 CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+FRONT_PROXY_CLIENT = "front-proxy-client"
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -137,10 +138,27 @@ def _ensure_leaf(pki_dir: Path, stem: str,
     _write(crt, cert_pem(cert))
 
 
+def _ensure_front_proxy(pki_dir: Path, now: dt.datetime) -> None:
+    """A second CA for the aggregation layer: the API server proves itself to extension API servers
+    with `front-proxy-client`, which they trust through `requestheader-client-ca-file`."""
+    crt, key_file = pki_dir / "front-proxy-ca.crt", pki_dir / "front-proxy-ca.key"
+    if not (crt.exists() and key_file.exists()):
+        cert, key = make_ca("modelapp-front-proxy-ca", now=now)
+        _write(key_file, key_pem(key), private=True)
+        _write(crt, cert_pem(cert))
+    ca_cert = x509.load_pem_x509_certificate(crt.read_bytes())
+    ca_key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{key_file} is not an ECDSA key")
+    _ensure_leaf(pki_dir, "front-proxy-client",
+                 functools.partial(issue, ca_cert, ca_key, common_name=FRONT_PROXY_CLIENT, now=now))
+
+
 def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str) -> None:
     """Create whatever part of the PKI is missing under `pki_dir`; existing files are kept.
 
-    Files: ca.{crt,key}, apiserver.{crt,key}, <client>.{crt,key} for each of CLIENTS, sa.{key,pub}.
+    Files: ca.{crt,key}, apiserver.{crt,key}, <client>.{crt,key} for each of CLIENTS, sa.{key,pub},
+    front-proxy-ca.{crt,key} and front-proxy-client.{crt,key}.
     """
     pki_dir.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -159,6 +177,7 @@ def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str) -> Non
     for client in CLIENTS:
         _ensure_leaf(pki_dir, client.stem, functools.partial(issue, ca_cert, loaded, common_name=client.user,
                                                              now=now, organizations=client.groups))
+    _ensure_front_proxy(pki_dir, now)
     sa_key = pki_dir / "sa.key"
     if not sa_key.exists():
         key = new_key()
