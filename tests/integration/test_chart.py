@@ -150,16 +150,18 @@ def is_bump(obj: dict[str, Any]) -> bool:
 def test_bump_cronjob_has_its_own_narrow_identity(render_chart: Render, values: dict[str, Any]) -> None:
     rendered = render_chart({**values, "bump.enabled": True, "bump.schedule": "30 3 * * *"})
     assert not rendered.error
-    cronjob = rendered.only("CronJob")
-    assert cronjob["spec"]["schedule"] == "30 3 * * *"
-    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
-    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == "ma-modelapp-bump"
-    assert pod["serviceAccountName"] != rendered.only("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
-    args = container(cronjob)["args"]
-    assert args[0] == "bump"
-    assert ("--all-namespaces" in args) == (values == {})
-    assert container(cronjob)["securityContext"]["readOnlyRootFilesystem"] is True
+    cronjobs = rendered.all("CronJob")
+    # One CronJob for all namespaces, or one per watched namespace (`bump` takes one namespace or all).
+    scopes = sorted(container(cronjob)["args"][1] for cronjob in cronjobs)
+    assert scopes == (["--all-namespaces"] if values == {} else ["--namespace=team-a", "--namespace=team-b"])
+    operator_sa = rendered.only("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    for cronjob in cronjobs:
+        assert cronjob["spec"]["schedule"] == "30 3 * * *"
+        assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == "ma-modelapp-bump" != operator_sa
+        assert container(cronjob)["args"][0] == "bump"
+        assert container(cronjob)["securityContext"]["readOnlyRootFilesystem"] is True
     bump_roles = [role for role in rendered.all("ClusterRole") + rendered.all("Role") if is_bump(role)]
     assert bump_roles
     only_modelapps = [{"apiGroups": ["modelapp.io"], "resources": ["modelapps"], "verbs": ["get", "list", "patch"]}]
@@ -168,6 +170,25 @@ def test_bump_cronjob_has_its_own_narrow_identity(render_chart: Render, values: 
     bindings = [b for b in rendered.all("ClusterRoleBinding") + rendered.all("RoleBinding") if is_bump(b)]
     assert len(bindings) == len(bump_roles)
     assert all(b["subjects"][0]["name"] == "ma-modelapp-bump" for b in bindings)
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED])
+def test_arguments_are_what_the_command_line_accepts(render_chart: Render, values: dict[str, Any]) -> None:
+    """The chart's `run` and `bump` arguments parse with the operator's own argument parser."""
+    from modelapp_operator.cli import build_parser
+
+    rendered = render_chart({**values, "bump.enabled": True})
+    run = build_parser().parse_args(container(rendered.only("Deployment"))["args"])
+    assert run.command == "run"
+    assert (run.peering, run.liveness) == ("modelapp", "http://0.0.0.0:8080/healthz")
+    expected = (True, []) if values == {} else (False, ["team-a", "team-b"])
+    assert (run.all_namespaces, sorted(run.namespace)) == expected
+    bumped: set[str] = set()
+    for cronjob in rendered.all("CronJob"):
+        bump = build_parser().parse_args(container(cronjob)["args"])
+        assert bump.command == "bump"
+        bumped.add("*" if bump.all_namespaces else bump.namespace)
+    assert bumped == ({"*"} if values == {} else {"team-a", "team-b"})
 
 
 def test_bump_is_off_by_default(render_chart: Render) -> None:
