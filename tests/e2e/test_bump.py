@@ -1,0 +1,184 @@
+"""`modelapp bump` end to end: the real command against the local API server, registry and store.
+
+Design notes: the CRD is installed from `crds/` (the one source), ModelApps are created
+directly (no operator needed: bump only edits specs), and the command runs as a subprocess
+exactly as the CronJob runs it, so exit codes and output are the real ones. Images live in
+Debian's docker-registry (fixture), model versions in a `file://` store published with
+`modelapp-serving`'s own code. Two bumps at once must patch every change exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from modelapp_operator.cluster import LocalCluster
+from tests.fixtures.registry import Registry, free_port
+from tests.integration.test_bump_plan import publish
+
+pytestmark = pytest.mark.e2e
+CRD = Path(__file__).resolve().parents[2] / "crds" / "modelapp.io_modelapps.yaml"
+
+
+@pytest.fixture(scope="module")
+def kube(kube_cluster: LocalCluster) -> client.ApiClient:
+    """An API client with the CRD installed and Established."""
+    api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    extensions = client.ApiextensionsV1Api(api)
+    crd = yaml.safe_load(CRD.read_text())
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+        if any(c.type == "Established" and c.status == "True" for c in found.status.conditions or []):
+            return api
+        time.sleep(0.2)
+    raise TimeoutError("the ModelApp CRD was not Established within 60s")
+
+
+def create_app(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
+    body = {"apiVersion": "modelapp.io/v1alpha1", "kind": "ModelApp", "metadata": {"name": name}, "spec": spec}
+    client.CustomObjectsApi(api).create_namespaced_custom_object(
+        "modelapp.io", "v1alpha1", namespace, "modelapps", body
+    )
+
+
+def spec_of(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        "modelapp.io", "v1alpha1", namespace, "modelapps", name
+    )
+    result: dict[str, Any] = obj["spec"]
+    return result
+
+
+def bump(cluster: LocalCluster, *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "modelapp_operator.cli", "bump", "--kubeconfig", str(cluster.kubeconfig), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen[str]) -> tuple[int, dict[str, Any] | str, str]:
+    out, err = process.communicate(timeout=120)
+    try:
+        return process.returncode, json.loads(out), err
+    except json.JSONDecodeError:
+        return process.returncode, out, err
+
+
+def spec(image: str, uri: str, version: str, image_policy: str = "semver:^1.4") -> dict[str, Any]:
+    return {
+        "image": image,
+        "model": {"uri": uri, "version": version},
+        "updates": {"image": {"policy": image_policy}, "model": {"policy": "numeric"}},
+    }
+
+
+def test_bump_patches_followers_and_leaves_pinned(
+    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+) -> None:
+    repository = registry_anonymous.fresh_repository()
+    digests = {tag: registry_anonymous.push(repository, tag) for tag in ("1.4.0", "1.4.3", "2.0.0")}
+    models = tmp_path / "models"
+    versions = publish(models, "1", "2")
+    name = f"{registry_anonymous.host}/{repository}"
+    create_app(kube, namespace, "follower", spec(f"{name}:1.4.0", f"file://{models}", "1"))
+    create_app(kube, namespace, "pinned", spec(f"{name}:1.4.0", f"file://{models}", "1", image_policy="pinned"))
+
+    code, plan, err = finish(bump(kube_cluster, "--namespace", namespace, "--dry-run", "-o", "json"))
+    assert code == 0, err
+    assert isinstance(plan, dict)
+    assert {row["result"] for row in plan["rows"]} == {"planned", "unchanged"}
+    assert spec_of(kube, namespace, "follower")["image"] == f"{name}:1.4.0"  # dry run patched nothing
+
+    code, result, err = finish(bump(kube_cluster, "--namespace", namespace, "-o", "json"))
+    assert code == 0, err
+    assert isinstance(result, dict)
+    assert result["requests"]["registry"] == 2  # one tag listing and one digest, for two apps
+    follower = spec_of(kube, namespace, "follower")
+    assert follower["image"] == f"{name}:1.4.3"
+    assert follower["model"] == {"uri": f"file://{models}", "version": "2", "sha256": versions["2"]}
+    pinned = spec_of(kube, namespace, "pinned")
+    assert pinned["image"] == f"{name}:1.4.0"
+    assert pinned["model"]["version"] == "2"  # the model still follows `numeric`
+    assert digests["1.4.3"].startswith("sha256:")
+
+    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))
+    assert code == 0, err
+    assert isinstance(table, str)
+    assert "0 change(s), 0 failure(s)" in table
+
+
+def test_two_bumps_at_once_patch_each_change_once(
+    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+) -> None:
+    repository = registry_anonymous.fresh_repository()
+    for tag in ("1.4.0", "1.9.9"):
+        registry_anonymous.push(repository, tag)
+    models = tmp_path / "models"
+    publish(models, "1", "5")
+    apps = [f"app-{index}" for index in range(10)]
+    for app in apps:
+        create_app(kube, namespace, app, spec(f"{registry_anonymous.host}/{repository}:1.4.0", f"file://{models}", "1"))
+    first, second = bump(kube_cluster, "-n", namespace, "-o", "json"), bump(kube_cluster, "-n", namespace, "-o", "json")
+    results = [finish(first), finish(second)]
+    assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
+    patched = [
+        (row["name"], row["field"])
+        for _, body, _ in results
+        if isinstance(body, dict)
+        for row in body["rows"]
+        if row["result"] == "patched"
+    ]
+    assert sorted(patched) == sorted((app, field) for app in apps for field in ("image", "model"))
+    for app in apps:
+        assert spec_of(kube, namespace, app)["image"].endswith(":1.9.9")
+        assert spec_of(kube, namespace, app)["model"]["version"] == "5"
+
+
+def test_registry_down_is_a_partial_failure(
+    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+) -> None:
+    repository = registry_anonymous.fresh_repository()
+    for tag in ("1.4.0", "1.4.1"):
+        registry_anonymous.push(repository, tag)
+    models = tmp_path / "models"
+    publish(models, "1")
+    create_app(kube, namespace, "up", spec(f"{registry_anonymous.host}/{repository}:1.4.0", f"file://{models}", "1"))
+    create_app(kube, namespace, "down", spec(f"127.0.0.1:{free_port()}/gone/app:1.4.0", f"file://{models}", "1"))
+    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json", "--registry-timeout", "2"))
+    assert code == 2, err
+    assert isinstance(result, dict)
+    failed = [row for row in result["rows"] if row["result"] == "failed"]
+    assert [(row["name"], row["field"]) for row in failed] == [("down", "image")]
+    assert spec_of(kube, namespace, "up")["image"].endswith(":1.4.1")
+
+
+def test_no_api_server_is_fatal(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    command = [sys.executable, "-m", "modelapp_operator.cli", "bump", "--kubeconfig", str(kubeconfig), "-A"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "cannot list ModelApps" in done.stderr
