@@ -182,7 +182,7 @@ def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
 def _probe(path: str, *, period: int, initial_delay: int = 0) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http", "scheme": "HTTP"},
-        "initialDelaySeconds": initial_delay,
+        **({"initialDelaySeconds": initial_delay} if initial_delay else {}),  # 0 is omitted by the server
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": 3,
@@ -289,3 +289,21 @@ def with_owner(manifest: Manifest, *, name: str, uid: str) -> Manifest:
     """A copy of `manifest` owned by the ModelApp `name`/`uid`."""
     metadata = {**manifest["metadata"], "ownerReferences": [owner_reference(name, uid)]}
     return {**manifest, "metadata": metadata}
+
+
+def drifted(desired: Any, actual: Any) -> bool:
+    """True when something we send is not (or no longer) in the live object.
+
+    Fields the server adds (defaults, status) are fine; zero values it omits count as equal; scalars
+    compare also as text (the server may turn 8080 into "8080" in some int-or-string fields).
+    """
+    if isinstance(desired, Mapping):
+        if not desired and actual is None:
+            return False
+        return not isinstance(actual, Mapping) or any(drifted(v, actual.get(k)) for k, v in desired.items())
+    if isinstance(desired, list):
+        return (not isinstance(actual, list) or len(actual) != len(desired)
+                or any(drifted(d, a) for d, a in zip(desired, actual, strict=True)))  # fmt: skip
+    if actual is None:
+        return desired not in (0, False, "")  # the server omits zero values
+    return bool(desired != actual and str(desired) != str(actual))

@@ -164,16 +164,6 @@ def reconcile(
 # --- children -------------------------------------------------------------------------------------
 
 
-def _drifted(desired: Any, actual: Any) -> bool:
-    """True when something we send is not (or no longer) in the object; extra server defaults are fine."""
-    if isinstance(desired, Mapping):
-        return not isinstance(actual, Mapping) or any(_drifted(v, actual.get(k)) for k, v in desired.items())
-    if isinstance(desired, list):
-        return (not isinstance(actual, list) or len(actual) != len(desired)
-                or any(_drifted(d, a) for d, a in zip(desired, actual, strict=True)))  # fmt: skip
-    return bool(desired != actual and str(desired) != str(actual))
-
-
 def _repair(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any], config: OperatorConfig,
             logger: Logger) -> None:  # fmt: skip
     """Re-apply a deleted or edited child; an unwanted PDB is deleted. Invalid specs are left alone."""
@@ -191,7 +181,7 @@ def _repair(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str,
     desired = builders.with_owner(wanted[kind], name=meta["name"], uid=meta["uid"])
     if event == "DELETED" and kube.get("ModelApp", meta["name"], meta["namespace"]) is None:
         return  # the owner is being deleted: the garbage collector is at work
-    if event == "DELETED" or _drifted({k: desired[k] for k in ("metadata", "spec")}, body):
+    if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
         logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
         kube.apply(desired)
 

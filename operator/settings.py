@@ -9,7 +9,8 @@ Environment (all optional except where noted in the chart):
 - `MODELAPP_RESYNC_SECONDS` (default 600): a safety-net reconcile of every ModelApp (drift that no
   event revealed); event-driven repair normally happens within seconds.
 - `MODELAPP_REVISION_HISTORY` (default 5): old ReplicaSets kept per Deployment (rollback material).
-- `MODELAPP_POSTING_LEVEL` (default INFO): the lowest log level kopf posts as Kubernetes Events.
+- `MODELAPP_POSTING_LEVEL` (default WARNING): the lowest log level kopf posts as Kubernetes Events.
+  Not INFO: kopf would post an Event for every handled child event, doubling the API writes.
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
 """
 
@@ -45,7 +46,7 @@ class OperatorConfig:
     connect_timeout: int = 10
     resync_seconds: float = 600.0
     revision_history: int = 5
-    posting_level: str = "INFO"
+    posting_level: str = "WARNING"
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -64,7 +65,7 @@ def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) ->
 def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     """Read the environment (os.environ by default); raise ConfigError with the variable's name."""
     env = os.environ if env is None else env
-    level = env.get("MODELAPP_POSTING_LEVEL", "INFO").upper()
+    level = env.get("MODELAPP_POSTING_LEVEL", "WARNING").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"MODELAPP_POSTING_LEVEL={level!r}: not a log level")
     namespaces = tuple(ns.strip() for ns in env.get("MODELAPP_NAMESPACES", "").split(",") if ns.strip())

@@ -190,3 +190,27 @@ def test_with_owner_is_a_copy_with_a_controller_reference() -> None:
 def test_builders_are_deterministic() -> None:
     spec = _spec(replicas=2)
     assert b.build_children("iris", "ml", spec, CTX) == b.build_children("iris", "ml", spec, CTX)
+
+
+def test_drift_ignores_server_defaults_and_omitted_zero_values() -> None:
+    dep = b.build_deployment("iris", "ml", _spec(), CTX)
+    live = {**dep, "status": {"replicas": 1}, "metadata": {**dep["metadata"], "uid": "u", "generation": 2}}
+    live["spec"] = {**dep["spec"], "paused": False}
+    assert not b.drifted(dep, live)
+    assert not b.drifted({"a": 0, "b": {}, "c": ""}, {})
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["spec"].update(replicas=7),
+        lambda d: d["spec"]["template"]["metadata"]["annotations"].pop("modelapp.io/image"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(image="evil:1"),
+        lambda d: d["spec"]["template"]["spec"]["containers"].append({"name": "sidecar"}),
+    ],
+)
+def test_drift_detects_edits(edit: Any) -> None:
+    dep = b.build_deployment("iris", "ml", _spec(), CTX)
+    live = b.build_deployment("iris", "ml", _spec(), CTX)
+    edit(live)
+    assert b.drifted(dep, live)
