@@ -13,9 +13,6 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-import onnxruntime as ort
-from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
-
 from modelapp_serving.errors import InferenceError, InvalidInput, ModelConfigError
 from modelapp_serving.models.base import Model, Tensors, TensorSpec, conform, match_inputs
 
@@ -58,6 +55,11 @@ class OnnxModel(Model):
     platform = "onnxruntime_onnx"
 
     def load(self) -> None:
+        # Imported here, in the worker: onnxruntime imported before gunicorn forks aborts workers at exit.
+        import onnxruntime as ort
+        from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+        self._invalid_argument: type[Exception] = InvalidArgument
         options = ort.SessionOptions()
         options.intra_op_num_threads = _threads()
         options.inter_op_num_threads = 1
@@ -79,11 +81,13 @@ class OnnxModel(Model):
             raise InvalidInput(f"unknown output(s) {unknown}; the model produces {[s.name for s in self.outputs]}")
         try:
             results = self._session.run(names, feed)
-        except InvalidArgument as exc:
+        except self._invalid_argument as exc:
             raise InvalidInput(f"the model rejected the input: {exc}") from None
         except Exception as exc:
             raise InferenceError(f"the model failed: {exc}") from None
         return dict(zip(names, results, strict=True))
 
     def framework_version(self) -> str:
+        import onnxruntime as ort
+
         return f"onnxruntime {ort.__version__}"
