@@ -36,6 +36,7 @@ _COLLECTIONS = {
     "ModelApp": (f"/apis/{GROUP}/{VERSION}", PLURAL),
     "KopfPeering": ("/apis/kopf.dev/v1", "kopfpeerings"),
     "ClusterKopfPeering": ("/apis/kopf.dev/v1", "clusterkopfpeerings"),
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions"),
 }
 
 
@@ -80,9 +81,11 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
     try:
         response = api.call_api(*params, _request_timeout=(10, 60))
         response.read()  # type: ignore[no-untyped-call]
-    except ApiException as exc:
-        message = _message(exc.body) or str(exc.reason)
-        raise (Gone if exc.status == 404 else ApiError)(int(exc.status or 0), message) from None
+    except ApiException as exc:  # transport-level failures; HTTP errors come back as responses
+        raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
+    if response.status >= 400:
+        message = _message(response.data) or str(response.reason)
+        raise (Gone if response.status == 404 else ApiError)(response.status, message)
     return cast(Obj, json.loads(response.data or b"{}"))
 
 
