@@ -26,6 +26,6 @@ fi
 
 step "tests: pytest $*"
 status=0
-python -m pytest -p no:cacheprovider "$@" || status=$?
+pytest -p no:cacheprovider "$@" || status=$?
 # pytest exit 5 means "no tests collected": that is a failure for us, never a pass.
 exit "$status"

@@ -19,14 +19,20 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value else default
 
 
+def _env_flag(parser: argparse.ArgumentParser, flag: str, variable: str) -> None:
+    """A flag that is required unless its environment variable is set."""
+    default = _env(variable)
+    parser.add_argument(flag, default=default, required=default is None, help=f"(env {variable})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelapp-serving", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     fetch = sub.add_parser("fetch", help="download and verify a model version into a folder")
-    fetch.add_argument("--uri", default=_env("MODELAPP_MODEL_URI"), required=_env("MODELAPP_MODEL_URI") is None)
-    fetch.add_argument("--version", default=_env("MODELAPP_MODEL_VERSION"), required=_env("MODELAPP_MODEL_VERSION") is None)
-    fetch.add_argument("--dest", default=_env("MODELAPP_MODEL_DIR"), required=_env("MODELAPP_MODEL_DIR") is None)
+    _env_flag(fetch, "--uri", "MODELAPP_MODEL_URI")
+    _env_flag(fetch, "--version", "MODELAPP_MODEL_VERSION")
+    _env_flag(fetch, "--dest", "MODELAPP_MODEL_DIR")
     fetch.add_argument("--sha256", default=_env("MODELAPP_MODEL_SHA256"))
 
     publish = sub.add_parser("publish", help="upload files as a new model version and print its digest")
@@ -37,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("files", nargs="+", metavar="FILE")
 
     serve = sub.add_parser("serve", help="serve a fetched model over HTTP")
-    serve.add_argument("--model-dir", default=_env("MODELAPP_MODEL_DIR"), required=_env("MODELAPP_MODEL_DIR") is None)
-    serve.add_argument("--name", default=_env("MODELAPP_MODEL_NAME"), required=_env("MODELAPP_MODEL_NAME") is None)
+    _env_flag(serve, "--model-dir", "MODELAPP_MODEL_DIR")
+    _env_flag(serve, "--name", "MODELAPP_MODEL_NAME")
     serve.add_argument("--port", type=int, default=int(_env("MODELAPP_PORT", "8080") or "8080"))
     serve.add_argument("--host", default=_env("MODELAPP_HOST", "0.0.0.0"))
     serve.add_argument("--workers", type=int, default=int(_env("MODELAPP_WORKERS", "1") or "1"))
