@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from modelapp_operator.cluster import LocalCluster
+from modelapp_operator.cluster import ClusterError, LocalCluster
+from modelapp_operator.cluster.binaries import find_binary, run_go
+from modelapp_operator.cluster.versions import ETCD, KUBERNETES
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +198,41 @@ def test_a_second_cluster_goes_up_and_down(tmp_path: Path, kube_cluster: LocalCl
     assert not status.healthy
     assert status.running == []
     assert kube_cluster.is_up()
+
+
+def test_go_missing_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path / "empty"), "HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with pytest.raises(ClusterError) as exc:
+        LocalCluster(tmp_path / "state", env=env).up()
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith("Go is not installed and etcd are missing")
+    assert "KUBEBUILDER_ASSETS" in message
+
+
+def test_a_failed_build_reports_the_tail_of_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    script = "print('go: downloading x'); print('# k8s.io/x'); print('x.go:1: undefined: foo'); raise SystemExit(2)"
+    failing = [sys.executable, "-c", script]
+    with pytest.raises(ClusterError) as exc:
+        run_go(failing, cwd=tmp_path, env={}, log=log, label="building kube-apiserver", report=lambda _: None)
+    assert str(exc.value) == (
+        f"building kube-apiserver failed (exit 2): go: downloading x | # k8s.io/x | x.go:1: undefined: foo "
+        f"(full log: {log})")
+
+
+def test_binaries_from_kubebuilder_assets_are_used_only_at_the_right_version(
+        tmp_path: Path, kube_cluster: LocalCluster) -> None:
+    record = kube_cluster.record()
+    assert record is not None
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "kube-apiserver").symlink_to(record.binaries["kube-apiserver"])
+    old = assets / "etcd"
+    old.write_text("#!/bin/sh\necho 'etcd Version: 3.4.30'\n")
+    old.chmod(0o755)
+    env = {"KUBEBUILDER_ASSETS": str(assets), "PATH": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    found = find_binary("kube-apiserver", KUBERNETES, env)
+    assert found is not None
+    assert (found.source, found.path) == ("KUBEBUILDER_ASSETS", assets / "kube-apiserver")
+    assert find_binary("etcd", ETCD, env) is None  # too old: it would be built instead
