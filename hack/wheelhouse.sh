@@ -48,6 +48,9 @@ if [ -n "${WHEELHOUSE_REF:-}" ]; then
   say "project source: git $WHEELHOUSE_REF ($(git rev-parse --short "$WHEELHOUSE_REF"))"
 fi
 start=$(date +%s)
+# A fixed timestamp makes the project wheel byte-identical when the code is, so Docker's layer cache
+# skips the install step of an unchanged image.
+export SOURCE_DATE_EPOCH=315532800
 say "building wheels for modelapp[$extras] into $out"
 "$python" -m pip wheel --quiet --wheel-dir "$out" --constraint "$constraints" \
   --find-links "$out" "$src[$extras]"
