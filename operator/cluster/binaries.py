@@ -182,7 +182,8 @@ def _prepare_helper(recipe: BuildRecipe, *, work: Path, env: dict[str, str], log
     """Write the helper module (go.mod + tools.go) derived from the downloaded go.mod, then tidy it."""
     target = f"{recipe.module}@{recipe.version}"
     report(f"  resolving {target} (downloads its go.mod from the module proxy)")
-    out = subprocess.run(["go", "mod", "download", "-json", target], cwd=work, env=env,
+    # Run outside the helper module: a go.mod left broken by an interrupted run must not get in the way.
+    out = subprocess.run(["go", "mod", "download", "-json", target], cwd=work.parent, env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise ClusterError(f"go mod download {target} failed: {(out.stdout + out.stderr).strip()[-300:]}")
