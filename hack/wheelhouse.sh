@@ -53,6 +53,6 @@ start=$(date +%s)
 export SOURCE_DATE_EPOCH=315532800
 say "building wheels for modelapp[$extras] into $out"
 "$python" -m pip wheel --quiet --wheel-dir "$out" --constraint "$constraints" \
-  --find-links "$out" "$src[$extras]"
+  --find-links "$out" "${src}[${extras}]"
 say "$(find "$out" -name '*.whl' | wc -l) wheels, $(du -sh "$out" | cut -f1), in $(( $(date +%s) - start ))s"
 echo "$out"
