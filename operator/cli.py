@@ -21,6 +21,27 @@ _COMMAND_MODULES = (
 )
 
 
+# Which subcommand each module provides, for the message when its dependencies are missing.
+_COMMAND_NAMES = {
+    "modelapp_operator.commands": ("render", "run"),
+    "modelapp_operator.cluster.cli": ("cluster",),
+    "modelapp_operator.bump": ("bump",),
+}
+
+
+def _add_unavailable(sub: argparse._SubParsersAction[argparse.ArgumentParser], module: str, missing: str) -> None:
+    message = f"needs the Python package {missing!r}, which is not installed (pip install 'modelapp[dev]')"
+
+    def unavailable(_: argparse.Namespace) -> int:
+        print(f"modelapp: this command {message}", file=sys.stderr)
+        return 1
+
+    for command in _COMMAND_NAMES.get(module, ()):
+        parser = sub.add_parser(command, help=f"(unavailable: {message})", add_help=False)
+        parser.add_argument("rest", nargs=argparse.REMAINDER)
+        parser.set_defaults(func=unavailable)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelapp", description="The ModelApp operator and its tools.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,9 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name == name:  # that part is not built yet; anything else is a real error
+            missing = exc.name or ""
+            if missing == name:  # that part is not in this build
                 continue
-            raise
+            if missing.split(".")[0] in {"modelapp_operator", "modelapp_serving"}:
+                raise  # our own code is broken: say so, loudly
+            # An optional dependency of that part is not installed (e.g. the operator image has no
+            # `cryptography`, which only `modelapp cluster` needs): leave a parser that says so.
+            _add_unavailable(sub, name, missing)
+            continue
         module.add_parsers(sub)
     return parser
 
