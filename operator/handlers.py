@@ -1,13 +1,15 @@
 """kopf handlers: thin glue of parse -> build -> apply -> status. Importing this module registers them.
 
-- ModelApp create/update/resume (and a slow resync timer): parse the spec once (an invalid spec becomes
+- ModelApp create/update/resume: parse the spec once (an invalid spec becomes
   Ready=False/InvalidSpec and `kopf.PermanentError`, so kopf does not retry until the spec changes),
   build the children, server-side apply them with owner references, write status.
 - Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator): the owner's
   status follows its Deployment and Service; a deleted or edited child is re-applied (drift repair).
 - Three in-memory indices (ModelApps, Deployments, Services by owner) let child events compute status
   without extra GETs.
-No finalizers on ModelApps: owner references let the garbage collector delete the children.
+No finalizers on ModelApps: owner references let the garbage collector delete the children. That is
+also why there is no kopf timer for periodic resync (kopf puts a finalizer on every object with a timer
+or daemon): drift repair is event-driven, from the children's own watch events.
 kopf's own progress and diff-base are kept in `modelapp.io/*` annotations, not in the (structural) status.
 """
 
@@ -27,7 +29,6 @@ from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_
 MODELAPPS = (builders.GROUP, builders.VERSION, builders.PLURAL)
 MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget"}
-_RESYNC = from_env().resync_seconds  # timers are registered at import time
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -62,6 +63,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     settings.posting.level = logging.getLevelName(config.posting_level)
     settings.execution.max_workers = 16
     settings.peering.stealth = True
+    settings.peering.lifetime = config.peering_lifetime
     if not config.standalone:
         for namespace in config.namespaces or ([None] if config.all_namespaces else []):
             if kube.ensure_peering(config.peering, namespace):
@@ -146,7 +148,6 @@ def _write_status(*, name: str, namespace: str, body: Mapping[str, Any], spec: M
 @kopf.on.resume(*MODELAPPS)
 @kopf.on.create(*MODELAPPS)
 @kopf.on.update(*MODELAPPS, field="spec")
-@kopf.timer(*MODELAPPS, interval=_RESYNC, initial_delay=_RESYNC, idle=_RESYNC / 2)
 def reconcile(
     *, name: str, namespace: str | None, uid: str, spec: kopf.Spec, body: kopf.Body, memo: Any, **_: Any
 ) -> None:

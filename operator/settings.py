@@ -6,8 +6,8 @@ Environment (all optional except where noted in the chart):
   silently dead watch connection is replaced at least this often (kopf's known silent-hang issue).
 - `MODELAPP_WATCH_CLIENT_TIMEOUT` (s, default 330): the client gives up on a watch that is quiet longer.
 - `MODELAPP_WATCH_CONNECT_TIMEOUT` (s, default 10).
-- `MODELAPP_RESYNC_SECONDS` (default 600): a safety-net reconcile of every ModelApp (drift that no
-  event revealed); event-driven repair normally happens within seconds.
+- `MODELAPP_PEERING_LIFETIME` (s, default 30): how long a replica's keep-alive counts; a replica that
+  died without saying goodbye (SIGKILL, node loss) blocks lower-priority replicas for at most this long.
 - `MODELAPP_REVISION_HISTORY` (default 5): old ReplicaSets kept per Deployment (rollback material).
 - `MODELAPP_POSTING_LEVEL` (default WARNING): the lowest log level kopf posts as Kubernetes Events.
   Not INFO: kopf would post an Event for every handled child event, doubling the API writes.
@@ -44,8 +44,8 @@ class OperatorConfig:
     server_timeout: int = 300
     client_timeout: int = 330
     connect_timeout: int = 10
-    resync_seconds: float = 600.0
     revision_history: int = 5
+    peering_lifetime: int = 30
     posting_level: str = "WARNING"
 
 
@@ -76,7 +76,7 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         server_timeout=_int(env, "MODELAPP_WATCH_SERVER_TIMEOUT", 300, 10, 3600),
         client_timeout=_int(env, "MODELAPP_WATCH_CLIENT_TIMEOUT", 330, 15, 3700),
         connect_timeout=_int(env, "MODELAPP_WATCH_CONNECT_TIMEOUT", 10, 1, 120),
-        resync_seconds=float(_int(env, "MODELAPP_RESYNC_SECONDS", 600, 10, 86400)),
         revision_history=_int(env, "MODELAPP_REVISION_HISTORY", 5, 0, 100),
+        peering_lifetime=_int(env, "MODELAPP_PEERING_LIFETIME", 30, 15, 600),
         posting_level=level,
     )

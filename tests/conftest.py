@@ -11,6 +11,8 @@ pytest_plugins: list[str] = [
     "tests.fixtures.registry",
     "tests.fixtures.models",
     "tests.fixtures.cluster",
+    "tests.fixtures.operator",
+    "tests.fixtures.real_node",
     "tests.fixtures.helm",
     "tests.fixtures.images",
 ]

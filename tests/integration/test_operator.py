@@ -1,0 +1,170 @@
+"""The operator against the real local cluster (kube-apiserver, controller-manager, scheduler, kwok).
+
+Design notes: each test gets a fresh namespace and its own `modelapp run --namespace NS` subprocess;
+everything is observed through the API server, polling with deadlines. kwok marks pods Ready, so the
+Deployment controller really rolls out ReplicaSets and the garbage collector really deletes children.
+The serving image never runs (kwok pods are fake), so these tests are about the control plane: children,
+owner references, status, rollouts, drift repair, GC, restarts, peering and bad input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from modelapp_operator import kube
+from tests.fixtures.operator import OperatorProcess, wait_for
+
+pytestmark = pytest.mark.integration
+
+RunOperator = Callable[..., OperatorProcess]
+
+
+def _app(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "modelapp.io/v1alpha1",
+        "kind": "ModelApp",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"image": "localhost:5000/iris-app:1.0.0", "model": {"uri": "file:///opt/models/iris", "version": "1"},
+                 "service": {"type": "ClusterIP"}, **spec},
+    }  # fmt: skip
+
+
+def _ready(name: str, namespace: str) -> dict[str, Any] | None:
+    app = kube.get("ModelApp", name, namespace) or {}
+    status = app.get("status") or {}
+    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+    current = status.get("observedGeneration") == app.get("metadata", {}).get("generation")
+    return app if ready and ready["status"] == "True" and current else None
+
+
+def _replicasets(namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kube._call("GET", f"/apis/apps/v1/namespaces/{namespace}/replicasets")["items"]
+    return items
+
+
+def test_create_gives_owned_children_and_ready(run_operator: RunOperator, namespace: str) -> None:
+    run_operator(namespace)
+    kube.apply(_app("iris", namespace, replicas=2))
+    app = wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        child = kube.get(kind, "iris", namespace)
+        assert child is not None, kind
+        refs = child["metadata"]["ownerReferences"]
+        assert refs == [{"apiVersion": "modelapp.io/v1alpha1", "kind": "ModelApp", "name": "iris",
+                         "uid": app["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]  # fmt: skip
+    status = app["status"]
+    assert status["readyReplicas"] == 2 and status["model"] == {"version": "1"}
+    assert status["url"] == f"http://iris.{namespace}.svc:80/v2/models/iris" and status["urlSource"] == "ClusterDNS"
+    dep = kube.get("Deployment", "iris", namespace)
+    assert dep is not None
+    init = dep["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["name"] == "fetch-model" and init["args"][:3] == ["fetch", "--uri", "file:///opt/models/iris"]
+    managers = {m["manager"] for m in dep["metadata"]["managedFields"] if m["operation"] == "Apply"}
+    assert managers == {"modelapp-operator"}
+
+
+def test_spec_change_rolls_out_a_new_replicaset(run_operator: RunOperator, namespace: str) -> None:
+    run_operator(namespace)
+    kube.apply(_app("iris", namespace))
+    wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
+    before = {rs["metadata"]["name"] for rs in _replicasets(namespace)}
+    kube.apply(_app("iris", namespace, model={"uri": "file:///opt/models/iris", "version": "2"}))
+
+    def rolled_out() -> bool:
+        app = _ready("iris", namespace)
+        return bool(app and app["status"]["model"] == {"version": "2"})
+
+    wait_for("version 2 Ready", rolled_out, timeout=90)
+    dep = kube.get("Deployment", "iris", namespace)
+    assert dep is not None
+    assert dep["spec"]["template"]["metadata"]["annotations"]["modelapp.io/model-version"] == "2"
+    after = {rs["metadata"]["name"] for rs in _replicasets(namespace)}
+    assert after - before, "a new ReplicaSet"
+
+
+def test_deleted_and_edited_children_are_restored(run_operator: RunOperator, namespace: str) -> None:
+    run_operator(namespace)
+    kube.apply(_app("iris", namespace))
+    wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
+    old_uid = (kube.get("Service", "iris", namespace) or {})["metadata"]["uid"]
+    kube.delete("Service", "iris", namespace)
+    wait_for("Service recreated", lambda: (kube.get("Service", "iris", namespace) or {}).get("metadata", {}).get("uid")
+             not in (None, old_uid))  # fmt: skip
+    kube._call("PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/iris", body={"spec": {"replicas": 4}},
+               content_type="application/merge-patch+json")  # fmt: skip
+    wait_for("replicas restored", lambda: (kube.get("Deployment", "iris", namespace) or {})["spec"]["replicas"] == 1)
+    kube.delete("Deployment", "iris", namespace)
+    wait_for("Deployment recreated and Ready", lambda: kube.get("Deployment", "iris", namespace)
+             and _ready("iris", namespace), timeout=90)  # fmt: skip
+
+
+def test_deleting_the_modelapp_garbage_collects_children(run_operator: RunOperator, namespace: str) -> None:
+    run_operator(namespace)
+    kube.apply(_app("iris", namespace, replicas=2))
+    wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
+    assert kube.get("ModelApp", "iris", namespace)["metadata"].get("finalizers") in (None, [])  # type: ignore[index]
+    kube.delete("ModelApp", "iris", namespace)
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        wait_for(f"{kind} garbage-collected", lambda k=kind: kube.get(k, "iris", namespace) is None, timeout=90)
+
+
+def test_restart_mid_reconcile_converges(run_operator: RunOperator, namespace: str) -> None:
+    first = run_operator(namespace)
+    wait_for("operator started", lambda: "Activity 'configure' succeeded" in first.text())
+    kube.apply(_app("iris", namespace, replicas=3))
+    wait_for("reconcile started", lambda: kube.get("Deployment", "iris", namespace), timeout=30, interval=0.05)
+    first.stop(kill=True)
+    kube.apply(_app("iris", namespace, replicas=2, model={"uri": "file:///opt/models/iris", "version": "5"}))
+    run_operator(namespace)
+
+    def converged() -> bool:
+        app = _ready("iris", namespace)
+        return bool(app and app["status"]["model"] == {"version": "5"} and app["status"]["readyReplicas"] == 2)
+
+    # the killed replica's keep-alive may outrank the new one for up to MODELAPP_PEERING_LIFETIME (30 s)
+    wait_for("converged after restart", converged, timeout=150)
+
+
+def test_two_replicas_only_one_acts(run_operator: RunOperator, namespace: str) -> None:
+    low = run_operator(namespace, "--priority", "10")
+    wait_for("first replica running", lambda: "Activity 'configure' succeeded" in low.text())
+    high = run_operator(namespace, "--priority", "20")
+    wait_for("low replica pauses", lambda: "Pausing operations in favour of" in low.text(), timeout=60)
+    kube.apply(_app("iris", namespace))
+    wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
+    assert "Handler 'reconcile' succeeded" in high.text()
+    assert "Handler 'reconcile'" not in low.text()
+    peering = kube.get("KopfPeering", "modelapp", namespace)
+    assert peering is not None and len(peering["status"]) == 2
+
+
+BAD_SPECS: list[tuple[str, dict[str, Any]]] = [
+    ("missing image", {"image": None}),
+    ("bad sha256", {"model": {"uri": "file:///m", "version": "1", "sha256": "ABC"}}),
+    ("negative replicas", {"replicas": -1}),
+    ("unknown policy", {"updates": {"model": {"policy": "newest"}}}),
+    ("wrong type", {"replicas": "three"}),
+    ("wrong service type", {"service": {"type": "Ingress"}}),
+    ("bad uri", {"model": {"uri": "http://example.com", "version": "1"}}),
+    ("huge image", {"image": "a" * 600}),
+]
+
+
+def test_invalid_modelapps_are_rejected_and_others_undisturbed(run_operator: RunOperator, namespace: str) -> None:
+    op = run_operator(namespace)
+    kube.apply(_app("good", namespace))
+    wait_for("good Ready", lambda: _ready("good", namespace), timeout=90)
+    for what, override in [*BAD_SPECS, ("huge name", {})]:
+        body = _app("x" * 70 if what == "huge name" else "bad", namespace)
+        body["spec"] = {k: v for k, v in {**body["spec"], **override}.items() if v is not None}
+        with pytest.raises(kube.ApiError) as info:  # a plain create, like `kubectl create -f`
+            kube._call("POST", f"/apis/modelapp.io/v1alpha1/namespaces/{namespace}/modelapps", body=body,
+                       content_type="application/json")  # fmt: skip
+        assert info.value.status == 422, what
+        assert "spec." in str(info.value) or "metadata.name" in str(info.value), what  # names the field
+    good = _ready("good", namespace)
+    assert good is not None and good["status"]["readyReplicas"] == 1
+    assert op.process.poll() is None and "Traceback" not in op.text()
