@@ -50,12 +50,18 @@ class Room:
 def room(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Room]:
     if request.param == "azure":
         container: AzureContainer = request.getfixturevalue("azure_container")
-        yield Room("azure", container.uri("models"), container.env,
-                   lambda key, data: container.client.upload_blob(f"models/{key}", data, overwrite=True))  # fmt: skip
+
+        def put_blob(key: str, data: bytes) -> None:
+            container.client.upload_blob(f"models/{key}", data, overwrite=True)
+
+        yield Room("azure", container.uri("models"), container.env, put_blob)
     elif request.param == "s3":
         bucket: S3Bucket = request.getfixturevalue("s3_bucket")
-        yield Room("s3", bucket.uri("models"), bucket.env,
-                   lambda key, data: bucket.client.put_object(Bucket=bucket.name, Key=f"models/{key}", Body=data))  # fmt: skip
+
+        def put_object(key: str, data: bytes) -> None:
+            bucket.client.put_object(Bucket=bucket.name, Key=f"models/{key}", Body=data)
+
+        yield Room("s3", bucket.uri("models"), bucket.env, put_object)
     else:
         root = tmp_path / "store" / "models"
 
@@ -136,7 +142,9 @@ def test_missing_manifest_and_missing_version_are_not_found(room: Room) -> None:
 
 
 @pytest.mark.parametrize(("stored", "expected", "reason"), [(b"", 100, "empty"), (b"short", 100, "5 bytes")])
-def test_wrong_size_fails_before_streaming(room: Room, tmp_path: Path, stored: bytes, expected: int, reason: str) -> None:
+def test_wrong_size_fails_before_streaming(
+    room: Room, tmp_path: Path, stored: bytes, expected: int, reason: str
+) -> None:
     room.put("1/model.onnx", stored)
     with (tmp_path / "out").open("wb") as sink, pytest.raises(IntegrityError, match=reason):
         room.store().download("1", "model.onnx", sink, expected)
