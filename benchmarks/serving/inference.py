@@ -1,0 +1,149 @@
+"""Inference throughput and latency: the same model, workers and load generator for every server.
+
+Method: one server at a time (2 cores: running them together would make them fight), each checked
+with one real request (200 and the right class) before the load; then wrk with a fixed number of
+connections: a warm-up run (discarded), then the measured run of fixed duration. wrk is closed-loop
+(each connection sends its next request when the answer arrives), so requests/s is the capacity at
+that concurrency and p50/p99 are the latencies a client saw. Any non-2xx or socket error is
+reported and makes the row invalid. The body is one iris row as an OIP v2 JSON request.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serving.models import IRIS_ROW, VersionDir
+from benchmarks.serving.servers import HERE, Server, start_kserve, start_mlserver, start_ours
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    connections: int = 16
+    threads: int = 1
+    warmup_seconds: int = 3
+    seconds: int = 15
+    workers: int = 2
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    server: str
+    model: str
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    requests: int
+    errors: int
+
+
+def request_body(model: VersionDir) -> bytes:
+    tensor = {"name": model.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+def check_answer(server: Server, body: bytes) -> dict[str, Any]:
+    """One request before the load: it must answer 200 with an OIP response (asserted)."""
+    request = urllib.request.Request(
+        f"{server.url}/v2/models/iris/infer", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200, answer.status
+        payload: dict[str, Any] = json.loads(answer.read())
+    assert payload["outputs"], payload
+    return payload
+
+
+def run_wrk(url: str, body_file: Path, *, seconds: int, settings: LoadSettings) -> dict[str, Any]:
+    """wrk against `url` for `seconds`; the Lua script's RESULT line, parsed."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is missing: apt-get install wrk")
+    command = [wrk, f"-t{settings.threads}", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "10s",
+               "-s", str(HERE / "wrk_report.lua"), url]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=seconds + 60, check=True,
+        env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
+    )  # fmt: skip
+    match = re.search(r"^RESULT (\{.*\})$", done.stdout, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result: {done.stdout} {done.stderr}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    return result
+
+
+def to_result(server: str, model: str, raw: dict[str, Any]) -> LoadResult:
+    seconds = raw["duration_us"] / 1e6
+    return LoadResult(
+        server=server,
+        model=model,
+        requests_per_second=raw["requests"] / seconds,
+        p50_ms=raw["p50_us"] / 1000,
+        p90_ms=raw["p90_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        mean_ms=raw["mean_us"] / 1000,
+        requests=raw["requests"],
+        errors=raw["status_errors"] + raw["socket_errors"] + raw["timeouts"],
+    )
+
+
+def measure(server: Server, model: VersionDir, label: str, *, settings: LoadSettings, scratch: Path) -> LoadResult:
+    """Wait for readiness, check one answer, warm up, then the measured run."""
+    body = request_body(model)
+    body_file = scratch / f"body-{model.input_name}.json"
+    body_file.write_bytes(body)
+    server.wait_ready()
+    check_answer(server, body)
+    url = f"{server.url}/v2/models/iris/infer"
+    run_wrk(url, body_file, seconds=settings.warmup_seconds, settings=settings)
+    raw = run_wrk(url, body_file, seconds=settings.seconds, settings=settings)
+    return to_result(server.name.split("-")[0], label, raw)
+
+
+Starter = Callable[[VersionDir, str, int, Path], Server]
+
+
+def starters() -> dict[str, Starter]:
+    """Each server under test: how to start it on a model of a given format."""
+    return {
+        "ours": lambda model, fmt, workers, logs: start_ours(model, workers=workers, logs=logs, tag=fmt),
+        "kserve": lambda model, fmt, workers, logs: start_kserve(
+            model, model_format=fmt, workers=workers, logs=logs, tag=fmt
+        ),
+        "mlserver": lambda model, fmt, workers, logs: start_mlserver(
+            model, model_format=fmt, workers=workers, logs=logs, tag=fmt
+        ),
+    }
+
+
+def run_inference(models: dict[str, VersionDir], *, settings: LoadSettings, scratch: Path,
+                  only: list[str] | None = None) -> list[LoadResult]:  # fmt: skip
+    """Every (model format, server) pair, one server at a time."""
+    results: list[LoadResult] = []
+    for model_format, model in models.items():
+        for name, start in starters().items():
+            if only and name not in only:
+                continue
+            server = start(model, model_format, settings.workers, scratch / "logs")
+            try:
+                result = measure(server, model, model_format, settings=settings, scratch=scratch)
+            finally:
+                server.stop()
+            print(f"  {model_format:8} {name:9} {result.requests_per_second:8.0f} req/s  "
+                  f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)  # fmt: skip
+            results.append(result)
+    return results
+
+
+def as_rows(results: list[LoadResult]) -> list[dict[str, Any]]:
+    return [asdict(result) for result in results]

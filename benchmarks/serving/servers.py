@@ -1,0 +1,152 @@
+"""Start the three servers under test, each in its own environment, and wait for readiness.
+
+Why separate virtualenvs: KServe and MLServer pin FastAPI, pydantic, protobuf... differently from
+us and from each other, so each lives in `~/.cache/modelapp/bench/venv-<name>` (outside the repo),
+created on first use with pinned versions. Same worker count for all: our gunicorn `--workers`,
+KServe's `--workers` (uvicorn processes), MLServer's `parallel_workers` (inference processes
+behind its one uvicorn front). Everything binds to 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.serving.models import VersionDir
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelapp" / "bench"
+BASE_PYTHON = Path(sys.base_prefix) / "bin" / "python3"
+SKLEARN = "scikit-learn==1.9.1"  # the same as ours: a joblib file only loads in the version that wrote it
+VENVS: dict[str, list[str]] = {
+    "kserve": ["kserve==0.21.0", "kserve-storage==0.21.0", "onnxruntime==1.32.0", SKLEARN, "joblib"],
+    # uvloop 0.22+ raises in get_event_loop() without a running loop, which MLServer 1.7.1 workers call.
+    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "onnxruntime==1.32.0", SKLEARN, "joblib"],
+}
+
+
+def venv_python(name: str) -> Path:
+    """The python of competitor `name`'s virtualenv, created (pip install, ~2 min) if missing."""
+    folder = CACHE / f"venv-{name}"
+    python = folder / "bin" / "python"
+    marker = folder / ".modelapp-bench-ready"
+    if marker.exists() and marker.read_text() == " ".join(VENVS[name]):
+        return python
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(BASE_PYTHON), "-m", "venv", str(folder)], check=True, timeout=300, cwd=CACHE)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *VENVS[name]], check=True, timeout=1200, cwd=CACHE)
+    marker.write_text(" ".join(VENVS[name]))
+    return python
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running server: its base URL, the process, and its log file."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float = field(default_factory=time.monotonic)
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+
+    def wait_ready(self, deadline_seconds: float = 120.0) -> float:
+        """Poll readiness every 10 ms until the deadline; return seconds since the process started."""
+        deadline = time.monotonic() + deadline_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.process.returncode}: {self.log_tail()}")
+            if self.ready():
+                return time.monotonic() - self.started
+            time.sleep(0.01)
+        raise RuntimeError(f"{self.name} not ready within {deadline_seconds}s: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-1500:]
+
+    def stop(self) -> None:
+        """SIGTERM the server's own process group (it forks workers), then SIGKILL after 20 s."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+                self.process.wait(timeout=10)
+
+
+def _start(name: str, command: Sequence[str], *, port: int, logs: Path, cwd: Path,
+           env: dict[str, str] | None = None) -> Server:  # fmt: skip
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            list(command), stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )  # fmt: skip
+    return Server(name, f"http://127.0.0.1:{port}", process, log_path)
+
+
+def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
+    """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX)."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "modelapp-serving"), "serve", "--model-dir", str(model.path),
+               "--name", "iris", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+               "--sha256", model.digest]  # fmt: skip
+    return _start(f"ours-{tag}", command, port=port, logs=logs, cwd=model.path.parent)
+
+
+def start_kserve(model: VersionDir, *, model_format: str, workers: int, logs: Path, tag: str) -> Server:
+    port = free_port()
+    command = [str(venv_python("kserve")), str(HERE / "kserve_model.py"), "--model_name", "iris",
+               "--format", model_format, "--path", str(model.entry), "--http_port", str(port),
+               "--workers", str(workers)]  # fmt: skip
+    return _start(f"kserve-{tag}", command, port=port, logs=logs, cwd=model.path.parent)
+
+
+def mlserver_repository(model: VersionDir, *, model_format: str, workers: int, root: Path) -> tuple[Path, int]:
+    """An MLServer model repository: settings.json (ports, workers) and one model-settings.json."""
+    folder = root / f"mlserver-{model_format}-{model.entry.stem}"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "iris").mkdir(parents=True)
+    shutil.copy(model.entry, folder / "iris" / model.entry.name)
+    implementation = "mlserver_sklearn.SKLearnModel"
+    if model_format == "onnx":
+        shutil.copy(HERE / "mlserver_onnx.py", folder / "iris" / "mlserver_onnx.py")
+        implementation = "mlserver_onnx.OnnxModel"
+    port = free_port()
+    settings = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
+                "parallel_workers": workers, "debug": False}  # fmt: skip
+    model_settings = {"name": "iris", "implementation": implementation,
+                      "parameters": {"uri": f"./{model.entry.name}"}}  # fmt: skip
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / "iris" / "model-settings.json").write_text(json.dumps(model_settings))
+    return folder, port
+
+
+def start_mlserver(model: VersionDir, *, model_format: str, workers: int, logs: Path, tag: str) -> Server:
+    folder, port = mlserver_repository(model, model_format=model_format, workers=workers, root=logs)
+    command = [str(venv_python("mlserver").parent / "mlserver"), "start", str(folder)]
+    return _start(f"mlserver-{tag}", command, port=port, logs=logs, cwd=folder)
