@@ -2,7 +2,8 @@
 
 Design notes: `helm lint --strict` and `helm template` run on the default values and on each RBAC
 mode; the rendered YAML is parsed and the tests assert on what a cluster would receive: the
-verbs each identity gets (least privilege, nothing on Secrets, no wildcards), the pod's security
+verbs each identity gets (least privilege, no wildcards, the operator nothing on Secrets, the bump
+only `get` on the credential Secrets ModelApps name, narrowable by name or off), the pod's security
 settings, the serving image handed to the operator, the bump CronJob's own narrow identity. The
 values schema and the `fail` checks in `_helpers.tpl` must refuse unknown keys and bad combinations.
 Whether this RBAC is *enough* is proven elsewhere, by running the operator under the chart's
@@ -164,12 +165,30 @@ def test_bump_cronjob_has_its_own_narrow_identity(render_chart: Render, values: 
         assert container(cronjob)["securityContext"]["readOnlyRootFilesystem"] is True
     bump_roles = [role for role in rendered.all("ClusterRole") + rendered.all("Role") if is_bump(role)]
     assert bump_roles
-    only_modelapps = [{"apiGroups": ["modelapp.io"], "resources": ["modelapps"], "verbs": ["get", "list", "patch"]}]
+    # ModelApps, plus `get` (never list/watch) on the credential Secrets apps name (bump.readModelCredentials).
+    narrow = [{"apiGroups": ["modelapp.io"], "resources": ["modelapps"], "verbs": ["get", "list", "patch"]},
+              {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]  # fmt: skip
     for role in bump_roles:
-        assert role["rules"] == only_modelapps
+        assert role["rules"] == narrow
     bindings = [b for b in rendered.all("ClusterRoleBinding") + rendered.all("RoleBinding") if is_bump(b)]
     assert len(bindings) == len(bump_roles)
     assert all(b["subjects"][0]["name"] == "ma-modelapp-bump" for b in bindings)
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED])
+def test_bump_secret_access_can_be_narrowed_or_dropped(render_chart: Render, values: dict[str, Any]) -> None:
+    """`modelCredentialsSecretNames` becomes resourceNames; `readModelCredentials: false` leaves ModelApps only."""
+    named = render_chart({**values, "bump.enabled": True, "bump.modelCredentialsSecretNames": ["blob-credentials"]})
+    off = render_chart({**values, "bump.enabled": True, "bump.readModelCredentials": False})
+    assert not named.error and not off.error
+    for role in [r for r in named.all("ClusterRole") + named.all("Role") if is_bump(r)]:
+        assert role["rules"][1] == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+                                    "resourceNames": ["blob-credentials"]}  # fmt: skip
+    off_roles = [r for r in off.all("ClusterRole") + off.all("Role") if is_bump(r)]
+    assert off_roles
+    for role in off_roles:
+        assert verbs(role["rules"], "", "secrets") == set()
+        assert verbs(role["rules"], "modelapp.io", "modelapps") == {"get", "list", "patch"}
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACED])
@@ -222,6 +241,8 @@ def test_crds_without_keep_policy(render_chart: Render) -> None:
         ({"rbac.scope": "namespaced", "watchNamespaces": ["a", "a"]}, "lists a namespace twice"),
         ({"rbac.scope": "namespaced", "watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
         ({"serviceAccount.create": False}, "serviceAccount.name is required"),
+        ({"bump.modelCredentialsSecretNames": ["Bad_Name"]}, "/bump/modelCredentialsSecretNames/0"),
+        ({"bump.readModelCredentials": "yes"}, "/bump/readModelCredentials"),
     ],
 )
 def test_bad_values_are_refused(render_chart: Render, values: dict[str, Any], message: str) -> None:

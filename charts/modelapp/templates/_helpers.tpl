@@ -154,4 +154,17 @@ their children. docs/rbac.md says why each verb is there.
 - apiGroups: [modelapp.io]
   resources: [modelapps]
   verbs: [get, list, patch]
+{{- if .Values.bump.readModelCredentials }}
+# Application: to list a private model store the bump opens it with the Secret a ModelApp names in
+# spec.model.credentialsSecret, as the pod's init container does. `get` only: without list or watch it
+# can read a Secret only by a name it already knows, and cannot enumerate them. resourceNames narrows
+# it further when bump.modelCredentialsSecretNames lists the names.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+  {{- with .Values.bump.modelCredentialsSecretNames }}
+  resourceNames:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
 {{- end }}
