@@ -100,11 +100,13 @@ class RealNode:
         self.settings = settings or NodeSettings()
         self.paths = NodePaths(state_dir / "node")
         self.procs = node_host.Processes(self.paths.root)
+        self.last_up: NodeTimings | None = None
 
     # ----------------------------------------------------------------------------- up
     def up(self, *, report: Report = print, timeout: float = 180.0) -> NodeTimings:
         """Bring every part up (keeping the ones that run) and wait until the Node is Ready."""
         timings = NodeTimings()
+        self.last_up = timings
         control = ControlPlane.from_state_dir(self.state_dir)
         self.settings = _with_cluster_ranges(self.settings, control)
         check_host()
@@ -136,8 +138,8 @@ class RealNode:
         paths.containerd_config.write_text(node_config.to_toml(node_config.containerd_config(settings, paths)))
         (paths.registry_hosts_dir / settings.registry_host / "hosts.toml").write_text(
             node_config.registry_hosts_toml(settings))
-        (paths.cni_conf_dir / "10-modelapp.conflist").write_text(
-            json.dumps(node_config.cni_conflist(settings, paths), indent=2))
+        _write_atomically(paths.cni_conf_dir / "10-modelapp.conflist",
+                          json.dumps(node_config.cni_conflist(settings, paths), indent=2))
         _write_yaml(paths.registry_config, node_config.registry_config(settings, paths))
         _write_yaml(paths.kubelet_config, node_config.kubelet_config(settings, paths, client_ca=control.ca_cert))
         _write_yaml(paths.proxy_config, node_config.kube_proxy_config(settings, paths))
@@ -166,6 +168,13 @@ class RealNode:
         key_path.chmod(0o600)
         cert_path.write_bytes(pki.cert_pem(cert))
         return cert_path, key_path
+
+    def start_registry(self) -> str:
+        """Only the local registry (for pushing images before the node is up); returns `127.0.0.1:PORT`."""
+        self.paths.registry_dir.mkdir(parents=True, exist_ok=True)
+        _write_yaml(self.paths.registry_config, node_config.registry_config(self.settings, self.paths))
+        self._start_registry()
+        return self.settings.registry_host
 
     def _start_registry(self) -> None:
         self.procs.start("registry", ["docker-registry", "serve", str(self.paths.registry_config)])
@@ -274,6 +283,13 @@ def _with_cluster_ranges(settings: NodeSettings, control: ControlPlane) -> NodeS
     return dataclasses.replace(settings, service_cidr=control.service_cidr, cluster_cidr=control.pod_cidr)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """containerd watches the CNI folder: it must never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _write_yaml(path: Path, document: dict[str, Any]) -> None:
     path.write_text(yaml.safe_dump(document, sort_keys=False))
 
@@ -337,3 +353,34 @@ def _unmount_under(root: Path) -> None:
 
 def _fmt(steps: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in steps.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m modelapp_operator.cluster.node up|down|status|registry [--state-dir DIR]` (used by hack/)."""
+    import argparse
+
+    from modelapp_operator.cluster.layout import default_state_dir
+
+    parser = argparse.ArgumentParser(prog="python -m modelapp_operator.cluster.node")
+    parser.add_argument("command", choices=("up", "down", "status", "registry"))
+    parser.add_argument("--state-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    node = RealNode(args.state_dir or default_state_dir())
+    try:
+        if args.command == "up":
+            node.up()
+        elif args.command == "down":
+            node.down()
+        elif args.command == "registry":
+            print(node.start_registry())
+        else:
+            for part, running in node.status().items():
+                print(f"{part:12} {'running' if running else 'stopped'}")
+    except ClusterError as err:
+        print(f"error: {err}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

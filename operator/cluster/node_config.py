@@ -163,6 +163,12 @@ def _toml_value(value: object) -> str:
 def containerd_config(settings: NodeSettings, paths: NodePaths) -> dict[str, object]:
     """containerd 1.6 config (version 2): own root, state and socket; CRI with our sandbox image.
 
+    `restrict_oom_score_adj`: containerd gives every sandbox an OOM score of -998 (and Guaranteed
+    containers -997); lowering a score needs CAP_SYS_RESOURCE, which this machine's root does not
+    have (CapEff 000001fffeffffff lacks bit 24), and runc then fails with "failed to update
+    /proc/self/oom_score_adj: Permission denied". Restricting clamps scores to containerd's own.
+    runc's state (`Root`) lives under the node's folder, apart from any system containerd.
+
     The CRI plugin uses cgroupfs (the machine runs cgroup v1, and kubelet is set to match),
     the bridge CNI config from `cni_conf_dir`, and registry hosts from `registry_hosts_dir`
     (where the local registry is declared plain HTTP). Metrics and debug endpoints are off so
@@ -171,6 +177,7 @@ def containerd_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
     cri = {
         "sandbox_image": settings.sandbox_image,
         "enable_selinux": False,
+        "restrict_oom_score_adj": True,
         "max_container_log_line_size": 16384,
         "containerd": {
             "snapshotter": "overlayfs",
@@ -178,7 +185,7 @@ def containerd_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
             "runtimes": {
                 "runc": {
                     "runtime_type": "io.containerd.runc.v2",
-                    "options": {"SystemdCgroup": False},
+                    "options": {"SystemdCgroup": False, "Root": str(paths.containerd_dir / "runc")},
                 }
             },
         },
@@ -210,7 +217,10 @@ def cni_conflist(settings: NodeSettings, paths: NodePaths) -> dict[str, object]:
     """The pod network: a bridge with the node IP as gateway, host-local IPAM, and port maps.
 
     `ipMasq` lets pods reach the host's other addresses; `hairpinMode` lets a pod reach itself
-    through a Service. IPAM state lives under the node's folder, not /var/lib/cni.
+    through a Service. IPAM state lives under the node's folder, not /var/lib/cni. `firewall`
+    accepts each pod's forwarded traffic ahead of the FORWARD chain's policy, which Docker's
+    engine (installed on the same machine for image builds) sets to DROP: without it, bridged
+    pod-to-pod packets, which br_netfilter sends through FORWARD, are dropped.
     """
     return {
         "cniVersion": "1.0.0",
@@ -230,6 +240,7 @@ def cni_conflist(settings: NodeSettings, paths: NodePaths) -> dict[str, object]:
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+            {"type": "firewall", "backend": "iptables"},
         ],
     }
 
@@ -237,7 +248,8 @@ def cni_conflist(settings: NodeSettings, paths: NodePaths) -> dict[str, object]:
 def kubelet_config(settings: NodeSettings, paths: NodePaths, *, client_ca: Path) -> dict[str, object]:
     """KubeletConfiguration: cgroupfs, swap allowed, webhook auth, serving on the bridge address only.
 
-    Eviction thresholds are low on purpose: this node shares a developer's disk, and a
+    `oomScoreAdj: 0`: kubelet would lower its own score to -999, which needs CAP_SYS_RESOURCE (see
+    `containerd_config`). Eviction thresholds are low on purpose: this node shares a developer's disk, and a
     nearly full disk should not make it evict the pods a test is waiting for.
     """
     return {
@@ -273,6 +285,7 @@ def kubelet_config(settings: NodeSettings, paths: NodePaths, *, client_ca: Path)
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "registerNode": True,
+        "oomScoreAdj": 0,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
         "shutdownGracePeriod": "0s",
@@ -284,7 +297,8 @@ def kube_proxy_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
 
     Listing 127.0.0.0/8 in `nodePortAddresses` makes kube-proxy set `route_localnet`, so a
     NodePort is reachable at 127.0.0.1:<nodePort> from the host. Conntrack sysctls are left
-    alone (`maxPerCore: 0`): the machine may be a container that may not write them.
+    alone (`maxPerCore: 0`): the machine may be a container that may not write them; its own OOM
+    score too (`oomScoreAdj: 0`, lowering needs CAP_SYS_RESOURCE).
     """
     return {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -298,6 +312,7 @@ def kube_proxy_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
         "clusterCIDR": settings.cluster_cidr,
         "nodePortAddresses": ["127.0.0.0/8", f"{settings.node_ip}/32"],
         "conntrack": {"maxPerCore": 0, "min": 0},
+        "oomScoreAdj": 0,
         "iptables": {"masqueradeAll": False, "syncPeriod": "10s", "minSyncPeriod": "0s"},
     }
 

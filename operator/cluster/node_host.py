@@ -120,6 +120,10 @@ class Processes:
             proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True, env=env)
         (self.run_dir / f"{name}.pid").write_text(f"{proc.pid}\n{argv[0]}\n")
+        # Until the child has exec'd, its command line is still ours: wait for it, so that `alive`
+        # never mistakes a process that is starting for one that has gone.
+        wait_for(f"starting {name}", lambda: self.pid(name) is not None or proc.poll() is not None, timeout=10.0,
+                 interval=0.01)
         return proc.pid
 
     def stop(self, name: str, *, timeout: float = 20.0) -> None:
