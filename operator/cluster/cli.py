@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelapp_operator.cluster.binaries import ensure_binaries
 from modelapp_operator.cluster.errors import ClusterError
 from modelapp_operator.cluster.layout import Ports, Settings
 from modelapp_operator.cluster.local import ClusterStatus, LocalCluster
@@ -46,6 +47,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     cluster.up(timeout=args.timeout)
     print(cluster.kubeconfig)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build (or find) every binary the cluster needs, without starting anything: CI's warm-up step."""
+    for name, binary in sorted(ensure_binaries(report=_report).items()):
+        print(f"{name:<24} {binary.path}")
     return 0
 
 
@@ -101,6 +109,8 @@ def add_parsers(subparsers: Any) -> None:
     up.add_argument("--nodes", type=int, default=None, help="number of kwok nodes (default 4, 300 pods each)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness step")
     up.set_defaults(func=_guard(cmd_up))
+    build = sub.add_parser("build", help="build or find the binaries (etcd, Kubernetes, kwok) without starting them")
+    build.set_defaults(func=_guard(cmd_build))
     sub.add_parser("down", parents=[common], help="stop every component").set_defaults(func=_guard(cmd_down))
     sub.add_parser("status", parents=[common], help="what runs, where, with which binaries").set_defaults(
         func=_guard(cmd_status))
