@@ -201,7 +201,7 @@ class RealNode:
                 f"--kubeconfig={self.paths.kubelet_kubeconfig}", f"--root-dir={self.paths.kubelet_dir}",
                 f"--cert-dir={self.paths.pki_dir / 'kubelet-serving'}",
                 f"--hostname-override={self.settings.name}", f"--node-ip={self.settings.node_ip}",
-                "--node-labels=modelapp.io/node=real", "--v=1"]
+                f"--node-labels={node_config.REAL_NODE_LABEL}=real", "--v=1"]
         self.procs.start("kubelet", argv)
         node_host.wait_for("kubelet healthz", lambda: _http_ok("http://127.0.0.1:10248/healthz"), timeout=timeout,
                            log=self.procs.log("kubelet"), alive=lambda: self.procs.alive("kubelet"))

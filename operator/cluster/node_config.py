@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+REAL_NODE_LABEL = "modelapp.io/node"
+"""Label (value `real`) on the real node, and the key of its taint when it is dedicated."""
+
 CNI_BIN_DIR = Path("/usr/lib/cni")
 """Where Debian's `containernetworking-plugins` installs bridge, host-local, loopback, portmap."""
 
@@ -28,6 +31,10 @@ class NodeSettings:
     `pod_subnet` is a /24 (or wider) of which the first address is the bridge's own address,
     which is also the node IP: kubelet refuses a loopback node IP, and the bridge address is
     on this machine and reachable from the host and from every pod.
+
+    `dedicated` taints the node `modelapp.io/node=real:NoSchedule`, so that only pods that
+    tolerate it run here: on a cluster that also has kwok nodes, other tests' pods (with images
+    nobody can pull) must not land on the real node by chance.
     """
 
     name: str = "modelapp-node"
@@ -41,6 +48,7 @@ class NodeSettings:
     sandbox_image: str = "modelapp.local/pause:1"
     kubelet_port: int = 10250
     max_pods: int = 110
+    dedicated: bool = True
 
     @property
     def node_ip(self) -> str:
@@ -285,6 +293,8 @@ def kubelet_config(settings: NodeSettings, paths: NodePaths, *, client_ca: Path)
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
         "registerNode": True,
+        "registerWithTaints": [{"key": REAL_NODE_LABEL, "value": "real", "effect": "NoSchedule"}]
+        if settings.dedicated else [],
         "oomScoreAdj": 0,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,

@@ -7,7 +7,8 @@ Design notes:
   `gcc -static`, written as an OCI image by `node_image`, and pushed to the local registry;
   the pod pulls it from there (`imagePullPolicy: Always`), which proves the registry path.
 - Each test gets a fresh namespace (`namespace` from tests/fixtures/cluster.py); pods select
-  `modelapp.io/node=real` so kwok never gets them.
+  `modelapp.io/node=real` and tolerate its taint (the node is dedicated, so that other tests'
+  pods never land on it).
 - Traffic stays on this machine: the host calls the Service's ClusterIP and its NodePort on
   127.0.0.1; a second pod calls the ClusterIP from inside the pod network.
 - Every wait polls with a deadline; the time to the first Ready pod is printed for the report.
@@ -92,6 +93,7 @@ def _pod(name: str, image: str, *, args: list[str] | None = None, labels: dict[s
         "metadata": {"name": name, "labels": labels or {}},
         "spec": {
             "nodeSelector": {"modelapp.io/node": "real"},
+            "tolerations": [{"key": "modelapp.io/node", "operator": "Equal", "value": "real", "effect": "NoSchedule"}],
             "restartPolicy": restart,
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 30,
@@ -110,6 +112,7 @@ def test_node_is_ready_with_the_local_sandbox_image(real_node: RealNode, real_no
     assert _ready(node), json.dumps(node.get("status", {}).get("conditions"))
     assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
     assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1.6.")
+    assert {"key": "modelapp.io/node", "value": "real", "effect": "NoSchedule"} in node["spec"]["taints"]
     addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
     assert addresses["InternalIP"] == real_node.settings.node_ip
     images = real_node._ctr("images", "list", "--quiet").stdout.split()
