@@ -48,7 +48,8 @@ class LoadResult:
 
 
 def request_body(model: VersionDir) -> bytes:
-    tensor = {"name": model.input_name, "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROW}
+    row = IRIS_ROW if model.features == len(IRIS_ROW) else [0.5] * model.features
+    tensor = {"name": model.input_name, "shape": [1, model.features], "datatype": "FP32", "data": row}
     return json.dumps({"inputs": [tensor]}).encode()
 
 

@@ -1,0 +1,52 @@
+"""Cold start: process started -> `GET /v2/health/ready` answers 200, for a 100 MB ONNX model.
+
+Method: the model is already on local disk (what `fetch` leaves), the page cache is warm after the
+first start (the first of `repeats` starts is reported too). Readiness is polled every 10 ms from
+the moment `Popen` returns, so the figure is process start-up + imports + model load + the first
+ready answer. Same worker count as the inference benchmark; KServe and MLServer start from the same
+file with the same runtimes as there, for comparison.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.serving.inference import check_answer, request_body, starters
+from benchmarks.serving.models import VersionDir
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    server: str
+    model_mib: float
+    seconds: list[float]
+    median_seconds: float
+
+
+def run_cold_start(model: VersionDir, *, workers: int, scratch: Path, repeats: int = 3,
+                   only: list[str] | None = None) -> list[ColdStart]:  # fmt: skip
+    results: list[ColdStart] = []
+    size = model.entry.stat().st_size / (1 << 20)
+    for name, start in starters().items():
+        if only and name not in only:
+            continue
+        seconds: list[float] = []
+        for _ in range(repeats):
+            server = start(model, "onnx", workers, scratch / "logs-cold")
+            try:
+                seconds.append(server.wait_ready(deadline_seconds=180))
+                check_answer(server, request_body(model))  # ready must mean the model answers
+            finally:
+                server.stop()
+        result = ColdStart(name, size, seconds, statistics.median(seconds))
+        print(f"  cold start {name:9} median {result.median_seconds:5.2f} s  runs {[round(s, 2) for s in seconds]}",
+              flush=True)  # fmt: skip
+        results.append(result)
+    return results
+
+
+def as_rows(results: list[ColdStart]) -> list[dict[str, Any]]:
+    return [asdict(result) for result in results]
