@@ -27,6 +27,7 @@ from pathlib import Path
 from modelapp_serving.manifest import MANIFEST_NAME, SHA256_PATTERN, Manifest, ManifestError, parse_manifest, verify_pin
 from modelapp_serving.stores import IntegrityError, Store, StoreError, open_store, scrub
 from modelapp_serving.stores.base import check_version
+from modelapp_serving.stores.transfer import settings_from_env
 
 
 class FetchError(Exception):
@@ -115,9 +116,9 @@ def fetch_version(store: Store, *, version: str, dest: Path, pinned: str | None)
 def main(args: argparse.Namespace) -> int:
     """CLI adapter: one scrubbed line on stderr and exit 1 on failure; the digest on stdout on success."""
     try:
-        store = open_store(args.uri)
+        store = open_store(args.uri, settings=settings_from_env(os.environ))
         result = fetch_version(store, version=args.version, dest=Path(args.dest), pinned=args.sha256)
-    except (StoreError, ManifestError, FetchError, OSError) as exc:
+    except (StoreError, ManifestError, FetchError, OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
         print(f"fetch failed: {scrub(reason + where)}", file=sys.stderr)

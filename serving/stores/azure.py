@@ -130,8 +130,10 @@ class AzureBlobStore(Store):
         blob = self._container.get_blob_client(key)
         try:
             downloader = blob.download_blob(offset=start, length=length, max_concurrency=1)
-            # properties.size is the range's length; the object's size ends the Content-Range.
-            return downloader.readall(), int(str(downloader.properties.content_range).rpartition("/")[2])
+            # chunks() hands over the single GET's buffer without readall()'s extra copies;
+            # properties.size is the range's length, the object's size ends the Content-Range.
+            data = b"".join(downloader.chunks())
+            return data, int(str(downloader.properties.content_range).rpartition("/")[2])
         except HttpResponseError as exc:
             if exc.status_code != 416:
                 raise self._error(exc, key) from None

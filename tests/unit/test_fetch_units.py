@@ -168,3 +168,14 @@ def test_pins_are_64_hex_digits() -> None:
     assert check_pin("AB" * 32) == "ab" * 32
     with pytest.raises(FetchError, match="64 hex digits"):
         check_pin("sha256:" + "a" * 64)
+
+
+def test_transfer_settings_from_the_environment() -> None:
+    from modelapp_serving.stores.transfer import MiB, settings_from_env
+
+    assert settings_from_env({}).chunk_size == 8 * MiB
+    tuned = settings_from_env({"MODELAPP_FETCH_CHUNK_MIB": "16", "MODELAPP_FETCH_WORKERS": "4"})
+    assert (tuned.chunk_size, tuned.workers, tuned.window) == (16 * MiB, 4, 5)
+    for bad in ({"MODELAPP_FETCH_WORKERS": "many"}, {"MODELAPP_FETCH_CHUNK_MIB": "0"}):
+        with pytest.raises(ValueError, match="MODELAPP_FETCH"):
+            settings_from_env(bad)
