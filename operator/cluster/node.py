@@ -21,6 +21,7 @@ iptables rules) and the host packages of `hack/install-node.sh`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -216,7 +217,14 @@ class RealNode:
 
     # ----------------------------------------------------------------------------- down
     def down(self, *, report: Report = print) -> None:
-        """Stop every part and undo what `up` did to the host; the node's files are kept."""
+        """Stop every part and undo what `up` did to the host; the node's files are kept.
+
+        Pods are drained first (node cordoned, its pods deleted, containerd watched until no task
+        runs), so kubelet tears their networks down through CNI; whatever is left after that
+        (containers, network namespaces, mounts, the CNI plugins' iptables rules) is swept.
+        """
+        if self.procs.alive("kubelet") and self.procs.alive("containerd"):
+            self._drain()
         for name in ("kube-proxy", "kubelet"):
             self.procs.stop(name)
         if self.procs.alive("containerd"):
@@ -227,11 +235,31 @@ class RealNode:
         proxy = versions.bin_dir(node_build.NODE_RECIPE) / "kube-proxy"
         if proxy.exists():
             node_host.run([str(proxy), "--cleanup"], check=False)
+        node_host.sweep_cni_rules(network="modelapp", subnet=self.settings.pod_subnet)
         node_host.remove_bridge(self.settings.bridge)
         shutil.rmtree(self.paths.cni_ipam_dir, ignore_errors=True)
         self.procs.stop("registry")
         self._delete_node_object()
         report(f"node {self.settings.name} stopped")
+
+    def _drain(self, timeout: float = 30.0) -> None:
+        """Cordon the node and delete its pods, then wait until containerd runs no task (best effort)."""
+        try:
+            api = ControlPlane.from_state_dir(self.state_dir).api()
+            node = api.get(f"/api/v1/nodes/{self.settings.name}")
+            if node is None:
+                return
+            node.setdefault("spec", {})["unschedulable"] = True
+            api.request("PUT", f"/api/v1/nodes/{self.settings.name}", node)
+            pods = api.get(f"/api/v1/pods?fieldSelector=spec.nodeName%3D{self.settings.name}") or {}
+            for pod in pods.get("items", []):
+                meta = pod["metadata"]
+                api.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
+        except (ClusterError, OSError):
+            return  # no API server: the sweep in `down` cleans up instead
+        with contextlib.suppress(ClusterError):  # not drained in time: the sweep in `down` kills what is left
+            node_host.wait_for("pods drained", lambda: "RUNNING" not in self._ctr("tasks", "list", check=False).stdout,
+                               timeout=timeout)
 
     def _remove_containers(self) -> None:
         """Kill and delete every container of the k8s.io namespace, and release their network namespaces."""

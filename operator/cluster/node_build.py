@@ -51,13 +51,21 @@ def ensure_node_binaries(*, env: dict[str, str] | None = None, report: Report = 
     env = dict(os.environ) if env is None else env
     target = versions.bin_dir(NODE_RECIPE, env)
     wanted = {name: target / name for name in NODE_RECIPE.binaries}
-    missing = [name for name, path in wanted.items() if not os.access(path, os.X_OK)]
+    missing = [name for name, path in wanted.items() if not _current(path)]
     if missing:
         with binaries.file_lock(versions.build_dir(NODE_RECIPE, env).parent / f"{NODE_RECIPE.key}.lock"):
-            still = [name for name in missing if not os.access(wanted[name], os.X_OK)]
+            still = [name for name in missing if not _current(wanted[name])]
             if still:
                 binaries.build_recipe(NODE_RECIPE, still, env=env, report=report)
     return NodeBinaries(kubelet=wanted["kubelet"], kube_proxy=wanted["kube-proxy"])
+
+
+def _current(path: Path) -> bool:
+    """An executable that reports our Kubernetes version (an unstamped build says v0.0.0-master)."""
+    if not os.access(path, os.X_OK):
+        return False
+    result = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
+    return result.stdout.strip() == f"Kubernetes {NODE_RECIPE.version}"
 
 
 def static_binary(source: Path) -> Path:

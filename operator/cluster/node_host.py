@@ -12,7 +12,9 @@ command line is checked before any signal, so a recycled pid is never killed by 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -57,6 +59,41 @@ def remove_bridge(name: str) -> None:
     """Delete the bridge if it exists (its pods' veths are gone once their sandboxes are)."""
     if run(["ip", "link", "show", name], check=False).returncode == 0:
         run(["ip", "link", "delete", name], check=False)
+
+
+def sweep_cni_rules(*, network: str, subnet: str) -> None:
+    """Delete iptables rules the CNI plugins left for pods of `network` whose teardown never ran.
+
+    The bridge plugin's masquerade rules carry the comment `name: "<network>" id: ...` and jump to
+    per-pod `CNI-<hash>` chains; the firewall plugin's accept rules in CNI-FORWARD name the pod IP.
+    """
+    net = ipaddress.ip_network(subnet)
+    for table in ("nat", "filter"):
+        rules = run(["iptables", "-t", table, "-S"], check=False).stdout.splitlines()
+        chains: set[str] = set()
+        for rule in rules:
+            words = shlex.split(rule)
+            if words[:1] != ["-A"]:
+                continue
+            masquerade = any(word.startswith(f'name: "{network}" id: ') for word in words)
+            ours = masquerade or (words[1] == "CNI-FORWARD" and _names_pod(words, net))
+            if ours:
+                run(["iptables", "-t", table, "-D", *words[1:]], check=False)
+                if "-j" in words and words[words.index("-j") + 1].startswith("CNI-") and words[1] != "CNI-FORWARD":
+                    chains.add(words[words.index("-j") + 1])
+        for chain in chains:
+            run(["iptables", "-t", table, "-F", chain], check=False)
+            run(["iptables", "-t", table, "-X", chain], check=False)
+
+
+def _names_pod(words: list[str], net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    for flag in ("-s", "-d"):
+        if flag in words:
+            address = words[words.index(flag) + 1].split("/")[0]
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(address) in net:
+                    return True
+    return False
 
 
 def wait_for(what: str, probe: Callable[[], bool], *, timeout: float, log: Path | None = None,
