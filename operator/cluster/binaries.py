@@ -58,7 +58,7 @@ class Binary:
 def version_ldflags(recipe: BuildRecipe) -> str:
     """`-ldflags` value: strip symbols, and for Kubernetes stamp the release version in."""
     flags = ["-s", "-w"]
-    if recipe is KUBERNETES:
+    if recipe.module == KUBERNETES.module:  # also the node's kubelet and kube-proxy (node_build)
         major, minor = recipe.version.lstrip("v").split(".")[:2]
         for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
             flags += [f"-X {pkg}.gitVersion={recipe.version}", f"-X {pkg}.gitMajor={major}",

@@ -16,6 +16,7 @@ from modelapp_operator.cluster.binaries import ensure_binaries
 from modelapp_operator.cluster.errors import ClusterError
 from modelapp_operator.cluster.layout import Ports, Settings
 from modelapp_operator.cluster.local import ClusterStatus, LocalCluster
+from modelapp_operator.cluster.node import RealNode
 
 
 def _report(message: str) -> None:
@@ -46,6 +47,8 @@ def _guard(func: Any) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     cluster.up(timeout=args.timeout)
+    if args.real_node:  # the real node (modelapp_operator.cluster.node): pods that really run
+        RealNode(cluster.state_dir).up(report=_report, timeout=max(args.timeout, 120.0))
     print(cluster.kubeconfig)
     return 0
 
@@ -58,7 +61,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = _cluster(args).down()
+    cluster = _cluster(args)
+    node = RealNode(cluster.state_dir)
+    if any(node.status().values()):  # the real node first, while the API server can still delete its Node
+        node.down(report=_report)
+    stopped = cluster.down()
     _report(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
 
@@ -82,8 +89,12 @@ def format_status(status: ClusterStatus) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    status = _cluster(args).status()
+    cluster = _cluster(args)
+    status = cluster.status()
     print(format_status(status))
+    node = RealNode(cluster.state_dir).status()
+    if any(node.values()):
+        print("real node:  " + ", ".join(f"{part} {'running' if up else 'stopped'}" for part, up in node.items()))
     return 0 if status.healthy else 1
 
 
@@ -108,6 +119,9 @@ def add_parsers(subparsers: Any) -> None:
     up.add_argument("--etcd-port", type=int, default=0, help="etcd client port (default: a free one)")
     up.add_argument("--nodes", type=int, default=None, help="number of kwok nodes (default 4, 300 pods each)")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each readiness step")
+    up.add_argument("--real-node", action="store_true",
+                    help="also start a real node (containerd, kubelet, kube-proxy, registry on 127.0.0.1:5001; "
+                         "needs root and hack/install-node.sh), see docs/local-cluster.md")
     up.set_defaults(func=_guard(cmd_up))
     build = sub.add_parser("build", help="build or find the binaries (etcd, Kubernetes, kwok) without starting them")
     build.set_defaults(func=_guard(cmd_build))
