@@ -1,15 +1,17 @@
-"""kopf handlers: thin glue of parse -> build -> apply -> status. Importing this module registers them.
+"""kopf handlers: thin glue of parse -> decide -> build -> apply -> status. Importing this module registers them.
 
-- ModelApp create/update/resume: parse the spec once (an invalid spec becomes
-  Ready=False/InvalidSpec and `kopf.PermanentError`, so kopf does not retry until the spec changes),
-  build the children, server-side apply them with owner references, write status.
-- Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator): the owner's
-  status follows its Deployment and Service; a deleted or edited child is re-applied (drift repair).
-- Three in-memory indices (ModelApps, Deployments, Services by owner) let child events compute status
-  without extra GETs.
+- ModelApp create/update/resume, and changes of its annotations (retry, rollback notes): `converge`.
+- Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator): `converge` for the
+  owner too, which also repairs a deleted or edited child (drift repair) and notices rollout progress.
+`converge` reads the ModelApp and its Deployment fresh from the API server, asks `rollout.decide` which
+(image, model) pair to apply (the spec's, or the last good one while the spec's is quarantined), runs the
+smoke test when it is due, applies the children built from that pair, writes status, then posts Events
+and counts metrics for the transitions the new status records. One lock per ModelApp serialises it
+across kopf's worker threads; everything it decides from is in the cluster, so a restarted operator (or
+another replica taking over) continues a rollback where the last one stopped.
 No finalizers on ModelApps: owner references let the garbage collector delete the children. That is
 also why there is no kopf timer for periodic resync (kopf puts a finalizer on every object with a timer
-or daemon): drift repair is event-driven, from the children's own watch events.
+or daemon): progress is noticed from the children's own watch events.
 kopf's own progress and diff-base are kept in `modelapp.io/*` annotations, not in the (structural) status.
 """
 
@@ -17,14 +19,15 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, kube, status
+from modelapp_operator import builders, kube, metrics, rollout, smoke, status
 from modelapp_operator.settings import OperatorConfig, from_env
-from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
+from modelapp_operator.spec import InvalidSpec, ModelAppSpec, SmokeTest, check_name, parse_spec
 
 MODELAPPS = (builders.GROUP, builders.VERSION, builders.PLURAL)
 MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
@@ -86,88 +89,174 @@ def _owner(body: Mapping[str, Any]) -> str | None:
     return next((r["name"] for r in refs if r.get("kind") == builders.KIND and r.get("controller")), None)
 
 
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployment_index(
-    *, namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], Mapping[str, Any]] | None:
-    """(namespace, owner name) -> the owned Deployment."""
-    owner = _owner(body)
-    return {(_namespaced(namespace), owner): dict(body)} if owner else None
-
-
-@kopf.index("", "v1", "services", labels=MANAGED)
-def service_index(
-    *, namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], Mapping[str, Any]] | None:
-    """(namespace, owner name) -> the owned Service."""
-    owner = _owner(body)
-    return {(_namespaced(namespace), owner): dict(body)} if owner else None
-
-
 def _one(index: kopf.Index[Any, Any], key: tuple[str, str]) -> Mapping[str, Any] | None:
     return next(iter(index.get(key, [])), None)
 
 
-# --- reconcile ------------------------------------------------------------------------------------
+# --- converge -------------------------------------------------------------------------------------
+
+_LOCKS: dict[tuple[str, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 
 
-def _parse(name: str, namespace: str, spec: Mapping[str, Any], generation: int, old: Mapping[str, Any]) -> ModelAppSpec:
-    """The spec, or a written InvalidSpec status and PermanentError (no retry until the spec changes)."""
+def _pod_proxy(namespace: str, pod: str) -> smoke.Transport:
+    return smoke.pod_transport(namespace, pod, builders.PORT)
+
+
+#: How the smoke test reaches a pod: (namespace, pod name) -> transport. The API server's pod proxy.
+SMOKE_TRANSPORT: Callable[[str, str], smoke.Transport] = _pod_proxy
+#: At most this many ready pods of a new revision get the golden request.
+SMOKE_PODS = 3
+
+
+def _lock(namespace: str, name: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault((namespace, name), threading.Lock())
+
+
+def _parse(app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
+    """The spec; or None (child events leave invalid specs alone); or, when `strict`, a written
+    InvalidSpec status and PermanentError (kopf does not retry until the spec changes)."""
+    meta = app["metadata"]
     try:
-        check_name(name)
-        return parse_spec(spec)
+        check_name(meta["name"])
+        return parse_spec(app.get("spec") or {})
     except InvalidSpec as exc:
-        kube.patch_status(
-            name, namespace, status.invalid_status(generation=generation, message=str(exc), old=old, now=_now())
-        )
+        if not strict:
+            return None
+        new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc),
+                                    old=app.get("status") or {}, now=_now())  # fmt: skip
+        kube.patch_status(meta["name"], meta["namespace"], new)
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
 
-def _apply_all(name: str, namespace: str, uid: str, spec: ModelAppSpec, config: OperatorConfig) -> dict[str, Any]:
-    """Apply every child with its owner reference; delete the ones that must not exist. Kind -> stored object."""
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
+def _ready_pods(name: str, namespace: str, pair: rollout.Pair) -> list[str]:
+    """Ready pods whose template annotations name `pair` (pods carry their template's annotations)."""
+    pods = kube.list_objects("Pod", namespace, selector=builders.selector(name))
+    return [p["metadata"]["name"] for p in pods
+            if rollout.Pair.from_template({"spec": {"template": p}}) == pair and _is_ready(p)]  # fmt: skip
+
+
+def _smoke(name: str, namespace: str, test: SmokeTest, pair: rollout.Pair) -> rollout.SmokeVerdict | None:
+    """The golden request to up to SMOKE_PODS ready pods of `pair`; None when none is ready (yet)."""
+    pods = _ready_pods(name, namespace, pair)[:SMOKE_PODS]
+    for pod in pods:
+        verdict = smoke.run(test, name, SMOKE_TRANSPORT(namespace, pod))
+        if not verdict.passed:
+            return rollout.SmokeVerdict(False, f"pod {pod}: {verdict.message}")
+    return rollout.SmokeVerdict(True, f"{len(pods)} pod(s) answered as expected") if pods else None
+
+
+def _decide(app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None) -> rollout.Decision:
+    meta = app["metadata"]
+    inputs: dict[str, Any] = {
+        "spec": spec, "revisions": (app.get("status") or {}).get("revisions") or [], "deployment": deployment,
+        "annotations": meta.get("annotations") or {}, "now": _now(),
+    }  # fmt: skip
+    decision = rollout.decide(**inputs)
+    if decision.smoke_due and spec.rollout.smoke_test is not None:
+        verdict = _smoke(meta["name"], meta["namespace"], spec.rollout.smoke_test, decision.effective)
+        decision = rollout.decide(**inputs, smoke=verdict) if verdict else decision
+    return decision
+
+
+def _apply_children(app: Mapping[str, Any], spec: ModelAppSpec, config: OperatorConfig, *, everything: bool,
+                    deployment: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, list[str]]:  # fmt: skip
+    """Apply the children of `spec` (every one, or only a missing or drifted Deployment); the Deployment
+    as stored, and the kinds written."""
+    meta = app["metadata"]
     ctx = builders.BuildContext(serving_image=config.serving_image, revision_history_limit=config.revision_history)
-    children = builders.build_children(name, namespace, spec, ctx)
-    applied = {m["kind"]: kube.apply(builders.with_owner(m, name=name, uid=uid)) for m in children.apply}
-    for kind, child in children.absent:
-        kube.delete(kind, child, namespace)
-    return applied
+    children = builders.build_children(meta["name"], meta["namespace"], spec, ctx)
+    wanted = {m["kind"]: builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply}
+    if not everything:
+        desired = wanted["Deployment"]
+        if deployment is not None and not builders.drifted({k: desired[k] for k in ("metadata", "spec")}, deployment):
+            return deployment, []
+        wanted = {"Deployment": desired}
+    applied = {kind: kube.apply(manifest) for kind, manifest in wanted.items()}
+    for kind, child in children.absent if everything else []:
+        kube.delete(kind, child, meta["namespace"])
+    return applied["Deployment"], list(applied)
 
 
-def _write_status(*, name: str, namespace: str, body: Mapping[str, Any], spec: ModelAppSpec,
-                  deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> None:  # fmt: skip
-    old = body.get("status") or {}
+def _write_status(app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
+                  deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> bool:  # fmt: skip
+    """Write the status for this decision; True when the revision history is now what the decision says."""
+    meta, old = app["metadata"], app.get("status") or {}
     new = status.compute_status(
-        name=name, namespace=namespace, generation=body["metadata"].get("generation", 0), spec=spec,
-        deployment=deployment, service=service, old=old, now=_now(),
+        name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
+        deployment=deployment, service=service, old=old, now=_now(), overrides=decision.conditions,
+        extra={"revisions": decision.revisions, "effective": rollout.effective_status(decision)},
     )  # fmt: skip
     patch = status.status_patch(old, new)
-    if patch:
-        kube.patch_status(name, namespace, patch)
+    return kube.patch_status(meta["name"], meta["namespace"], patch) if patch else True
+
+
+def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:
+    """Events for what the new status records (posted once: transitions come from the persisted history)."""
+    app = kopf.Body(cast(kopf.RawBody, dict(raw)))
+    for t in decision.transitions:
+        what = t.pair.describe()
+        if t.after == rollout.PROGRESSING_ and t.reason != "RollingBack":
+            kopf.event(app, type="Normal", reason="RolloutStarted", message=f"rolling out {what}")
+        elif t.after == rollout.AVAILABLE and t.before == rollout.PROGRESSING_:
+            kopf.event(app, type="Normal", reason="RolloutSucceeded", message=f"{what} is available")
+        elif t.after == rollout.FAILED:
+            kopf.event(app, type="Warning", reason="RolloutFailed", message=f"{what}: {t.reason}: {t.message}"[:1024])
+        elif t.after == rollout.ROLLEDBACK:
+            kopf.event(app, type="Normal", reason="ManualRollback", message=f"left {what}: {t.message}"[:1024])
+    if decision.rolled_back:
+        message = next((c.message for c in decision.conditions if c.type == status.ROLLED_BACK), "")
+        logger.warning(f"Rolled back: {message}")
+        kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
+
+
+def converge(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, everything: bool) -> None:
+    """One level-based pass for a ModelApp (see the module docstring). `everything`: apply every child
+    (spec or annotation change, resume), else only a missing or drifted Deployment (child events)."""
+    with _lock(namespace, name):
+        app = kube.get("ModelApp", name, namespace)
+        if app is None or app["metadata"].get("deletionTimestamp"):
+            return
+        spec = _parse(app, strict=everything)
+        if spec is None:
+            return
+        decision = _decide(app, spec, kube.get("Deployment", name, namespace))
+        applied_spec = decision.effective.apply_to(spec)
+        deployment, _ = _apply_children(app, applied_spec, config, everything=everything,
+                                        deployment=kube.get("Deployment", name, namespace))  # fmt: skip
+        if _write_status(app, applied_spec, decision, deployment, kube.get("Service", name, namespace)):
+            _announce(app, decision, logger)
+            metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
+        if decision.spent:
+            kube.patch("ModelApp", name, namespace, {"metadata": {"annotations": dict.fromkeys(decision.spent)}})
 
 
 @kopf.on.resume(*MODELAPPS)
 @kopf.on.create(*MODELAPPS)
 @kopf.on.update(*MODELAPPS, field="spec")
-def reconcile(
-    *, name: str, namespace: str | None, uid: str, spec: kopf.Spec, body: kopf.Body, memo: Any, **_: Any
-) -> None:
-    """Level-based: the same spec always yields the same children and the same status."""
-    namespace = _namespaced(namespace)
-    generation = body["metadata"].get("generation", 0)
-    parsed = _parse(name, namespace, spec, generation, body.get("status") or {})
-    applied = _apply_all(name, namespace, uid, parsed, _config(memo))
-    _write_status(
-        name=name, namespace=namespace, body=body, spec=parsed,
-        deployment=applied.get("Deployment"), service=applied.get("Service"),
-    )  # fmt: skip
+@kopf.on.update(*MODELAPPS, field="metadata.annotations")
+def reconcile(*, name: str, namespace: str | None, memo: Any, logger: Logger, **_: Any) -> None:
+    """Level-based: the same spec and history always yield the same children and the same status."""
+    with metrics.timed("reconcile"):
+        converge(name=name, namespace=_namespaced(namespace), config=_config(memo), logger=logger, everything=True)
 
 
 # --- children -------------------------------------------------------------------------------------
 
 
-def _repair(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any], config: OperatorConfig,
-            logger: Logger) -> None:  # fmt: skip
-    """Re-apply a deleted or edited child; an unwanted PDB is deleted. Invalid specs are left alone."""
+def _repair_other(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any], config: OperatorConfig,
+                  logger: Logger) -> None:  # fmt: skip
+    """Re-apply a deleted or edited Service/PDB; an unwanted PDB is deleted. Invalid specs are left alone.
+
+    The pair does not matter to these children, so the spec is built as written."""
     meta = app["metadata"]
     try:
         parsed = parse_spec(app.get("spec") or {})
@@ -187,38 +276,24 @@ def _repair(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str,
         kube.apply(desired)
 
 
-def _refresh_status(*, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any],
-                    indices: Mapping[str, Any]) -> None:  # fmt: skip
-    """The owner's status from this Deployment/Service event plus the other one from its index."""
-    try:
-        parsed = parse_spec(app.get("spec") or {})
-    except InvalidSpec:
-        return
-    meta = app["metadata"]
-    key = (meta["namespace"], meta["name"])
-    gone = event == "DELETED"
-    deployment = (None if gone else body) if kind == "Deployment" else _one(indices["deployment_index"], key)
-    service = (None if gone else body) if kind == "Service" else _one(indices["service_index"], key)
-    _write_status(
-        name=meta["name"], namespace=meta["namespace"], body=app, spec=parsed, deployment=deployment, service=service
-    )
-
-
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 def child_event(*, type: str, body: kopf.Body, namespace: str | None, resource: kopf.Resource, memo: Any,
                 logger: Logger, **kwargs: Any) -> None:  # fmt: skip
-    """Drift repair for any child; status refresh when the Deployment or the Service changed.
+    """Drift repair for any child; rollout progress and status when the Deployment or the Service changed.
 
-    kopf passes the indices by their function names in `kwargs`; `type` is empty for the initial
-    listing (resume covers that).
+    kopf passes the index by its function name in `kwargs`; `type` is empty for the initial listing
+    (resume covers that).
     """
     owner, namespace = _owner(body), _namespaced(namespace)
     app = _one(kwargs["modelapp_index"], (namespace, owner)) if owner else None
     if owner is None or app is None or app["metadata"].get("deletionTimestamp") or not type:
         return
     kind = CHILD_KINDS[resource.plural]
-    _repair(kind=kind, event=type, body=body, app=app, config=_config(memo), logger=logger)
-    if kind != "PodDisruptionBudget":
-        _refresh_status(kind=kind, event=type, body=body, app=app, indices=kwargs)
+    with metrics.timed("child_event"):
+        config = _config(memo)
+        if kind != "Deployment":
+            _repair_other(kind=kind, event=type, body=body, app=app, config=config, logger=logger)
+        if kind != "PodDisruptionBudget":
+            converge(name=owner, namespace=namespace, config=config, logger=logger, everything=False)

@@ -11,7 +11,11 @@ What happens on errors, per call:
 - `patch_status`: 404 (the ModelApp was deleted meanwhile) returns False; no 409 (merge patches
   carry no resourceVersion).
 - `delete`: 404 returns False (already gone, which is what we wanted).
-- `get`: 404 returns None.
+- `get`: 404 returns None; `list_objects`: an empty namespace gives an empty list.
+- `patch`: merge patch of an object (metadata/spec); 404 raises `Gone`, 409 (a stale
+  `metadata.resourceVersion` in the patch) raises `ApiError` with status 409 for the caller to re-read.
+- `pod_proxy_post`: never raises for HTTP errors of the pod: its status and body come back as they are
+  (the API server's own 503 for an unreachable pod too); transport failures raise `ApiError`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ Obj = dict[str, Any]
 _COLLECTIONS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Service": ("/api/v1", "services"),
+    "Pod": ("/api/v1", "pods"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "ModelApp": (f"/apis/{GROUP}/{VERSION}", PLURAL),
     "KopfPeering": ("/apis/kopf.dev/v1", "kopfpeerings"),
@@ -153,3 +158,36 @@ def ensure_peering(name: str, namespace: str | None) -> bool:
             return False
         raise
     return True
+
+
+def list_objects(kind: str, namespace: str, *, selector: Mapping[str, str]) -> list[Obj]:
+    """Objects of `kind` in `namespace` whose labels include `selector`."""
+    query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
+    items: list[Obj] = _call("GET", _path(kind, None, namespace), query=query).get("items") or []
+    return items
+
+
+def patch(kind: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> Obj:
+    """JSON merge patch (metadata and spec); a `metadata.resourceVersion` in it makes the write conditional."""
+    return _call("PATCH", _path(kind, name, namespace), body=dict(body), content_type="application/merge-patch+json")
+
+
+def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *,
+                   timeout: float) -> tuple[int, bytes]:  # fmt: skip
+    """POST JSON to a pod's port through the API server's pod proxy; (HTTP status, body bytes).
+
+    The path is `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/<path>`: the operator needs no network route
+    to pod IPs, only RBAC `create` on `pods/proxy`.
+    """
+    api = api_client()
+    url = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    params = api.param_serialize("POST", url, header_params=headers, body=body, auth_settings=["BearerToken"])
+    try:
+        response = api.call_api(*params, _request_timeout=(min(timeout, 10.0), timeout))
+        response.read()  # type: ignore[no-untyped-call]
+    except ApiException as exc:
+        raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
+    except Exception as exc:  # urllib3 timeouts and connection errors
+        raise ApiError(0, f"{type(exc).__name__}: {exc}") from None
+    return int(response.status), bytes(response.data or b"")

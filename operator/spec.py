@@ -129,12 +129,48 @@ class UpdatesSpec(_Model):
     image: ImageUpdates = Field(default_factory=ImageUpdates)
 
 
-class RolloutSpec(_Model):
-    """How a new revision rolls out; rollback and smoke tests are reserved for issue 4."""
+#: The smallest progress deadline: short enough for tests and fast-failing apps, long enough for the
+#: Deployment controller (which needs progressDeadlineSeconds > minReadySeconds) to see a pod start.
+MIN_PROGRESS_DEADLINE = 10
 
-    progress_deadline_seconds: int = Field(default=300, ge=30, le=3600)
+
+class SmokeTensor(_Model):
+    """One input tensor of the golden request (Open Inference Protocol v2 shape: flat data, row-major)."""
+
+    name: str = Field(default="input", max_length=256)
+    datatype: Literal["FP32", "FP64", "INT32", "INT64"] = "FP32"
+    shape: list[Annotated[int, Field(ge=0, le=1_000_000)]] = Field(max_length=8)
+    data: list[float] = Field(max_length=4096)
+
+
+class SmokeExpected(_Model):
+    """An expected output: the output of that name (or, without a name, the first one), flattened."""
+
+    name: str | None = Field(default=None, max_length=256)
+    data: list[float] = Field(max_length=4096)
+
+
+class SmokeTest(_Model):
+    """A golden request the operator sends to a new revision's ready pods before calling it good.
+
+    `v2` posts `{"inputs": [...]}` to /v2/models/<name>/infer; `v1` posts the first tensor as
+    `{"instances": ...}` to /v1/models/<name>:predict; `score` posts it as `{"input": ...}` to /score.
+    Every expected number must match within `tolerance` (absolute).
+    """
+
+    protocol: Literal["v2", "v1", "score"] = "v2"
+    inputs: list[SmokeTensor] = Field(max_length=16)
+    expected: list[SmokeExpected] = Field(max_length=16)
+    tolerance: float = Field(default=1e-6, ge=0, le=1e9)
+    timeout_seconds: int = Field(default=10, ge=1, le=120)
+
+
+class RolloutSpec(_Model):
+    """How a new revision rolls out, when it counts as failed, and what happens then (docs/rollouts.md)."""
+
+    progress_deadline_seconds: int = Field(default=300, ge=MIN_PROGRESS_DEADLINE, le=3600)
     auto_rollback: bool = True
-    smoke_test: dict[str, Any] | None = None
+    smoke_test: SmokeTest | None = None
 
 
 class ModelAppSpec(_Model):

@@ -27,7 +27,7 @@ READY = "Ready"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 MODEL_RESOLVED = "ModelResolved"
-ROLLED_BACK = "RolledBack"  # reserved for rollouts (issue 4)
+ROLLED_BACK = "RolledBack"  # set from the revision history (rollout.py)
 
 Obj = Mapping[str, Any]
 
@@ -158,13 +158,23 @@ def compute_status(
     service: Obj | None,
     old: Obj,
     now: str,
+    overrides: Sequence[Condition] = (),
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole status for one observation; `old` is the current status (kept parts, transition times)."""
+    """The whole status for one observation; `old` is the current status (kept parts, transition times).
+
+    `spec` is the spec *as applied* (with the effective pair, see `rollout.py`); `overrides` replace the
+    conditions of the same type computed from the Deployment (rollback, quarantine, smoke test), and
+    `extra` adds fields (`revisions`, `effective`).
+    """
     url, source = service_url(name, namespace, spec, service)
     note = "url from the LoadBalancer ingress" if source == "LoadBalancer" else "url is the in-cluster DNS name"
     rollout = read_rollout(deployment, spec) if deployment is not None else None
-    conditions = [model_condition(spec), *rollout_conditions(spec, rollout, note)]
+    replaced = {c.type: c for c in overrides}
+    computed = [model_condition(spec), *rollout_conditions(spec, rollout, note)]
+    conditions = [replaced.pop(c.type, c) for c in computed] + list(replaced.values())
     status: dict[str, Any] = {
+        **(extra or {}),
         "observedGeneration": generation,
         "conditions": merge_conditions(old.get("conditions") or [], conditions, generation=generation, now=now),
         "url": url,

@@ -46,7 +46,9 @@ def test_full_spec_round_trips_under_camel_case_names() -> None:
         args=["-m", "app"],
         modelClass="app.model:Iris",
         updates={"model": {"policy": "latest"}, "image": {"policy": "semver:^1.4", "tagFilter": "^1\\."}},
-        rollout={"progressDeadlineSeconds": 120, "autoRollback": False, "smokeTest": {"input": [1, 2]}},
+        rollout={"progressDeadlineSeconds": 120, "autoRollback": False, "smokeTest": {
+            "protocol": "v2", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}],
+            "expected": [{"name": "label", "data": [0.0]}], "tolerance": 0.01, "timeoutSeconds": 5}},
     )
     spec = parse_spec(raw)
     assert spec.model_dump(by_alias=True, exclude_none=True) == raw

@@ -1,0 +1,137 @@
+"""The smoke test: one golden request to each ready pod of a new revision, and its verdict.
+
+`request_for` and `judge` are pure (spec in, request/verdict out). `run` sends the request through a
+`Transport` — a callable `(path, json body, timeout) -> (HTTP status, body bytes)` — so the same code
+talks to a pod through the API server's pod proxy in the operator (`pod_transport`, docs/rollouts.md)
+and to a `modelapp-serving serve` process on 127.0.0.1 in the tests (`http_transport`).
+A transport error counts as a failed answer after `attempts` tries: a pod that passed its readiness probe
+but cannot answer one request is not a good revision.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from modelapp_operator.rollout import SmokeVerdict
+from modelapp_operator.spec import SmokeTest
+
+Transport = Callable[[str, Mapping[str, Any], float], tuple[int, bytes]]
+
+
+class TransportError(RuntimeError):
+    """The request did not get an HTTP answer."""
+
+
+def request_for(test: SmokeTest, model: str) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) of the golden request for the model named `model`."""
+    tensors = [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": list(t.data)}
+               for t in test.inputs]  # fmt: skip
+    if test.protocol == "v2":
+        return f"/v2/models/{model}/infer", {"inputs": tensors}
+    first = test.inputs[0]
+    rows = _reshape(list(first.data), list(first.shape))
+    if test.protocol == "v1":
+        return f"/v1/models/{model}:predict", {"instances": rows}
+    return "/score", {"input": rows}
+
+
+def _reshape(data: list[float], shape: list[int]) -> Any:
+    """Row-major nesting of flat data (v1 and /score take nested lists)."""
+    if len(shape) <= 1:
+        return data
+    step = len(data) // shape[0] if shape[0] else 0
+    return [_reshape(data[i * step : (i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def _flatten(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return [x for item in value for x in _flatten(item)]
+    return [value]
+
+
+def _outputs(protocol: str, reply: Any) -> dict[str | None, list[Any]]:
+    """Output name -> flat data; None names the first output."""
+    if protocol == "v2":
+        outputs = reply.get("outputs") if isinstance(reply, Mapping) else None
+        if not isinstance(outputs, list) or not outputs:
+            raise ValueError("the answer has no outputs")
+        named: dict[str | None, list[Any]] = {
+            str(o.get("name")): _flatten(o.get("data")) for o in outputs if isinstance(o, Mapping)
+        }
+        return {**named, None: _flatten(outputs[0].get("data") if isinstance(outputs[0], Mapping) else None)}
+    key = "predictions" if protocol == "v1" else "output"
+    if not isinstance(reply, Mapping) or key not in reply:
+        raise ValueError(f"the answer has no {key!r}")
+    return {None: _flatten(reply[key])}
+
+
+def judge(test: SmokeTest, status: int, body: bytes) -> SmokeVerdict:
+    """Compare one answer with the expected outputs, element by element within the tolerance."""
+    if status != 200:
+        return SmokeVerdict(False, f"HTTP {status}: {body[:200].decode(errors='replace')}")
+    try:
+        outputs = _outputs(test.protocol, json.loads(body))
+    except ValueError as exc:
+        return SmokeVerdict(False, f"unreadable answer: {exc}")
+    for expected in test.expected:
+        got = outputs.get(expected.name)
+        label = expected.name or "the first output"
+        if got is None:
+            return SmokeVerdict(False, f"{label} is missing from the answer")
+        problem = _mismatch(got, list(expected.data), test.tolerance)
+        if problem:
+            return SmokeVerdict(False, f"{label}: {problem}")
+    return SmokeVerdict(True, "every expected output matched")
+
+
+def _mismatch(got: Sequence[Any], want: Sequence[float], tolerance: float) -> str | None:
+    if len(got) != len(want):
+        return f"{len(got)} elements, expected {len(want)}"
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if isinstance(g, bool) or not isinstance(g, int | float) or not math.isfinite(g) or abs(g - w) > tolerance:
+            return f"element {i} is {g!r}, expected {w!r} (tolerance {tolerance:g})"
+    return None
+
+
+def run(test: SmokeTest, model: str, transport: Transport, *, attempts: int = 3) -> SmokeVerdict:
+    """Send the golden request; transport errors are retried, then count as a failure."""
+    path, body = request_for(test, model)
+    error = ""
+    for _ in range(attempts):
+        try:
+            status, data = transport(path, body, float(test.timeout_seconds))
+        except TransportError as exc:
+            error = str(exc)
+            continue
+        return judge(test, status, data)
+    return SmokeVerdict(False, f"no answer after {attempts} attempts: {error}")
+
+
+def pod_transport(namespace: str, pod: str, port: int) -> Transport:
+    """Through the API server's pod proxy (what the operator uses; needs `create` on `pods/proxy`)."""
+    from modelapp_operator import kube
+
+    def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+        try:
+            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout)
+        except kube.ApiError as exc:
+            raise TransportError(str(exc)) from None
+
+    return send
+
+
+def http_transport(base_url: str) -> Transport:
+    """Straight to a server (tests: a `modelapp-serving serve` on 127.0.0.1)."""
+    import requests
+
+    def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+        try:
+            response = requests.post(base_url.rstrip("/") + path, json=dict(body), timeout=timeout)
+        except requests.RequestException as exc:
+            raise TransportError(f"{type(exc).__name__}: {exc}") from None
+        return response.status_code, response.content
+
+    return send
