@@ -3,7 +3,7 @@
 Subcommands register themselves from the module that implements them (`add_parser(sub)` and a
 `main(args) -> int`), so this file only wires them together:
 `render`/`run` (`modelapp_operator.commands`), `cluster` (`modelapp_operator.cluster.cli`),
-`bump` and `rollback` (`modelapp_operator.bump`, when present).
+`bump` (`modelapp_operator.bump`) and `rollback` (`modelapp_operator.rollback`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _COMMAND_MODULES = (
     "modelapp_operator.commands",
     "modelapp_operator.cluster.cli",
     "modelapp_operator.bump",
+    "modelapp_operator.rollback",
 )
 
 
@@ -26,6 +27,7 @@ _COMMAND_NAMES = {
     "modelapp_operator.commands": ("render", "run"),
     "modelapp_operator.cluster.cli": ("cluster",),
     "modelapp_operator.bump": ("bump",),
+    "modelapp_operator.rollback": ("rollback",),
 }
 
 

@@ -8,7 +8,8 @@ exit with status 1 (bad file, bad YAML, not a ModelApp, invalid spec).
 `--namespace NS` (repeatable) or `--all-namespaces`; a named peering (`--peering`, default
 `modelapp`) so that of several replicas only one acts — each replica takes a random priority unless
 `--priority` is given, because kopf pauses *all* operators of equal priority; `--standalone` turns
-peering off (one replica only); `--liveness http://0.0.0.0:8080/healthz` serves kopf's liveness probe.
+peering off (one replica only); `--liveness http://0.0.0.0:8080/healthz` serves kopf's liveness probe;
+`--metrics-port PORT` serves Prometheus metrics (`modelapp_operator.metrics`; off by default).
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def add_parsers(sub: Any) -> None:
     run.add_argument(
         "--liveness", default=None, help="serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz"
     )
+    run.add_argument(
+        "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default 0: off)"
+    )
+    run.add_argument("--metrics-address", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=run_main)
 
@@ -139,6 +144,10 @@ def run_main(args: argparse.Namespace) -> int:
         peering=args.peering or config.peering, liveness=args.liveness,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),  # noqa: S311
     )  # fmt: skip
+    if args.metrics_port:
+        from modelapp_operator import metrics
+
+        metrics.serve(args.metrics_port, args.metrics_address)
     kopf.configure(verbose=args.verbose)
     kopf.run(
         clusterwide=clusterwide, namespaces=namespaces, standalone=config.standalone,
