@@ -35,7 +35,7 @@ from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, 
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
 from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
-from modelapp_serving.stores import Store, open_store
+from modelapp_serving.stores import Store, StoreError, open_store
 
 GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
 MAX_CONFLICT_RETRIES = 5
@@ -303,10 +303,19 @@ StoreOpenerFn = Callable[[StoreKey], Store]
 
 
 def _secret_opener(api: KubeApi) -> StoreOpenerFn:
+    """Open a store with the named Secret's keys; a Secret that cannot be read (403 without the chart's
+    `bump.readModelCredentials`, 404) is a StoreError, so it fails the rows of the apps naming it, not the run."""
+    from kubernetes.client.exceptions import ApiException
+
     def opener(key: StoreKey) -> Store:
         env = dict(os.environ)
         if key.secret:
-            env |= api.secret_env(key.namespace, key.secret)
+            try:
+                env |= api.secret_env(key.namespace, key.secret)
+            except ApiException as exc:
+                raise StoreError(
+                    f"cannot read Secret {key.namespace}/{key.secret}: HTTP {exc.status} {exc.reason}"
+                ) from None
         return open_store(key.uri, env=env)
 
     return opener

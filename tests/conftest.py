@@ -15,4 +15,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.real_node",
     "tests.fixtures.helm",
     "tests.fixtures.images",
+    "tests.fixtures.private_cluster",
 ]

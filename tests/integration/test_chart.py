@@ -110,10 +110,12 @@ def test_namespaced_rbac_grants_only_the_listed_namespaces(render_chart: Render)
     for binding in rendered.all("RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"][0]["namespace"] == "modelapp-system"
-    # What stays cluster-wide is reading CRDs: no namespaces, no cluster peering, no workloads.
+    # What stays cluster-wide is reading CRDs and namespaces (kopf's observers list both even for exact
+    # namespace names): no cluster peering, no workloads.
     cluster_rules = rendered.only("ClusterRole")["rules"]
-    assert [(rule["apiGroups"], rule["resources"]) for rule in cluster_rules] == [
-        (["apiextensions.k8s.io"], ["customresourcedefinitions"])
+    assert [(rule["apiGroups"], rule["resources"], rule["verbs"]) for rule in cluster_rules] == [
+        (["apiextensions.k8s.io"], ["customresourcedefinitions"], ["get", "list", "watch"]),
+        ([""], ["namespaces"], ["get", "list", "watch"]),
     ]
     args = container(rendered.only("Deployment"))["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args

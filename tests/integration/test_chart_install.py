@@ -104,7 +104,8 @@ def test_namespaced_install_grants_only_the_watched_namespace(
     assert not can(operator, "get", "secrets")
     assert not can(operator, "delete", "deployments", "apps")
     assert not can(operator, "patch", "modelapps", "modelapp.io", ns="default")
-    assert not can(operator, "list", "namespaces", ns="")
+    assert can(operator, "list", "namespaces", ns="")  # kopf's namespace observer, even for exact names
+    assert not can(operator, "delete", "namespaces", ns="")
     assert not can(operator, "patch", "clusterkopfpeerings", "kopf.dev", ns="")
     # The bump: get, list and patch ModelApps here, and that is all.
     assert can(bump, "patch", "modelapps", "modelapp.io")
