@@ -28,9 +28,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# Each part's own installer, when that part is present.
-for script in hack/install-docker.sh hack/install-helm.sh hack/install-azurite.sh hack/install-cluster.sh; do
-  if [ -x "$script" ]; then
-    "$script"
-  fi
-done
+# Each part's own installer (each is idempotent and caches outside the repo).
+hack/install-docker.sh                        # Docker's engine (Debian's docker.io), started if not running
+hack/install-helm.sh >/dev/null               # helm, built from the Go module proxy
+hack/base-image.sh >/dev/null                 # the local Debian base image (debootstrap + docker import)
+hack/install-node.sh                          # the real node's containerd, runc, CNI plugins (Debian)
+.venv/bin/modelapp cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)
