@@ -193,8 +193,9 @@ def _retry(revs: list[Entry], wanted: Pair, handle: str | None, now: str) -> boo
         return False
     index = find(revs, wanted)
     if index is not None and revs[index].get("outcome") == FAILED:
+        number = _next_number(revs)
         entry = {k: v for k, v in revs.pop(index).items() if k not in ("smokeTest",)}
-        revs.append({**entry, "revision": _next_number(revs), "at": now, "outcome": PROGRESSING_,
+        revs.append({**entry, "revision": number, "at": now, "outcome": PROGRESSING_,
                      "reason": "RetryRequested", "message": f"retry requested by annotation {ANN_RETRY}"})  # fmt: skip
     return True  # done now, or already done before a restart: either way the annotation is spent
 
@@ -262,12 +263,12 @@ def _ensure(revs: list[Entry], effective: Pair, now: str, *, rolling_back: bool)
         revs.append({"revision": _next_number(revs), **effective.as_entry(), "at": now, "outcome": PROGRESSING_,
                      "reason": "RollingOut", "message": f"rolling out {effective.describe()}"})  # fmt: skip
     elif revs[index].get("outcome") in (SUPERSEDED, ROLLEDBACK):
-        entry = revs.pop(index)
+        number, entry = _next_number(revs), revs.pop(index)
         if rolling_back:  # the last good pair comes back: it keeps its number and place
             revs.insert(index, {**entry, "outcome": PROGRESSING_, "reason": "RollingBack",
                                 "message": f"rolling back to {effective.describe()}"})  # fmt: skip
         else:  # the spec names an older pair again: a new revision of it
-            revs.append({**entry, "revision": _next_number(revs), "at": now, "outcome": PROGRESSING_,
+            revs.append({**entry, "revision": number, "at": now, "outcome": PROGRESSING_,
                          "reason": "RollingOut", "message": f"rolling out {effective.describe()}"})  # fmt: skip
     for entry in revs:
         if Pair.from_entry(entry) != effective and entry.get("outcome") in (PROGRESSING_, AVAILABLE):
