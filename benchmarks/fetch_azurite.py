@@ -71,6 +71,7 @@ def write_random(path: Path, size_mib: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows the best and worst")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fetch-bench-"))
     port = free_port()
@@ -101,14 +102,19 @@ def main() -> int:
             "azure-storage-blob readinto, max_concurrency=1": ("-c", PLAIN, [conn, *blob, str(work / "plain"), "1"]),
             "azure-storage-blob readinto, max_concurrency=4": ("-c", PLAIN, [conn, *blob, str(work / "plain"), "4"]),
         }  # fmt: skip
-        print(f"| downloader ({args.size_mib} MiB from Azurite) | seconds | MiB/s | peak RSS MiB |")
-        print("|---|---|---|---|")
-        for name, (mode, target, extra) in runs.items():
-            seconds, rss = run_child(mode, target, extra, env)
-            print(f"| {name} | {seconds:.1f} | {size / seconds / 2**20:.0f} | {rss:.0f} |", flush=True)
-            shutil.rmtree(work / "dest", ignore_errors=True)
-            for leftover in work.glob("plain*"):
-                leftover.unlink()
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+        for _ in range(args.rounds):  # interleaved, so a busy neighbour slows every downloader alike
+            for name, (mode, target, extra) in runs.items():
+                results[name].append(run_child(mode, target, extra, env))
+                shutil.rmtree(work / "dest", ignore_errors=True)
+                (work / "plain").unlink(missing_ok=True)
+        title = f"downloader ({args.size_mib} MiB from Azurite, {args.rounds} rounds)"
+        print(f"| {title} | MiB/s best (worst) | peak RSS MiB |")
+        print("|---|---|---|")
+        for name, timings in results.items():
+            fastest, slowest = min(t for t, _ in timings), max(t for t, _ in timings)
+            peak = max(rss for _, rss in timings)
+            print(f"| {name} | {size / fastest / 2**20:.0f} ({size / slowest / 2**20:.0f}) | {peak:.0f} |")
     finally:
         azurite.terminate()
         azurite.wait(timeout=10)
