@@ -1,9 +1,9 @@
 """S3 backend (boto3): any S3-compatible server.
 
 Credentials come from boto3's usual chain (the `AWS_*` variables of the given environment,
-shared files, IRSA web identity, instance metadata); `AWS_ENDPOINT_URL` points it at a non-AWS server. botocore retries
-request-level faults (standard mode, 3 attempts); a body cut while streaming is retried by the
-transfer engine. The create-only manifest write uses `If-None-Match: *`.
+shared files, IRSA web identity, instance metadata); `AWS_ENDPOINT_URL` points it at a
+non-AWS server. botocore retries request-level faults (standard mode, 3 attempts); a body cut
+while streaming is retried by the transfer engine. The create-only manifest write uses `If-None-Match: *`.
 """
 
 from __future__ import annotations
@@ -86,9 +86,7 @@ class S3Store(Store):
             aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         )
-        self._client: Any = session.client(
-            "s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config
-        )
+        self._client: Any = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config)
         self._client.meta.events.register("before-send.s3.*", self._count)
         self._bucket = location.container
 
