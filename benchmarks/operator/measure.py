@@ -1,0 +1,88 @@
+"""Pure figures (percentiles, CPU share) and /proc readings of one process, for the operator benchmark.
+
+Why /proc: the goals are about the operator process itself (peak RSS, idle CPU of a core), which only
+the kernel's own accounting measures without an agent inside the process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (fraction in 0..1) of a non-empty list."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, math.ceil(fraction * len(ordered))))
+    return ordered[rank - 1]
+
+
+def status_kib(text: str, field: str) -> int:
+    """A `kB` field (VmRSS, VmHWM) of /proc/<pid>/status text."""
+    for line in text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def cpu_ticks(stat: str) -> int:
+    """utime + stime of /proc/<pid>/stat text (fields 14 and 15; the command may contain spaces)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_share(ticks_before: int, ticks_after: int, seconds: float) -> float:
+    """Share of one core used over `seconds` (0.01 = 1 %)."""
+    return (ticks_after - ticks_before) / CLOCK_TICKS / seconds
+
+
+@dataclass
+class Proc:
+    """Readings of one live process."""
+
+    pid: int
+
+    def status(self) -> str:
+        return Path(f"/proc/{self.pid}/status").read_text()
+
+    def rss_mib(self) -> float:
+        return status_kib(self.status(), "VmRSS") / 1024
+
+    def peak_rss_mib(self) -> float:
+        """VmHWM: the kernel's high-water mark of resident memory since the process started."""
+        return status_kib(self.status(), "VmHWM") / 1024
+
+    def ticks(self) -> int:
+        return cpu_ticks(Path(f"/proc/{self.pid}/stat").read_text())
+
+
+class RssSampler:
+    """Samples VmRSS every `interval` seconds in a thread; `peak` is the largest sample (cross-check of VmHWM)."""
+
+    def __init__(self, proc: Proc, interval: float = 0.5) -> None:
+        self.proc, self.interval, self.peak = proc, interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.proc.rss_mib())
+            except (OSError, KeyError):
+                return
+            self._stop.wait(self.interval)

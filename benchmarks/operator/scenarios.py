@@ -1,0 +1,161 @@
+"""The measured scenarios, each run side by side for the operator and for the baseline.
+
+Contracts of the measurements:
+- "applied" = the first watch event in which the API server shows the object (Deployment and Service);
+  a latency sample is `max(both seen) - t0`, t0 taken just before the ModelApp create request.
+- The baseline does the user's create too, then builds the children with the same builders and
+  server-side applies them (owner references to the ModelApp it just created), in the same process.
+- "Ready" = the ModelApp's Ready condition True at its current generation (operator); for the baseline,
+  which writes no status, the Deployment's availableReplicas = replicas (the control plane's floor).
+- "template updated" = the first Deployment event whose pod-template annotations carry the new revision.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.operator.watch import Obj, Watcher
+from kubernetes import client
+
+from modelapp_operator import builders, kube
+from modelapp_operator.spec import parse_spec
+
+GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
+CTX = builders.BuildContext(serving_image="localhost:5000/modelapp-serving:bench")
+
+
+def app_spec(version: str = "1") -> dict[str, Any]:
+    return {
+        "image": "localhost:5000/iris-app:1.0.0",
+        "model": {"uri": "file:///opt/models/iris", "version": version},
+        "service": {"type": "ClusterIP"},
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    }
+
+
+def body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "metadata": {"name": name}, "spec": spec}
+
+
+@dataclass
+class Side:
+    """One side of the comparison: a namespace and whether our own code must apply the children."""
+
+    name: str
+    namespace: str
+    api: client.ApiClient
+    baseline: bool
+    deployments: Watcher = field(init=False)
+    services: Watcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.custom = client.CustomObjectsApi(self.api)
+        self.deployments = Watcher(self.api, "apps/v1/deployments", self.namespace).start()
+        self.services = Watcher(self.api, "v1/services", self.namespace).start()
+
+    def stop(self) -> None:
+        self.deployments.stop()
+        self.services.stop()
+
+    def create(self, name: str, spec: dict[str, Any]) -> None:
+        create(self.custom, self.namespace, name, spec, baseline=self.baseline)
+
+    def bump(self, name: str, version: str) -> dict[str, str]:
+        """Patch spec.model.version; returns the template annotations the Deployment must then carry."""
+        spec = app_spec(version)
+        patched = self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"model": {"version": version}}}
+        )
+        if self.baseline:
+            self._apply(name, spec, patched["metadata"]["uid"])
+        return builders.template_annotations(parse_spec(spec))
+
+    def _apply(self, name: str, spec: dict[str, Any], uid: str) -> None:
+        apply_children(self.namespace, name, spec, uid)
+
+
+def apply_children(namespace: str, name: str, spec: dict[str, Any], uid: str) -> None:
+    """The baseline's stand-in for the operator: same builders, same server-side apply, same field manager."""
+    for manifest in builders.build_children(name, namespace, parse_spec(spec), CTX).apply:
+        kube.apply(builders.with_owner(manifest, name=name, uid=uid))
+
+
+def create(custom: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any], *, baseline: bool) -> None:
+    """The user's create; the baseline then does the operator's job itself."""
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body(name, spec))
+    if baseline:
+        apply_children(namespace, name, spec, created["metadata"]["uid"])
+
+
+def create_latency(side: Side, name: str, *, timeout: float = 60) -> float:
+    t0 = time.monotonic()
+    side.create(name, app_spec())
+    seen = [w.first(name, lambda _: True, after=t0, timeout=timeout) for w in (side.deployments, side.services)]
+    return max(seen) - t0
+
+
+def bump_latency(side: Side, name: str, version: str, *, timeout: float = 60) -> float:
+    t0 = time.monotonic()
+    wanted = side.bump(name, version)
+
+    def carries(obj: Obj) -> bool:
+        annotations = obj["spec"]["template"]["metadata"].get("annotations") or {}
+        return all(annotations.get(k) == v for k, v in wanted.items())
+
+    return side.deployments.first(name, carries, after=t0, timeout=timeout) - t0
+
+
+def _ready(obj: Obj) -> bool:
+    status = obj.get("status") or {}
+    current = status.get("observedGeneration") == obj["metadata"].get("generation")
+    return current and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def _available(obj: Obj) -> bool:
+    status = obj.get("status") or {}
+    return bool(status.get("availableReplicas")) and status.get("availableReplicas") == obj["spec"].get("replicas")
+
+
+@dataclass
+class Burst:
+    total_s: float
+    created_s: float
+    done: int
+
+
+def burst(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, timeout: float,
+          workers: int = 16, on_tick: Callable[[int], None] | None = None) -> Burst:  # fmt: skip
+    """Create `count` ModelApps at once (a pool of `workers` clients) and wait until all are Ready/available."""
+    resource = "apps/v1/deployments" if baseline else f"{GROUP}/{VERSION}/{PLURAL}"
+    done: set[str] = set()
+    finished = threading.Event()
+    lock = threading.Lock()
+    check = _available if baseline else _ready
+
+    def seen(_: float, kind: str, obj: Obj) -> None:
+        if kind != "DELETED" and check(obj):
+            with lock:
+                done.add(obj["metadata"]["name"])
+                if len(done) >= count:
+                    finished.set()
+
+    watcher = Watcher(api, resource, namespace, keep=False)
+    watcher.listen(seen)
+    watcher.start()
+    custom = client.CustomObjectsApi(api)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda i: create(custom, namespace, f"app-{i:04d}", app_spec(), baseline=baseline), range(count)))
+    created = time.monotonic() - t0
+    deadline = t0 + timeout
+    while not finished.wait(5) and time.monotonic() < deadline:
+        if on_tick:
+            on_tick(len(done))
+    total = time.monotonic() - t0
+    watcher.stop()
+    return Burst(total, created, len(done))
