@@ -6,7 +6,8 @@ with escaping paths) or fetched wrongly (bad pin, bad key, bad SAS, non-empty DE
 case checks the exit code, the single scrubbed stderr line, that DEST is absent and that no
 staging folder is left. Connection cuts come from `cut_proxy`, a real TCP proxy in front of
 Azurite (the one fault Azurite cannot produce): a few cuts are retried, cuts that still let
-ranges through are resumed range by range, and a cut on every attempt fails closed.
+ranges through are resumed range by range, and a cut on every attempt fails closed. One
+case puts the same proxy in front of moto's S3 server, where botocore leaves body cuts to us.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from modelapp_serving.manifest import MANIFEST_NAME
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import TransferSettings, TransientError, open_store
 from tests.fixtures.azurite import ACCOUNT, ACCOUNT_KEY, AzureContainer, CutProxy
+from tests.fixtures.s3 import S3Bucket
 from tests.integration.test_fetch_cli import Cli
 
 WRONG_KEY = base64.b64encode(b"not the account key, 64 bytes long....................").decode()
@@ -252,3 +254,26 @@ def test_a_persistent_cut_fails_closed(
     assert not dest.exists()
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
     assert cut_proxy.cuts >= 3
+
+
+def test_s3_cuts_are_retried_too(s3_bucket: S3Bucket, tmp_path: Path) -> None:
+    """The same engine behind boto3: botocore does not retry a body cut, the range retry does."""
+    weights = os.urandom(1024 * 1024)
+    source = tmp_path / "model.onnx"
+    source.write_bytes(weights)
+    pinned = publish_version(
+        open_store(s3_bucket.uri(), env=s3_bucket.env), version="1", sources=[source], model_format="onnx",
+        entrypoint=None,
+    )  # fmt: skip
+    proxy = CutProxy(upstream=s3_bucket.server.port, cut_after=100_000, cuts_left=3)
+    proxy.start()
+    try:
+        env = {**s3_bucket.env, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+        settings = TransferSettings(chunk_size=256 * 1024, workers=1, window=2, attempts=4, backoff_seconds=0.01)
+        store = open_store(s3_bucket.uri(), env=env, settings=settings)
+        fetch_version(store, version="1", dest=tmp_path / "dest", pinned=pinned)
+    finally:
+        proxy.stop()
+    assert (tmp_path / "dest" / "model.onnx").read_bytes() == weights
+    assert proxy.cuts == 3
+    assert store.stats.retries == 3
