@@ -228,10 +228,10 @@ def converge(*, name: str, namespace: str, config: OperatorConfig, logger: Logge
         spec = _parse(app, strict=everything)
         if spec is None:
             return
-        decision = _decide(app, spec, kube.get("Deployment", name, namespace))
+        observed = kube.get("Deployment", name, namespace)
+        decision = _decide(app, spec, observed)
         applied_spec = decision.effective.apply_to(spec)
-        deployment, _ = _apply_children(app, applied_spec, config, everything=everything,
-                                        deployment=kube.get("Deployment", name, namespace))  # fmt: skip
+        deployment, _ = _apply_children(app, applied_spec, config, everything=everything, deployment=observed)
         if _write_status(app, applied_spec, decision, deployment, kube.get("Service", name, namespace)):
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)

@@ -23,6 +23,7 @@ import requests
 
 from modelapp_operator import kube
 from modelapp_operator.bump import Quarantine
+from modelapp_operator.rollout import ANN_RETRY
 from tests.fixtures.models import free_port
 from tests.fixtures.operator import OperatorProcess, wait_for
 
@@ -215,3 +216,21 @@ def test_modelapp_rollback_returns_to_the_last_good_pair(good_app: OperatorProce
     assert missing.returncode == 1 and f"ModelApp {namespace}/nope not found" in missing.stderr
     unknown = _cli("rollback", "iris", "-n", namespace, "--to", "99")
     assert unknown.returncode == 1 and "has no revision 99; known: 3 (image" in unknown.stderr
+
+
+def test_retry_annotation_tries_a_quarantined_pair_once_more(good_app: OperatorProcess, namespace: str) -> None:
+    kube.apply(_app(namespace, BROKEN))
+    wait_for("automatic rollback", lambda: _rolled_back(namespace), timeout=DEADLINE + 60)
+    first = _entry(_get(namespace), BROKEN)["revision"]
+    kube.patch("ModelApp", "iris", namespace, {"metadata": {"annotations": {ANN_RETRY: f"{BROKEN},1"}}})
+
+    def retried() -> dict[str, Any] | None:
+        app = _get(namespace)
+        entry = _entry(app, BROKEN)
+        return app if entry.get("revision", first) > first and _template_image(namespace) == BROKEN else None
+
+    app = wait_for("the pair rolled out again", retried, timeout=30)
+    assert _entry(app, BROKEN)["reason"] in ("RetryRequested", "ProgressDeadlineExceeded")
+    wait_for("the annotation is spent", lambda: ANN_RETRY not in (_get(namespace)["metadata"].get("annotations") or {}))
+    app = wait_for("quarantined again after failing again", lambda: _rolled_back(namespace), timeout=DEADLINE + 60)
+    assert _entry(app, BROKEN)["outcome"] == "Failed" and _template_image(namespace) == GOOD
