@@ -8,15 +8,18 @@ stderr) or, for `status`, when the cluster is not (fully) up. Progress goes to s
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 from typing import Any
 
+from modelapp_operator.cluster import loadbalancer, node_host
 from modelapp_operator.cluster.binaries import ensure_binaries
 from modelapp_operator.cluster.errors import ClusterError
 from modelapp_operator.cluster.layout import Ports, Settings
 from modelapp_operator.cluster.local import ClusterStatus, LocalCluster
 from modelapp_operator.cluster.node import RealNode
+from modelapp_operator.cluster.node_config import NodeSettings
 
 
 def _report(message: str) -> None:
@@ -24,10 +27,21 @@ def _report(message: str) -> None:
 
 
 def _cluster(args: argparse.Namespace) -> LocalCluster:
+    nodes = getattr(args, "nodes", None)
     settings = Settings(ports=Ports(apiserver=getattr(args, "apiserver_port", 0) or 0,
                                     etcd_client=getattr(args, "etcd_port", 0) or 0),
-                        kwok_nodes=getattr(args, "nodes", None) or Settings().kwok_nodes)
+                        kwok_nodes=Settings().kwok_nodes if nodes is None else nodes)
+    if getattr(args, "real_node", False):
+        # Pods reach the API server through the `kubernetes` Service: it must listen on the bridge.
+        node_ip = NodeSettings().node_ip
+        settings = Settings(ports=settings.ports, kwok_nodes=settings.kwok_nodes, advertise_address=node_ip,
+                            bind_address=node_ip)
     return LocalCluster(args.state_dir, settings, report=_report)
+
+
+def _real_node_settings(kwok_nodes: int) -> NodeSettings:
+    """The real node is dedicated (tainted) only when kwok nodes share the cluster; alone, it takes every pod."""
+    return NodeSettings(dedicated=kwok_nodes > 0)
 
 
 def _guard(func: Any) -> Any:
@@ -46,9 +60,18 @@ def _guard(func: Any) -> Any:
 
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
+    if args.real_node:  # the bridge first: the API server binds to its address
+        node_settings = _real_node_settings(cluster.settings.kwok_nodes)
+        node_host.ensure_bridge(node_settings.bridge, node_settings.node_ip,
+                                ipaddress.ip_network(node_settings.pod_subnet).prefixlen)
     cluster.up(timeout=args.timeout)
     if args.real_node:  # the real node (modelapp_operator.cluster.node): pods that really run
-        RealNode(cluster.state_dir).up(report=_report, timeout=max(args.timeout, 120.0))
+        if not cluster.server.startswith(f"https://{node_settings.node_ip}:"):
+            _report(f"note: this cluster's API server listens on {cluster.server}, unreachable from pods; "
+                    "`modelapp cluster down` and `up --real-node` again to move it to the bridge")
+        RealNode(cluster.state_dir, node_settings).up(report=_report, timeout=max(args.timeout, 120.0))
+        loadbalancer.start(cluster.state_dir)
+        _report("LoadBalancer addresses: 127.0.10.x from the allocator (docs/local-cluster.md)")
     print(cluster.kubeconfig)
     return 0
 
@@ -63,6 +86,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     node = RealNode(cluster.state_dir)
+    loadbalancer.stop(cluster.state_dir)
     if any(node.status().values()):  # the real node first, while the API server can still delete its Node
         node.down(report=_report)
     stopped = cluster.down()
@@ -94,6 +118,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(format_status(status))
     node = RealNode(cluster.state_dir).status()
     if any(node.values()):
+        node["loadbalancer"] = loadbalancer.running(cluster.state_dir)
         print("real node:  " + ", ".join(f"{part} {'running' if up else 'stopped'}" for part, up in node.items()))
     return 0 if status.healthy else 1
 

@@ -1,6 +1,7 @@
 """Pure command lines of the control-plane processes: (layout, ports, settings) in, argv out.
 
-Everything binds to 127.0.0.1. Choices that matter:
+Everything binds to 127.0.0.1, except the API server on a cluster with a real node, which binds to the
+bridge address (`Settings.bind_address`, on this machine only) so that pods can reach it. Choices that matter:
 - etcd runs without TLS on loopback and with `--unsafe-no-fsync`: the cluster is disposable and
   fsync on a shared CI disk would dominate the latency of every write.
 - kube-apiserver: RBAC on (`Node,RBAC`), client-certificate auth against the local CA, service
@@ -44,7 +45,7 @@ def apiserver_args(binary: str, layout: Layout, ports: dict[str, int], settings:
     return [
         binary,
         f"--etcd-servers=http://127.0.0.1:{ports['etcd_client']}",
-        "--bind-address=127.0.0.1",
+        f"--bind-address={settings.bind_address}",
         f"--advertise-address={settings.advertise_address}",
         f"--secure-port={ports['apiserver']}",
         f"--cert-dir={layout.pki / 'apiserver-generated'}",
@@ -66,6 +67,8 @@ def apiserver_args(binary: str, layout: Layout, ports: dict[str, int], settings:
         f"--service-cluster-ip-range={settings.service_cidr}",
         f"--endpoint-reconciler-type={reconciler}",
         "--allow-privileged=true",
+        # Logs, exec and port-forward reach kubelet at the node's IP: its name resolves nowhere here.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
         "--profiling=false",
         "--max-requests-inflight=800",
         "--max-mutating-requests-inflight=400",

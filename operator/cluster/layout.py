@@ -98,6 +98,9 @@ class Settings:
     service_cidr: str = "10.96.0.0/16"
     pod_cidr: str = "10.244.0.0/16"
     advertise_address: str = "127.0.0.1"
+    # The API server listens on this one address: loopback, or the real node's bridge (10.244.0.1) so that
+    # pods reach it through the `kubernetes` Service; the host reaches the bridge address as well.
+    bind_address: str = "127.0.0.1"
     kwok_nodes: int = 4
     # Per kwok node: 4 x 300 pods, 4 x 32 CPUs, 4 x 128Gi -- room for 1,000 pods of 100m / 128Mi.
     node_pods: int = 300

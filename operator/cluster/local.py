@@ -209,7 +209,7 @@ class LocalCluster:
         """PKI, kubeconfigs and kwok stages on disk; returns the API server URL."""
         layout, settings = self.layout, self.settings
         pki.ensure_pki(layout.pki, service_ip=settings.service_ip, advertise_address=settings.advertise_address)
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        server = f"https://{settings.bind_address}:{ports['apiserver']}"
         layout.config.mkdir(parents=True, exist_ok=True)
         for ident in pki.CLIENTS:
             config = kubeconfig.cert_kubeconfig(server=server, ca=layout.cert("ca"), cert=layout.cert(ident.stem),
