@@ -53,8 +53,9 @@ def until_answering(server: Server, body: bytes, streak: int = 10, deadline_seco
     return time.monotonic() - server.started
 
 
-def run_cold_start(model: VersionDir, *, workers: int, scratch: Path, repeats: int = 3,
-                   only: list[str] | None = None) -> list[ColdStart]:  # fmt: skip
+def run_cold_start(
+    model: VersionDir, *, workers: int, scratch: Path, repeats: int = 3, only: list[str] | None = None
+) -> list[ColdStart]:
     results: list[ColdStart] = []
     size = model.entry.stat().st_size / (1 << 20)
     for name, start in starters().items():
@@ -70,8 +71,11 @@ def run_cold_start(model: VersionDir, *, workers: int, scratch: Path, repeats: i
             finally:
                 server.stop()
         result = ColdStart(name, size, seconds, statistics.median(seconds), answering, statistics.median(answering))
-        print(f"  cold start {name:9} ready {result.median_seconds:5.2f} s  answering "
-              f"{result.median_answering_seconds:5.2f} s  runs {[round(s, 2) for s in seconds]}", flush=True)  # fmt: skip
+        print(
+            f"  cold start {name:9} ready {result.median_seconds:5.2f} s  answering "
+            f"{result.median_answering_seconds:5.2f} s  runs {[round(s, 2) for s in seconds]}",
+            flush=True,
+        )
         results.append(result)
     return results
 

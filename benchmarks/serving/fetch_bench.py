@@ -20,10 +20,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.azurite import ACCOUNT_KEY, azurite_binary, free_port, port_open, wait_until
-
 from benchmarks.serving.servers import HERE, venv_python
 from benchmarks.serving.tls import ACCOUNT_HOST, ConnectProxy, make_certificate
+from tests.fixtures.azurite import ACCOUNT_KEY, azurite_binary, free_port, port_open, wait_until
 
 GiB = 1 << 30
 CONTAINER, PREFIX, VERSION, FILE = "bench", "models", "1", "model.bin"
@@ -59,8 +58,9 @@ def file_sha256(path: Path) -> str:
 
 
 def connection_string(endpoint: str) -> str:
-    return (f"DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};"
-            f"BlobEndpoint={endpoint};")  # fmt: skip
+    return (
+        f"DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey={ACCOUNT_KEY};BlobEndpoint={endpoint};"
+    )
 
 
 def timed(command: list[str], env: dict[str, str], log: Path) -> tuple[float, float, int]:
@@ -73,8 +73,15 @@ def timed(command: list[str], env: dict[str, str], log: Path) -> tuple[float, fl
     rss_file = log.with_suffix(".rss")
     started = time.monotonic()
     with log.open("wb") as sink:
-        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command], env=env, stdout=sink,
-                              stderr=subprocess.STDOUT, cwd=log.parent, timeout=600, check=False)  # fmt: skip
+        done = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", str(rss_file), *command],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=log.parent,
+            timeout=600,
+            check=False,
+        )
     seconds = time.monotonic() - started
     return seconds, int(rss_file.read_text().split()[-1]) / 1024, done.returncode
 
@@ -86,9 +93,20 @@ class AzuriteTls:
         self.scratch = scratch
         self.cert, key = make_certificate(scratch)
         self.port = free_port()
-        command = [str(azurite_binary()), "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                   "--skipApiVersionCheck", "--inMemoryPersistence", "--silent",
-                   "--cert", str(self.cert), "--key", str(key)]  # fmt: skip
+        command = [
+            str(azurite_binary()),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--skipApiVersionCheck",
+            "--inMemoryPersistence",
+            "--silent",
+            "--cert",
+            str(self.cert),
+            "--key",
+            str(key),
+        ]
         with (scratch / "azurite.log").open("wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
         wait_until(lambda: port_open(self.port) or self.process.poll() is not None, timeout=60, what="Azurite")
@@ -98,16 +116,25 @@ class AzuriteTls:
     def direct_env(self) -> dict[str, str]:
         """Straight to Azurite's path-style URL (publishing: not measured)."""
         endpoint = f"https://127.0.0.1:{self.port}/devstoreaccount1"
-        return {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": connection_string(endpoint),
-                "REQUESTS_CA_BUNDLE": str(self.cert), "SSL_CERT_FILE": str(self.cert)}  # fmt: skip
+        return {
+            **os.environ,
+            "AZURE_STORAGE_CONNECTION_STRING": connection_string(endpoint),
+            "REQUESTS_CA_BUNDLE": str(self.cert),
+            "SSL_CERT_FILE": str(self.cert),
+        }
 
     def production_env(self) -> dict[str, str]:
         """The production URL through the proxy: what every measured downloader gets."""
         env = {key: value for key, value in os.environ.items() if key.upper() not in ("NO_PROXY", "HTTP_PROXY")}
-        return {**env, "AZURE_STORAGE_CONNECTION_STRING": connection_string(f"https://{ACCOUNT_HOST}"),
-                "AZURE_STORAGE_ACCESS_KEY": ACCOUNT_KEY, "HTTPS_PROXY": f"http://127.0.0.1:{self.proxy.port}",
-                "https_proxy": f"http://127.0.0.1:{self.proxy.port}",
-                "REQUESTS_CA_BUNDLE": str(self.cert), "SSL_CERT_FILE": str(self.cert)}  # fmt: skip
+        return {
+            **env,
+            "AZURE_STORAGE_CONNECTION_STRING": connection_string(f"https://{ACCOUNT_HOST}"),
+            "AZURE_STORAGE_ACCESS_KEY": ACCOUNT_KEY,
+            "HTTPS_PROXY": f"http://127.0.0.1:{self.proxy.port}",
+            "https_proxy": f"http://127.0.0.1:{self.proxy.port}",
+            "REQUESTS_CA_BUNDLE": str(self.cert),
+            "SSL_CERT_FILE": str(self.cert),
+        }
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -120,24 +147,51 @@ def publish(azurite: AzuriteTls, source: Path) -> None:
     from azure.storage.blob import BlobServiceClient
 
     env = azurite.direct_env()
-    service = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"],
-                                                       connection_verify=str(azurite.cert))  # fmt: skip
+    service = BlobServiceClient.from_connection_string(
+        env["AZURE_STORAGE_CONNECTION_STRING"], connection_verify=str(azurite.cert)
+    )
     service.create_container(CONTAINER)
     cli = str(Path(sys.executable).parent / "modelapp-serving")
-    done = subprocess.run([cli, "publish", "--uri", f"azureblob://{CONTAINER}/{PREFIX}", "--version", VERSION,
-                           str(source)], env=env, capture_output=True, text=True, timeout=600, cwd=azurite.scratch)  # fmt: skip
+    done = subprocess.run(
+        [cli, "publish", "--uri", f"azureblob://{CONTAINER}/{PREFIX}", "--version", VERSION, str(source)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=azurite.scratch,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"publish failed: {done.stderr}")
 
 
 def commands(out: Path) -> dict[str, tuple[list[str], Path]]:
     """Each downloader's command and where its copy of the file lands."""
-    ours = [str(Path(sys.executable).parent / "modelapp-serving"), "fetch", "--uri", f"azureblob://{CONTAINER}/{PREFIX}",
-            "--version", VERSION, "--dest", str(out / "ours")]  # fmt: skip
-    plain = [sys.executable, str(HERE / "downloaders.py"), "plain", CONTAINER, f"{PREFIX}/{VERSION}/{FILE}",
-             str(out / "plain.bin")]  # fmt: skip
-    kserve = [str(venv_python("kserve")), str(HERE / "downloaders.py"), "kserve",
-              f"https://{ACCOUNT_HOST}/{CONTAINER}/{PREFIX}/{VERSION}", str(out / "kserve")]  # fmt: skip
+    ours = [
+        str(Path(sys.executable).parent / "modelapp-serving"),
+        "fetch",
+        "--uri",
+        f"azureblob://{CONTAINER}/{PREFIX}",
+        "--version",
+        VERSION,
+        "--dest",
+        str(out / "ours"),
+    ]
+    plain = [
+        sys.executable,
+        str(HERE / "downloaders.py"),
+        "plain",
+        CONTAINER,
+        f"{PREFIX}/{VERSION}/{FILE}",
+        str(out / "plain.bin"),
+    ]
+    kserve = [
+        str(venv_python("kserve")),
+        str(HERE / "downloaders.py"),
+        "kserve",
+        f"https://{ACCOUNT_HOST}/{CONTAINER}/{PREFIX}/{VERSION}",
+        str(out / "kserve"),
+    ]
     return {
         "ours": (ours, out / "ours" / FILE),
         "kserve-storage": (kserve, out / "kserve" / FILE),
@@ -164,8 +218,11 @@ def run_fetch(scratch: Path, *, size: int = GiB, repeats: int = 1) -> list[Fetch
                 ok = code == 0 and landed.exists() and file_sha256(landed) == expected
                 rate = size / seconds / (1 << 20) if ok else 0.0
                 run = FetchRun(name, seconds, rate, rss, code if ok else code or -1, azurite.proxy.tunnels - before)
-                print(f"  fetch {name:20} {seconds:6.2f} s  {rate:7.1f} MiB/s  peak RSS {rss:6.1f} MiB  "
-                      f"{run.tunnels} tunnels  {'ok' if ok else 'FAILED'}", flush=True)  # fmt: skip
+                print(
+                    f"  fetch {name:20} {seconds:6.2f} s  {rate:7.1f} MiB/s  peak RSS {rss:6.1f} MiB  "
+                    f"{run.tunnels} tunnels  {'ok' if ok else 'FAILED'}",
+                    flush=True,
+                )
                 runs.append(run)
     finally:
         azurite.stop()

@@ -1,8 +1,9 @@
 """Inference throughput and latency: the same model, workers and load generator for every server.
 
-Method: one server at a time (2 cores: running them together would make them fight), each checked
-with one real request (200 and the right class) before the load; then wrk with a fixed number of
-connections: a warm-up run (discarded), then the measured run of fixed duration. wrk is closed-loop
+Method: the three servers are started (one model at a time), each checked with one real request
+(200 and an OIP answer) and warmed up; then wrk loads one server at a time (never two together:
+2 cores) with a fixed number of connections, in interleaved rounds of fixed duration (A B C A B C
+A B C), so a change in the shared machine's background load hits every server alike. wrk is closed-loop
 (each connection sends its next request when the answer arrives), so requests/s is the capacity at
 that concurrency and p50/p99 are the latencies a client saw. Any non-2xx or socket error is
 reported and makes the row invalid. The body is one iris row as an OIP v2 JSON request.
@@ -14,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -30,7 +32,8 @@ class LoadSettings:
     connections: int = 16
     threads: int = 1
     warmup_seconds: int = 3
-    seconds: int = 15
+    seconds: int = 5  # per round
+    rounds: int = 3
     workers: int = 2
 
 
@@ -55,10 +58,10 @@ def request_body(model: VersionDir) -> bytes:
 
 def check_answer(server: Server, body: bytes) -> dict[str, Any]:
     """One request before the load: it must answer 200 with an OIP response (asserted)."""
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - our own loopback URL
         f"{server.url}/v2/models/iris/infer", data=body, headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(request, timeout=10) as answer:
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - our own loopback URL
         assert answer.status == 200, answer.status
         payload: dict[str, Any] = json.loads(answer.read())
     assert payload["outputs"], payload
@@ -70,12 +73,25 @@ def run_wrk(url: str, body_file: Path, *, seconds: int, settings: LoadSettings) 
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
-    command = [wrk, f"-t{settings.threads}", f"-c{settings.connections}", f"-d{seconds}s", "--timeout", "10s",
-               "-s", str(HERE / "wrk_report.lua"), url]  # fmt: skip
+    command = [
+        wrk,
+        f"-t{settings.threads}",
+        f"-c{settings.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(HERE / "wrk_report.lua"),
+        url,
+    ]
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=True,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
-    )  # fmt: skip
+    )
     match = re.search(r"^RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if match is None:
         raise RuntimeError(f"wrk printed no result: {done.stdout} {done.stderr}")
@@ -98,8 +114,8 @@ def to_result(server: str, model: str, raw: dict[str, Any]) -> LoadResult:
     )
 
 
-def measure(server: Server, model: VersionDir, label: str, *, settings: LoadSettings, scratch: Path) -> LoadResult:
-    """Wait for readiness, check one answer, warm up, then the measured run."""
+def prepare(server: Server, model: VersionDir, *, settings: LoadSettings, scratch: Path) -> tuple[str, Path]:
+    """Wait for readiness, check one answer, warm up; the URL and body file for the measured rounds."""
     body = request_body(model)
     body_file = scratch / f"body-{model.input_name}.json"
     body_file.write_bytes(body)
@@ -107,8 +123,27 @@ def measure(server: Server, model: VersionDir, label: str, *, settings: LoadSett
     check_answer(server, body)
     url = f"{server.url}/v2/models/iris/infer"
     run_wrk(url, body_file, seconds=settings.warmup_seconds, settings=settings)
-    raw = run_wrk(url, body_file, seconds=settings.seconds, settings=settings)
-    return to_result(server.name.split("-")[0], label, raw)
+    return url, body_file
+
+
+def combine(server: str, model: str, rounds: list[dict[str, Any]]) -> LoadResult:
+    """Rounds into one row: requests/s over all rounds; each latency figure is the median round's."""
+
+    def median(key: str) -> float:
+        return float(statistics.median(raw[key] for raw in rounds))
+
+    total = {
+        "requests": sum(raw["requests"] for raw in rounds),
+        "duration_us": sum(raw["duration_us"] for raw in rounds),
+        "status_errors": sum(raw["status_errors"] for raw in rounds),
+        "socket_errors": sum(raw["socket_errors"] for raw in rounds),
+        "timeouts": sum(raw["timeouts"] for raw in rounds),
+        "p50_us": median("p50_us"),
+        "p90_us": median("p90_us"),
+        "p99_us": median("p99_us"),
+        "mean_us": median("mean_us"),
+    }
+    return to_result(server, model, total)
 
 
 Starter = Callable[[VersionDir, str, int, Path], Server]
@@ -127,21 +162,37 @@ def starters() -> dict[str, Starter]:
     }
 
 
-def run_inference(models: dict[str, VersionDir], *, settings: LoadSettings, scratch: Path,
-                  only: list[str] | None = None) -> list[LoadResult]:  # fmt: skip
-    """Every (model format, server) pair, one server at a time."""
+def run_inference(
+    models: dict[str, VersionDir], *, settings: LoadSettings, scratch: Path, only: list[str] | None = None
+) -> list[LoadResult]:
+    """Per model: start every server, then measure them in interleaved rounds.
+
+    Why rounds: the machine is shared, and its load changes within minutes; measuring A for 15 s
+    and then B for 15 s would give A and B different machines. Short rounds in turn (A B C A B C...)
+    spread any change in background load over all servers. Idle servers use no CPU meanwhile.
+    """
     results: list[LoadResult] = []
     for model_format, model in models.items():
-        for name, start in starters().items():
-            if only and name not in only:
-                continue
-            server = start(model, model_format, settings.workers, scratch / "logs")
-            try:
-                result = measure(server, model, model_format, settings=settings, scratch=scratch)
-            finally:
+        names = [name for name in starters() if not only or name in only]
+        servers = {name: starters()[name](model, model_format, settings.workers, scratch / "logs") for name in names}
+        try:
+            targets = {
+                name: prepare(server, model, settings=settings, scratch=scratch) for name, server in servers.items()
+            }
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+            for _ in range(settings.rounds):
+                for name, (url, body_file) in targets.items():
+                    rounds[name].append(run_wrk(url, body_file, seconds=settings.seconds, settings=settings))
+        finally:
+            for server in servers.values():
                 server.stop()
-            print(f"  {model_format:8} {name:9} {result.requests_per_second:8.0f} req/s  "
-                  f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)  # fmt: skip
+        for name in names:
+            result = combine(name, model_format, rounds[name])
+            print(
+                f"  {model_format:8} {name:9} {result.requests_per_second:8.0f} req/s  "
+                f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                flush=True,
+            )
             results.append(result)
     return results
 

@@ -81,7 +81,9 @@ class BenchModel(kserve.Model):  # type: ignore[misc]
                 output = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))
                 output.set_data_from_numpy(value, binary_data=False)
                 outputs.append(output)
-            return InferResponse(response_id=payload.id or str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs)
+            return InferResponse(
+                response_id=payload.id or str(uuid.uuid4()), model_name=self.name, infer_outputs=outputs
+            )
         return get_predict_response(payload, self._estimator.predict(instances), self.name)
 
 

@@ -35,8 +35,9 @@ class VersionDir:
     features: int
 
 
-def write_version(folder: Path, name: str, data: bytes, *, model_format: ModelFormat, input_name: str,
-                  features: int) -> VersionDir:  # fmt: skip
+def write_version(
+    folder: Path, name: str, data: bytes, *, model_format: ModelFormat, input_name: str, features: int
+) -> VersionDir:
     """Write one file and its manifest; the digest is the sha256 of the manifest bytes."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)
@@ -70,10 +71,22 @@ def iris_versions(root: Path) -> dict[str, VersionDir]:
     buffer = io.BytesIO()
     joblib.dump(estimator, buffer)
     return {
-        "onnx": write_version(root / "iris-onnx", "model.onnx", onnx_model.SerializeToString(),
-                              model_format="onnx", input_name="input", features=4),  # fmt: skip
-        "sklearn": write_version(root / "iris-sklearn", "model.joblib", buffer.getvalue(),
-                                 model_format="sklearn", input_name="input-0", features=4),  # fmt: skip
+        "onnx": write_version(
+            root / "iris-onnx",
+            "model.onnx",
+            onnx_model.SerializeToString(),
+            model_format="onnx",
+            input_name="input",
+            features=4,
+        ),
+        "sklearn": write_version(
+            root / "iris-sklearn",
+            "model.joblib",
+            buffer.getvalue(),
+            model_format="sklearn",
+            input_name="input-0",
+            features=4,
+        ),
     }
 
 
@@ -93,5 +106,11 @@ def big_onnx_version(root: Path, side: int = BIG_SIDE) -> VersionDir:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
-    return write_version(root / "big-onnx", "model.onnx", model.SerializeToString(), model_format="onnx",
-                         input_name="input", features=side)  # fmt: skip
+    return write_version(
+        root / "big-onnx",
+        "model.onnx",
+        model.SerializeToString(),
+        model_format="onnx",
+        input_name="input",
+        features=side,
+    )

@@ -32,7 +32,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts (repeatable)")
     parser.add_argument("--servers", help="comma-separated subset of ours,kserve,mlserver")
-    parser.add_argument("--seconds", type=int, default=15, help="measured wrk run per server and model")
+    parser.add_argument("--seconds", type=int, default=5, help="one measured wrk round per server and model")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server and model")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fetch-mib", type=int, default=1024)
@@ -54,7 +55,9 @@ def main() -> None:
     args = parse_args()
     parts = args.only or list(PARTS)
     servers = args.servers.split(",") if args.servers else None
-    settings = inference.LoadSettings(connections=args.connections, seconds=args.seconds, workers=args.workers)
+    settings = inference.LoadSettings(
+        connections=args.connections, seconds=args.seconds, rounds=args.rounds, workers=args.workers
+    )
     report: dict[str, Any] = {"machine": machine(), "settings": vars(args), "started": time.time()}
     with tempfile.TemporaryDirectory(prefix="modelapp-bench-") as scratch_name:
         scratch = Path(scratch_name)
@@ -68,8 +71,9 @@ def main() -> None:
             report["fetch"] = fetch_bench.as_rows(fetches)
         if "cold" in parts:
             print("cold start", flush=True)
-            starts = cold_start.run_cold_start(big_onnx_version(scratch), workers=args.workers, scratch=scratch,
-                                               only=servers)  # fmt: skip
+            starts = cold_start.run_cold_start(
+                big_onnx_version(scratch), workers=args.workers, scratch=scratch, only=servers
+            )
             report["cold_start"] = cold_start.as_rows(starts)
     report["seconds"] = time.time() - report["started"]
     RESULTS.mkdir(exist_ok=True)

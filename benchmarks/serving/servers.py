@@ -31,7 +31,14 @@ SKLEARN = "scikit-learn==1.9.1"  # the same as ours: a joblib file only loads in
 VENVS: dict[str, list[str]] = {
     "kserve": ["kserve==0.21.0", "kserve-storage==0.21.0", "onnxruntime==1.32.0", SKLEARN, "joblib"],
     # uvloop 0.22+ raises in get_event_loop() without a running loop, which MLServer 1.7.1 workers call.
-    "mlserver": ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0", "onnxruntime==1.32.0", SKLEARN, "joblib"],
+    "mlserver": [
+        "mlserver==1.7.1",
+        "mlserver-sklearn==1.7.1",
+        "uvloop==0.21.0",
+        "onnxruntime==1.32.0",
+        SKLEARN,
+        "joblib",
+    ],
 }
 
 
@@ -67,7 +74,7 @@ class Server:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:
+            with urllib.request.urlopen(f"{self.url}/v2/health/ready", timeout=2) as answer:  # noqa: S310
                 return bool(answer.status == 200)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
@@ -97,32 +104,61 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def _start(name: str, command: Sequence[str], *, port: int, logs: Path, cwd: Path,
-           env: dict[str, str] | None = None) -> Server:  # fmt: skip
+def _start(
+    name: str, command: Sequence[str], *, port: int, logs: Path, cwd: Path, env: dict[str, str] | None = None
+) -> Server:
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            list(command), stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})},
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
             start_new_session=True,
-        )  # fmt: skip
+        )
     return Server(name, f"http://127.0.0.1:{port}", process, log_path)
 
 
 def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
     """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX)."""
     port = free_port()
-    command = [str(Path(sys.executable).parent / "modelapp-serving"), "serve", "--model-dir", str(model.path),
-               "--name", "iris", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-               "--sha256", model.digest]  # fmt: skip
+    command = [
+        str(Path(sys.executable).parent / "modelapp-serving"),
+        "serve",
+        "--model-dir",
+        str(model.path),
+        "--name",
+        "iris",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--sha256",
+        model.digest,
+    ]
     return _start(f"ours-{tag}", command, port=port, logs=logs, cwd=model.path.parent)
 
 
 def start_kserve(model: VersionDir, *, model_format: str, workers: int, logs: Path, tag: str) -> Server:
     port = free_port()
-    command = [str(venv_python("kserve")), str(HERE / "kserve_model.py"), "--model_name", "iris",
-               "--format", model_format, "--path", str(model.entry), "--http_port", str(port),
-               "--workers", str(workers)]  # fmt: skip
+    command = [
+        str(venv_python("kserve")),
+        str(HERE / "kserve_model.py"),
+        "--model_name",
+        "iris",
+        "--format",
+        model_format,
+        "--path",
+        str(model.entry),
+        "--http_port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     return _start(f"kserve-{tag}", command, port=port, logs=logs, cwd=model.path.parent)
 
 
@@ -137,10 +173,15 @@ def mlserver_repository(model: VersionDir, *, model_format: str, workers: int, r
         shutil.copy(HERE / "mlserver_onnx.py", folder / "iris" / "mlserver_onnx.py")
         implementation = "mlserver_onnx.OnnxModel"
     port = free_port()
-    settings = {"host": "127.0.0.1", "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-                "parallel_workers": workers, "debug": False}  # fmt: skip
-    model_settings = {"name": "iris", "implementation": implementation,
-                      "parameters": {"uri": f"./{model.entry.name}"}}  # fmt: skip
+    settings = {
+        "host": "127.0.0.1",
+        "http_port": port,
+        "grpc_port": free_port(),
+        "metrics_port": free_port(),
+        "parallel_workers": workers,
+        "debug": False,
+    }
+    model_settings = {"name": "iris", "implementation": implementation, "parameters": {"uri": f"./{model.entry.name}"}}
     (folder / "settings.json").write_text(json.dumps(settings))
     (folder / "iris" / "model-settings.json").write_text(json.dumps(model_settings))
     return folder, port

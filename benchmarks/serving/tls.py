@@ -27,10 +27,28 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate (and key) for the account host and 127.0.0.1, via openssl."""
     cert, key = folder / "azurite-cert.pem", folder / "azurite-key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={ACCOUNT_HOST}",
-         "-addext", f"subjectAltName=DNS:{ACCOUNT_HOST},IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            f"/CN={ACCOUNT_HOST}",
+            "-addext",
+            f"subjectAltName=DNS:{ACCOUNT_HOST},IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
