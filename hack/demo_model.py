@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 
-def train_onnx(seed: int) -> bytes:
+def train(seed: int = 0) -> tuple[Any, bytes]:
+    """(the fitted scikit-learn estimator, its ONNX bytes); deterministic for a seed."""
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_iris
@@ -26,7 +28,7 @@ def train_onnx(seed: int) -> bytes:
     estimator = LogisticRegression(max_iter=200 + seed, C=1.0 / (1 + seed)).fit(features, labels)
     model = convert_sklearn(estimator, initial_types=[("input", FloatTensorType([None, 4]))],
                             options={id(estimator): {"zipmap": False}}, target_opset=17)
-    return bytes(model.SerializeToString())
+    return estimator, bytes(model.SerializeToString())
 
 
 def main() -> int:
@@ -36,7 +38,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "model.onnx").write_bytes(train_onnx(args.seed))
+    (args.out / "model.onnx").write_bytes(train(args.seed)[1])
     files = [args.out / "model.onnx"]
     if args.pad_mib:
         (args.out / "padding.bin").write_bytes(os.urandom(args.pad_mib * 1024 * 1024))

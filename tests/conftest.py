@@ -16,4 +16,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.helm",
     "tests.fixtures.images",
     "tests.fixtures.private_cluster",
+    "tests.fixtures.e2e",
 ]

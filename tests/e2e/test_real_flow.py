@@ -1,0 +1,262 @@
+"""The whole path with real pods: ModelApp -> operator (in the cluster, from its chart) -> Deployment ->
+init container fetching from Azurite -> serving pods -> LoadBalancer address -> an answered request.
+
+Design notes: fixtures in tests/fixtures/e2e.py bring up a cluster with a real node (containerd,
+kubelet, kube-proxy), push the images built from the Dockerfiles to its registry, start Azurite on
+the bridge and install the chart; each test gets a fresh namespace and blob container. Requests go
+to `status.url` (a 127.0.10.x address kube-proxy routes to the pods), so every assertion is about
+what a user would see. Models are the demo's iris LogisticRegression made at run time; answers are
+compared with scikit-learn's own predictions. Load during rollouts is a bounded loop of sequential
+requests on loopback, and every failure is counted. Process facts (uid, read-only root) are read
+from the host's /proc for the container's pid (containerd's task list), never by exec.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+from kubernetes import client
+
+from modelapp_operator.builders import ANN_MODEL_SHA256
+from tests.fixtures.e2e import GROUP, PLURAL, VERSION, FlowNamespace, demo_model, modelapp_cli, poll
+
+pytestmark = pytest.mark.e2e
+
+IRIS_ROWS = 150
+
+
+def write_model(folder: Path, *, seed: int, pad_mib: int = 0) -> tuple[Any, list[Path]]:
+    """The demo model (estimator + ONNX file, optional padding) in `folder`."""
+    estimator, onnx_bytes = demo_model().train(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(onnx_bytes)
+    files = [folder / "model.onnx"]
+    if pad_mib:
+        (folder / "padding.bin").write_bytes(np.random.default_rng(seed).bytes(pad_mib << 20))
+        files.append(folder / "padding.bin")
+    return estimator, files
+
+
+def modelapp_body(name: str, ns: FlowNamespace, version: str, sha256: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "metadata": {"name": name},
+        "spec": {"image": ns.images.serving, "replicas": 2, "service": {"type": "LoadBalancer", "port": 80},
+                 "model": {"uri": ns.uri(), "version": version, "sha256": sha256,
+                           "credentialsSecret": "blob-credentials"}, **spec},
+    }
+
+
+class Apps:
+    def __init__(self, ns: FlowNamespace) -> None:
+        api = ns.cluster.api()
+        self.ns = ns.name
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+
+    def create(self, body: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, body)
+
+    def get(self, name: str) -> dict[str, Any]:
+        obj: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name)
+        return obj
+
+    def patch(self, name: str, spec: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec})
+
+    def condition(self, name: str, kind: str) -> dict[str, Any]:
+        conditions = self.get(name).get("status", {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == kind), {})
+
+    def ready(self, name: str, version: str) -> str | None:
+        """status.url once Ready is True for `version` (status names what is served)."""
+        status = self.get(name).get("status", {})
+        if self.condition(name, "Ready").get("status") == "True" and status.get("model", {}).get("version") == version:
+            return str(status["url"])
+        return None
+
+    def pods(self, name: str) -> list[client.V1Pod]:
+        return list(self.core.list_namespaced_pod(self.ns, label_selector=f"app.kubernetes.io/instance={name}").items)
+
+
+def infer(url: str, rows: np.ndarray[Any, Any], timeout: float = 5.0) -> np.ndarray[Any, Any]:
+    body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.astype(np.float32).ravel().tolist()}]}
+    response = requests.post(f"{url}/infer", json=body, timeout=timeout)
+    response.raise_for_status()
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    return np.asarray(outputs["label"]["data"])
+
+
+def served_version(url: str) -> str:
+    base = url.split("/v2/", 1)[0]
+    return str(requests.get(f"{base}/version", timeout=5).json()["version"])
+
+
+@dataclass
+class Load:
+    """Sequential requests against a URL until stopped; counts answers, failures and versions seen."""
+
+    url: str
+    rows: np.ndarray[Any, Any]
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    versions: set[str] = field(default_factory=set)
+
+    def run(self, stop: threading.Event, deadline: float) -> None:
+        base = self.url.split("/v2/", 1)[0]
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                infer(self.url, self.rows, timeout=5)
+                self.versions.add(str(requests.get(f"{base}/version", timeout=5).json()["version"]))
+                self.ok += 1
+            except (requests.RequestException, KeyError, ValueError) as err:
+                self.failures.append(f"{type(err).__name__}: {err}"[:200])
+            time.sleep(0.02)
+
+
+@contextmanager
+def steady_load(url: str, rows: np.ndarray[Any, Any], *, limit_s: float = 300) -> Iterator[Load]:
+    load = Load(url, rows)
+    stop = threading.Event()
+    thread = threading.Thread(target=load.run, args=(stop, time.monotonic() + limit_s), daemon=True)
+    thread.start()
+    try:
+        yield load
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def iris_rows() -> np.ndarray[Any, Any]:
+    from sklearn.datasets import load_iris
+
+    return np.asarray(load_iris(return_X_y=True)[0], dtype=np.float32)
+
+
+def deploy_v1(ns: FlowNamespace, apps: Apps, tmp_path: Path, name: str, **spec: Any) -> tuple[Any, str, float]:
+    """Publish version 1, apply the ModelApp, wait Ready; (estimator, url, seconds apply -> first answer)."""
+    estimator, files = write_model(tmp_path / "v1", seed=0)
+    digest = ns.publish("1", *files)
+    started = time.monotonic()
+    apps.create(modelapp_body(name, ns, "1", digest, **spec))
+    url = poll(lambda: apps.ready(name, "1"), timeout=240, what=f"{name} Ready on version 1")
+    # kube-proxy writes the rules for a new LoadBalancer address within a sync after the allocator set it.
+    poll(lambda: _answers(url), timeout=30, what=f"a first answer from {url}")
+    return estimator, url, time.monotonic() - started
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_ready_only_after_the_verified_fetch_and_answers_like_scikit_learn(
+        flow_namespace: FlowNamespace, tmp_path: Path, iris_rows: np.ndarray[Any, Any]) -> None:
+    apps = Apps(flow_namespace)
+    estimator, url, seconds = deploy_v1(flow_namespace, apps, tmp_path, "iris")
+    print(f"[real-flow] apply -> Ready with status.url {url} in {seconds:.1f}s", flush=True)
+    assert url.startswith("http://127.0.10.") and url.endswith("/v2/models/iris")
+    ready_at = apps.condition("iris", "Ready")["lastTransitionTime"]
+    for pod in apps.pods("iris"):
+        (fetch,) = pod.status.init_container_statuses
+        assert fetch.name == "fetch-model" and fetch.state.terminated.exit_code == 0, fetch.state
+        assert fetch.state.terminated.finished_at.strftime("%Y-%m-%dT%H:%M:%SZ") <= ready_at
+        assert "--sha256" in pod.spec.init_containers[0].args
+    np.testing.assert_array_equal(infer(url, iris_rows), estimator.predict(iris_rows))
+    assert served_version(url) == "1"
+
+
+def test_serving_container_runs_as_non_root_with_a_read_only_root(
+        flow_namespace: FlowNamespace, tmp_path: Path, iris_rows: np.ndarray[Any, Any]) -> None:
+    apps = Apps(flow_namespace)
+    _, url, _ = deploy_v1(flow_namespace, apps, tmp_path, "secure", replicas=1)
+    (pod,) = apps.pods("secure")
+    app = next(c for c in pod.spec.containers if c.name == "app")
+    assert app.security_context.read_only_root_filesystem is True
+    assert pod.spec.security_context.run_as_non_root is True and pod.spec.security_context.run_as_user == 1000
+    (status,) = [s for s in pod.status.container_statuses if s.name == "app"]
+    pid = container_pid(flow_namespace, status.container_id.split("://", 1)[1])
+    uids = Path(f"/proc/{pid}/status").read_text().split("Uid:", 1)[1].split()[:4]
+    assert uids == ["1000"] * 4, uids
+    root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                if line.split()[4] == "/")
+    assert "ro" in root[5].split(","), root
+    assert infer(url, iris_rows[:3]).shape == (3,)
+
+
+def container_pid(ns: FlowNamespace, container_id: str) -> int:
+    """The container's init pid from the node's containerd (the host sees it; no exec into the pod)."""
+    import subprocess
+
+    socket = ns.cluster.state_dir / "node" / "containerd" / "containerd.sock"
+    listing = subprocess.run(["ctr", "--address", str(socket), "--namespace", "k8s.io", "tasks", "list"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+    row = next(line.split() for line in listing.splitlines() if line.startswith(container_id))
+    return int(row[1])
+
+
+def test_bump_rolls_to_the_next_version_without_failed_requests(
+        flow_namespace: FlowNamespace, tmp_path: Path, iris_rows: np.ndarray[Any, Any]) -> None:
+    apps = Apps(flow_namespace)
+    _, url, _ = deploy_v1(flow_namespace, apps, tmp_path, "bumped", updates={"model": {"policy": "numeric"}})
+    estimator2, files = write_model(tmp_path / "v2", seed=3)
+    digest2 = flow_namespace.publish("2", *files)
+    with steady_load(url, iris_rows[:8]) as load:
+        poll(lambda: load.ok >= 5, timeout=30, what="the load loop's first answers")
+        started = time.monotonic()
+        modelapp_cli("bump", "--namespace", flow_namespace.name, "--kubeconfig", str(flow_namespace.cluster.kubeconfig),
+                     timeout=120)
+        assert apps.get("bumped")["spec"]["model"] == {**apps.get("bumped")["spec"]["model"], "version": "2",
+                                                      "sha256": digest2}
+        poll(lambda: apps.ready("bumped", "2"), timeout=240, what="version 2 Ready")
+        rolled = time.monotonic() - started
+        poll(lambda: all(served_version(url) == "2" for _ in range(10)), timeout=30, what="only version 2 answering")
+        answered_before = load.ok
+        poll(lambda: load.ok >= answered_before + 5, timeout=30, what="answers after the rollout")
+    print(f"[real-flow] rollout under load: {load.ok} answered, {len(load.failures)} failed, "
+          f"versions {sorted(load.versions)}, bump -> Ready {rolled:.1f}s", flush=True)
+    assert load.failures == [], load.failures[:5]
+    assert load.versions == {"1", "2"}
+    np.testing.assert_array_equal(infer(url, iris_rows), estimator2.predict(iris_rows))
+
+
+def test_a_digest_mismatch_never_goes_ready_and_is_rolled_back_and_quarantined(
+        flow_namespace: FlowNamespace, tmp_path: Path, iris_rows: np.ndarray[Any, Any]) -> None:
+    apps = Apps(flow_namespace)
+    _, url, _ = deploy_v1(flow_namespace, apps, tmp_path, "guarded",
+                          rollout={"progressDeadlineSeconds": 20, "autoRollback": True})
+    _, files = write_model(tmp_path / "v2", seed=5)
+    flow_namespace.publish("2", *files)
+    with steady_load(url, iris_rows[:8]) as load:
+        apps.patch("guarded", {"model": {"version": "2", "sha256": "0" * 64}})
+        failed = poll(lambda: _failed_revision(apps.get("guarded")), timeout=180, what="the failed revision")
+        rolled_back = poll(lambda: apps.condition("guarded", "RolledBack").get("status") == "True" and
+                           apps.condition("guarded", "RolledBack"), timeout=120, what="RolledBack=True")
+        poll(lambda: apps.ready("guarded", "1"), timeout=120, what="Ready again on version 1")
+    status = apps.get("guarded")["status"]
+    print(f"[real-flow] bad digest: {rolled_back['message']}; load {load.ok} ok, {len(load.failures)} failed",
+          flush=True)
+    assert failed["model"] == "2" and failed["sha256"] == "0" * 64
+    assert "quarantined" in rolled_back["message"]
+    assert status["model"]["version"] == "1"
+    assert load.failures == [], load.failures[:5]
+    assert load.versions == {"1"}
+    for pod in apps.pods("guarded"):  # the bad revision's pods never became ready, and none is left
+        assert pod.metadata.annotations.get(ANN_MODEL_SHA256) != "0" * 64
+
+
+def _failed_revision(app: dict[str, Any]) -> dict[str, Any] | None:
+    revisions = app.get("status", {}).get("revisions", [])
+    return next((r for r in revisions if r.get("outcome") == "Failed"), None)
