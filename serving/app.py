@@ -10,6 +10,7 @@ anything else is a 415, a compressed body too; over `max_body_bytes` is a 413 be
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from modelapp_serving.dataplane import DataPlane
 from modelapp_serving.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedMediaType, to_response
 from modelapp_serving.metrics import Metrics
 from modelapp_serving.models import resolve_model
+from modelapp_serving.readiness import WorkerReadiness
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 JSON = "application/json"
@@ -36,10 +38,22 @@ def create_app(
     model_class: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Flask:
-    """The app for one model folder; the model loads in a background thread (readiness says when)."""
+    """The app for one model folder; the model loads in a background thread (readiness says when).
+
+    Under `serve` (MODELAPP_READY_DIR set) this worker reports its loaded model to the server's
+    readiness folder, and readiness waits for every worker (`readiness.py`).
+    """
     model, info = resolve_model(model_dir, name=name, pinned_sha256=sha256, model_class=model_class)
     metrics = Metrics(model=info.name, version=info.version)
-    dataplane = DataPlane(model, info, on_inference=metrics.inference.observe)
+    workers = WorkerReadiness.from_env(os.environ)
+    master = os.getppid()
+    dataplane = DataPlane(
+        model,
+        info,
+        on_inference=metrics.inference.observe,
+        on_loaded=None if workers is None else lambda: workers.mark_ready(os.getpid(), master),
+        others_ready=None if workers is None else lambda: workers.all_ready(master),
+    )
     app = build_app(dataplane, metrics, max_body_bytes=max_body_bytes)
     dataplane.start_loading()
     return app
@@ -78,7 +92,7 @@ def _register_health(app: Flask, dataplane: DataPlane) -> None:
 
     @app.get("/v2/health/ready")
     def ready() -> Response:
-        dataplane.require_ready()
+        dataplane.require_server_ready()
         return _json({"ready": True})
 
     @app.get("/v2")

@@ -4,6 +4,11 @@ One served model per process. It is loaded in a background thread right after st
 liveness answers at once; until `load()` returns, every model call raises `ModelNotReady` at once
 (a 503, never a wait), and a failed load stays visible in the readiness error. Order of checks for a
 model call: unknown name (404), not ready (503), then the body (400).
+
+Two kinds of ready: a model call needs only THIS process's model (`require_ready`), while the
+readiness answers (`/v2/health/ready`, `/v2/models/{name}/ready`) also need every sibling worker
+(`others_ready`, see `readiness.py`): a pod must not be sent traffic that a still-loading worker
+would refuse. `on_loaded` runs once the model is loaded (a worker announces itself there).
 """
 
 from __future__ import annotations
@@ -25,10 +30,20 @@ RUNTIME = f"modelapp-serving {__version__}"
 
 
 class DataPlane:
-    def __init__(self, model: Model, info: ModelInfo, *, on_inference: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        info: ModelInfo,
+        *,
+        on_inference: Callable[[float], None] | None = None,
+        on_loaded: Callable[[], None] | None = None,
+        others_ready: Callable[[], bool] | None = None,
+    ) -> None:
         self.model = model
         self.info = info
         self._on_inference = on_inference
+        self._on_loaded = on_loaded
+        self._others_ready = others_ready
         self.load_error: str | None = None
         self.load_seconds: float | None = None
 
@@ -45,6 +60,12 @@ class DataPlane:
             return
         self.load_seconds = time.monotonic() - started
         log.info("model %s version %s loaded in %.2fs", self.info.name, self.info.version, self.load_seconds)
+        if self._on_loaded is not None:
+            try:
+                self._on_loaded()
+            except OSError as exc:  # the server then never counts this worker: not ready, visibly
+                self.load_error = f"model loaded, but this worker could not report it: {exc}"
+                log.error("%s", self.load_error)
 
     def start_loading(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="model-loader", daemon=True)
@@ -54,11 +75,19 @@ class DataPlane:
     # --- health and metadata --------------------------------------------------------------------
 
     def ready(self) -> bool:
-        return self.model.ready
+        """The whole server can serve: this worker's model is loaded and so is every sibling's."""
+        return self.model.ready and self.load_error is None and (self._others_ready is None or self._others_ready())
 
     def require_ready(self) -> None:
+        """This worker can run the model (what a model call needs)."""
         if not self.model.ready:
             raise ModelNotReady(self.load_error or f"model {self.info.name!r} is still loading")
+
+    def require_server_ready(self) -> None:
+        """Every worker can run the model (what the readiness answers need)."""
+        self.require_ready()
+        if not self.ready():
+            raise ModelNotReady(self.load_error or f"model {self.info.name!r} is still loading in another worker")
 
     def _model(self, name: str) -> Model:
         if name != self.info.name:
@@ -69,7 +98,7 @@ class DataPlane:
     def model_ready(self, name: str) -> bool:
         if name != self.info.name:
             raise ModelNotFound(name)
-        return self.model.ready
+        return self.ready()
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "modelapp-serving", "version": __version__, "extensions": ["binary_tensor_data"]}

@@ -2,7 +2,10 @@
 
 Order matters here. PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported, so
 this module imports neither the app nor the metrics at the top; it points the variable at a fresh
-temporary folder (an emptyDir `/tmp` in the pod, so a restarted container starts from zero), then
+temporary folder (an emptyDir `/tmp` in the pod, so a restarted container starts from zero), and
+MODELAPP_READY_DIR / MODELAPP_READY_WORKERS at a sibling folder where each worker reports its loaded
+model (readiness means every worker can serve, see `readiness.py`; the master removes a reaped
+worker's marker in `child_exit`), then
 checks the model folder and options synchronously (a bad pin, a pickle without a pin, a missing
 class exit 2 with a one-line reason), and only then starts gunicorn. Each worker builds its own app
 with `create_app` after the fork (no preloading), which starts loading the model in the background.
@@ -71,8 +74,13 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
 
 def _child_exit(server: Any, worker: Any) -> None:
+    """In the master, for every reaped worker: it no longer counts as ready; its live gauges go."""
     from modelapp_serving.metrics import worker_exited
+    from modelapp_serving.readiness import WorkerReadiness
 
+    readiness = WorkerReadiness.from_env(os.environ)
+    if readiness is not None:
+        readiness.clear(worker.pid)
     worker_exited(worker.pid)
 
 
@@ -119,8 +127,11 @@ def main(args: argparse.Namespace) -> int:
     """Run `serve` until gunicorn stops; 2 with a one-line reason when the model cannot be served."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     master_pid = os.getpid()
-    metrics_dir = tempfile.mkdtemp(prefix="modelapp-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    state_dir = Path(tempfile.mkdtemp(prefix="modelapp-serve-"))
+    (state_dir / "metrics").mkdir()
+    (state_dir / "ready").mkdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(state_dir / "metrics")
+    os.environ["MODELAPP_READY_DIR"] = str(state_dir / "ready")
     try:
         from modelapp_serving.errors import ModelConfigError
         from modelapp_serving.models import resolve_model
@@ -133,10 +144,11 @@ def main(args: argparse.Namespace) -> int:
         except (ModelConfigError, ValueError) as exc:
             print(f"modelapp-serving serve: {exc}", file=sys.stderr)
             return 2
+        os.environ["MODELAPP_READY_WORKERS"] = str(options.workers)
         log.info("serving %s from %s on %s:%d", options.name, options.model_dir, options.host, options.port)
         ServingApplication(options).run()
         return 0
     finally:
         # Forked workers unwind through this frame too (gunicorn exits them with SystemExit).
         if os.getpid() == master_pid:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
