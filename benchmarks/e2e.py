@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tests.e2e.test_real_flow import Apps, modelapp_body, served_version, steady_load, write_model
+from tests.e2e.test_real_flow import Apps, _only_version, modelapp_body, steady_load, write_model
 from tests.fixtures.e2e import (
     FlowImages,
     fresh_namespace,
@@ -79,8 +79,7 @@ def rollouts(ns: Any, work: Path, count: int, rows: np.ndarray[Any, Any]) -> lis
             started = time.monotonic()
             modelapp_cli("bump", "--namespace", ns.name, "--kubeconfig", str(ns.cluster.kubeconfig), timeout=120)
             poll(lambda v=str(version): apps.ready("roll", v), timeout=300, what=f"version {version} Ready")
-            poll(lambda v=str(version): all(served_version(url) == v for _ in range(10)), timeout=60,
-                 what=f"only version {version} answering")
+            poll(lambda v=str(version): _only_version(url, v), timeout=60, what=f"only version {version} answering")
             seconds = time.monotonic() - started
         results.append({"to_version": version, "requests": load.ok + len(load.failures),
                         "failed": len(load.failures), "bump_to_only_new_s": round(seconds, 2),

@@ -152,6 +152,10 @@ def _app_command(name: str, spec: ModelAppSpec) -> dict[str, list[str]]:
     return {"command": ["modelapp-serving"], "args": args}
 
 
+DRAIN_SECONDS = 5
+"""preStop pause of the app container, longer than kube-proxy's and endpoint controllers' reaction time."""
+
+
 def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
     """The app image serving the model on :8080; probes follow the v2 health endpoints."""
     env = [
@@ -169,6 +173,9 @@ def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "env": env,
         "readinessProbe": _probe("/v2/health/ready", period=5),
+        # A terminating pod keeps answering until kube-proxy has dropped it from the Service's rules:
+        # without the pause, gunicorn closes its socket at SIGTERM and requests routed there are refused.
+        "lifecycle": {"preStop": {"sleep": {"seconds": DRAIN_SECONDS}}},
         "livenessProbe": _probe("/v2/health/live", period=10, initial_delay=10),
         "securityContext": _container_security(),
         "resources": _resources(spec),

@@ -96,6 +96,13 @@ def infer(url: str, rows: np.ndarray[Any, Any], timeout: float = 5.0) -> np.ndar
     return np.asarray(outputs["label"]["data"])
 
 
+def _only_version(url: str, version: str, tries: int = 10) -> bool:
+    try:
+        return all(served_version(url) == version for _ in range(tries))
+    except requests.RequestException:
+        return False
+
+
 def served_version(url: str) -> str:
     base = url.split("/v2/", 1)[0]
     return str(requests.get(f"{base}/version", timeout=5).json()["version"])
@@ -222,7 +229,7 @@ def test_bump_rolls_to_the_next_version_without_failed_requests(
                                                       "sha256": digest2}
         poll(lambda: apps.ready("bumped", "2"), timeout=240, what="version 2 Ready")
         rolled = time.monotonic() - started
-        poll(lambda: all(served_version(url) == "2" for _ in range(10)), timeout=30, what="only version 2 answering")
+        poll(lambda: _only_version(url, "2"), timeout=30, what="only version 2 answering")
         answered_before = load.ok
         poll(lambda: load.ok >= answered_before + 5, timeout=30, what="answers after the rollout")
     print(f"[real-flow] rollout under load: {load.ok} answered, {len(load.failures)} failed, "

@@ -57,3 +57,14 @@ def test_without_a_real_node_everything_stays_on_loopback(tmp_path: Path) -> Non
     settings = cli._cluster(args).settings
     assert settings.bind_address == settings.advertise_address == "127.0.0.1"
     assert settings.kwok_nodes == 4
+
+
+def test_serving_pods_drain_before_gunicorn_stops_listening() -> None:
+    """Rollouts without refused requests: the app container pauses in preStop before its SIGTERM."""
+    from modelapp_operator import builders
+    from modelapp_operator.spec import ModelAppSpec
+
+    spec = ModelAppSpec.model_validate({"image": "img:1", "model": {"uri": "azureblob://m/iris", "version": "1"}})
+    app = builders.app_container("iris", spec)
+    assert app["lifecycle"] == {"preStop": {"sleep": {"seconds": builders.DRAIN_SECONDS}}}
+    assert 0 < builders.DRAIN_SECONDS < 30  # inside the default terminationGracePeriodSeconds
