@@ -91,7 +91,12 @@ def test_cluster_rbac_is_least_privilege(render_chart: Render) -> None:
     assert verbs(rules, "", "services") == {"get", "list", "watch", "create", "patch"}
     assert "delete" in verbs(rules, "policy", "poddisruptionbudgets")
     assert verbs(rules, "", "secrets") == set()
-    assert verbs(rules, "", "pods") == set()
+    # Application: the smoke test lists pods and posts through the pod proxy; nothing else on pods.
+    assert verbs(rules, "", "pods") == {"list"}
+    assert verbs(rules, "", "pods/proxy") == {"create"}
+    assert verbs(rules, "", "pods/exec") == set()
+    # blockOwnerDeletion on the children's owner references (OwnerReferencesPermissionEnforcement).
+    assert verbs(rules, "modelapp.io", "modelapps/finalizers") == {"update"}
     binding = rendered.only("ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ma-modelapp", "namespace": "modelapp-system"}]
@@ -107,6 +112,9 @@ def test_namespaced_rbac_grants_only_the_listed_namespaces(render_chart: Render)
         assert verbs(rules, "kopf.dev", "kopfpeerings") == {"get", "list", "watch", "patch", "create"}
         assert verbs(rules, "modelapp.io", "modelapps") == {"get", "list", "watch", "patch"}
         assert verbs(rules, "apps", "deployments") == {"get", "list", "watch", "create", "patch"}
+        assert verbs(rules, "", "pods") == {"list"}
+        assert verbs(rules, "", "pods/proxy") == {"create"}
+        assert verbs(rules, "modelapp.io", "modelapps/finalizers") == {"update"}
     for binding in rendered.all("RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
         assert binding["subjects"][0]["namespace"] == "modelapp-system"
