@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from modelapp_serving import codecs
 from modelapp_serving.dataplane import DataPlane
 from modelapp_serving.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedMediaType, to_response
+from modelapp_serving.fastpath import ModelCallPath
 from modelapp_serving.metrics import Metrics
 from modelapp_serving.models import resolve_model
 from modelapp_serving.readiness import WorkerReadiness
@@ -183,4 +184,7 @@ def build_app(dataplane: DataPlane, metrics: Metrics, *, max_body_bytes: int = D
     _register_v2(app, dataplane)
     _register_v1_and_recipe(app, dataplane)
     _register_metrics(app, metrics)
+    app.wsgi_app = ModelCallPath(  # type: ignore[method-assign]
+        app.wsgi_app, dataplane, metrics, max_body_bytes=max_body_bytes
+    )
     return app

