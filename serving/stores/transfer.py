@@ -6,9 +6,9 @@ total size (an empty object or a start past the end gives `b""`). The engine the
 
 - reads the first range alone (one request for small objects; it learns the real size, so a
   zero-byte or truncated object fails *before* anything else is fetched);
-- reads the rest in `chunk_size` ranges on `workers` threads, keeping at most `window` ranges in
-  memory, and writes and hashes them strictly in order: peak memory is about
-  `window * chunk_size` whatever the object size;
+- reads the rest in `chunk_size` ranges on `workers` threads, which also write each range at its
+  offset (`os.pwrite`), while the calling thread hashes the ranges strictly in order; at most
+  `window` ranges are in flight, so peak memory is about `window * chunk_size` whatever the size;
 - retries a range that fails with a `TransientError` (dropped connection, timeout, 5xx,
   throttling) or comes back short, with exponential backoff, up to `attempts` times; ranges
   already written are kept, so a cut resumes at the failed range instead of starting over.
@@ -19,6 +19,8 @@ Planning (`plan_ranges`) is pure and unit-tested; the I/O is in `stream_object`.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -106,10 +108,39 @@ def _check_total(name: str, total: int, expected: int) -> None:
     raise IntegrityError(f"{name} is {total} bytes; the manifest says {expected} bytes")
 
 
+Writer = Callable[[bytes, int], None]
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    """os.pwrite until every byte is written (it may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def positional_writer(sink: BinaryIO) -> Writer | None:
+    """A thread-safe `write(data, offset)` on the sink's file descriptor, or None when it has none."""
+    try:
+        fd = sink.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return None
+    sink.flush()
+    return lambda data, offset: _pwrite_all(fd, data, offset)
+
+
 def stream_object(
     read: ReadRange, sink: BinaryIO, *, expected_size: int, settings: TransferSettings, stats: TransferStats, name: str
 ) -> str:
-    """Copy an object of `expected_size` bytes into `sink`; return the sha256 hex of what was written.
+    """Copy an object of `expected_size` bytes into `sink`; return the sha256 hex of the bytes received.
+
+    A pipeline: `workers` threads each download a range and, when the sink is a real file, write it
+    at its offset themselves (`os.pwrite`, no shared file position), while this thread hashes the
+    ranges strictly in order as they complete -- sha256 (which releases the GIL) overlaps the
+    network and the page-cache writes instead of following them. At most `window` ranges are
+    downloaded but not yet hashed (plus the one being hashed), so memory stays about
+    `(window + 1) * chunk_size`. A sink without a
+    file descriptor is written here, in order. The caller syncs the file once at the end.
 
     Raises IntegrityError when the object's real size differs (zero-byte, truncated, grown) or
     changes between ranges, TransientError when a range still fails after its retries, and lets
@@ -122,14 +153,21 @@ def stream_object(
     _check_total(name, total, expected_size)
     hasher.update(first)
     sink.write(first)
+    write = positional_writer(sink)
     ranges = iter(plan_ranges(len(first), expected_size, settings.chunk_size))
     pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="fetch")
     pending: deque[Future[tuple[bytes, int]]] = deque()
 
+    def fetch_and_write(offset: int, length: int) -> tuple[bytes, int]:
+        data, again = read_range(read, offset, length, settings=settings, stats=stats, name=name)
+        if write is not None and again == total:
+            write(data, offset)
+        return data, again
+
     def submit() -> None:
         nxt = next(ranges, None)
         if nxt is not None:
-            pending.append(pool.submit(read_range, read, *nxt, settings=settings, stats=stats, name=name))
+            pending.append(pool.submit(fetch_and_write, *nxt))
 
     try:
         for _ in range(settings.window):
@@ -138,11 +176,14 @@ def stream_object(
             data, again = pending.popleft().result()
             if again != total:
                 raise IntegrityError(f"{name} changed during the download ({total} then {again} bytes)")
-            hasher.update(data)
-            sink.write(data)
             submit()
+            hasher.update(data)
+            if write is None:
+                sink.write(data)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    if write is not None:
+        sink.seek(expected_size)
     return hasher.hexdigest()
 
 
