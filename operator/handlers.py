@@ -3,16 +3,20 @@
 - ModelApp create/update/resume, and changes of its annotations (retry, rollback notes): `converge`.
 - Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator): `converge` for the
   owner too, which also repairs a deleted or edited child (drift repair) and notices rollout progress.
-`converge` reads the ModelApp and its Deployment fresh from the API server, asks `rollout.decide` which
-(image, model) pair to apply (the spec's, or the last good one while the spec's is quarantined), runs the
-smoke test when it is due, applies the children built from that pair, writes status, then posts Events
-and counts metrics for the transitions the new status records. One lock per ModelApp serialises it
-across kopf's worker threads; everything it decides from is in the cluster, so a restarted operator (or
-another replica taking over) continues a rollback where the last one stopped.
+`converge` asks `rollout.decide` which (image, model) pair to apply (the spec's, or the last good one while
+the spec's is quarantined), runs the smoke test when it is due, applies the children built from that pair,
+writes status, then posts Events and counts metrics for the transitions the new status records. One lock
+per ModelApp serialises it across kopf's worker threads; everything it decides from is in the cluster, so
+a restarted operator (or another replica taking over) continues a rollback where the last one stopped.
+What it reads comes from `STORE` (`cache.py`): the objects as the watch streams and our own writes'
+responses delivered them, newest first; the API server is read only on a miss. A child is applied only
+when it is missing or has drifted from the desired manifest, and status only when it changes, so an
+unchanged world costs no API call at all (idle means idle) and events caused by our own writes end there.
 No finalizers on ModelApps: owner references let the garbage collector delete the children. That is
 also why there is no kopf timer for periodic resync (kopf puts a finalizer on every object with a timer
 or daemon): progress is noticed from the children's own watch events.
-kopf's own progress and diff-base are kept in `modelapp.io/*` annotations, not in the (structural) status.
+kopf's own progress and diff-base are kept in `modelapp.io/*` annotations, not in the (structural) status;
+kopf leaves annotations with its own prefix out of its diffs, so its writes never re-trigger `reconcile`.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, kube, metrics, rollout, smoke, status
+from modelapp_operator import builders, cache, kube, metrics, rollout, smoke, status
 from modelapp_operator.settings import OperatorConfig, from_env
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, SmokeTest, check_name, parse_spec
 
 MODELAPPS = (builders.GROUP, builders.VERSION, builders.PLURAL)
 MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget"}
+#: What the operator knows of its ModelApps and their children (see `cache.py`).
+STORE = cache.Store()
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -64,7 +70,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelapp.io")
     settings.persistence.finalizer = "modelapp.io/kopf-finalizer"
     settings.posting.level = logging.getLevelName(config.posting_level)
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = config.workers
     settings.peering.stealth = True
     settings.peering.lifetime = config.peering_lifetime
     if not config.standalone:
@@ -73,15 +79,16 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
                 logger.info(f"Created peering object {config.peering!r} in {namespace or 'the cluster'}.")
 
 
-# --- indices --------------------------------------------------------------------------------------
+# --- what the operator knows ---------------------------------------------------------------------
 
 
-@kopf.index(*MODELAPPS)
-def modelapp_index(
-    *, name: str, namespace: str | None, body: kopf.Body, **_: Any
-) -> dict[tuple[str, str], Mapping[str, Any]]:
-    """(namespace, name) -> the ModelApp as last seen (spec, uid, generation, status)."""
-    return {(_namespaced(namespace), name): dict(body)}
+@kopf.on.event(*MODELAPPS)
+async def modelapp_seen(*, type: str | None, body: kopf.Body, **_: Any) -> None:
+    """Keep the newest ModelApp in `STORE` (kopf runs event handlers before the create/update handlers)."""
+    if type == "DELETED":
+        STORE.drop("ModelApp", body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        STORE.put("ModelApp", body)
 
 
 def _owner(body: Mapping[str, Any]) -> str | None:
@@ -89,8 +96,13 @@ def _owner(body: Mapping[str, Any]) -> str | None:
     return next((r["name"] for r in refs if r.get("kind") == builders.KIND and r.get("controller")), None)
 
 
-def _one(index: kopf.Index[Any, Any], key: tuple[str, str]) -> Mapping[str, Any] | None:
-    return next(iter(index.get(key, [])), None)
+def _read(kind: str, name: str, namespace: str, *, miss: bool = True) -> Mapping[str, Any] | None:
+    """The object from `STORE`; on a miss from the API server when `miss` (else None), remembered."""
+    known = STORE.get(kind, namespace, name)
+    if known is not None or not miss:
+        return known
+    fresh = kube.get(kind, name, namespace)
+    return STORE.put(kind, fresh) if fresh is not None else None
 
 
 # --- converge -------------------------------------------------------------------------------------
@@ -126,7 +138,7 @@ def _parse(app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
             return None
         new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc),
                                     old=app.get("status") or {}, now=_now())  # fmt: skip
-        kube.patch_status(meta["name"], meta["namespace"], new)
+        _remember("ModelApp", kube.patch_status(meta["name"], meta["namespace"], new))
         raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
 
@@ -167,28 +179,41 @@ def _decide(app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str,
     return decision
 
 
+def _remember(kind: str, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    return STORE.put(kind, obj) if obj is not None else None
+
+
+def _ensure(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The child as stored: applied only when it is unknown, missing or drifted (no-op detection)."""
+    meta = manifest["metadata"]
+    known = STORE.get(manifest["kind"], meta["namespace"], meta["name"])
+    if known is not None and not builders.drifted({k: manifest[k] for k in ("metadata", "spec")}, known):
+        return known
+    return STORE.put(manifest["kind"], kube.apply(manifest))
+
+
 def _apply_children(app: Mapping[str, Any], spec: ModelAppSpec, config: OperatorConfig, *, everything: bool,
-                    deployment: Mapping[str, Any] | None) -> tuple[Mapping[str, Any] | None, list[str]]:  # fmt: skip
-    """Apply the children of `spec` (every one, or only a missing or drifted Deployment); the Deployment
-    as stored, and the kinds written."""
+                    resumed: bool) -> dict[str, Mapping[str, Any]]:  # fmt: skip
+    """Ensure the children of `spec` (every one, or only the Deployment); the children as stored, by kind.
+
+    A child that must not exist (a PDB for one replica) is deleted when it is known, or on resume (the
+    watch may not have listed it yet); otherwise its own watch event deletes it (`_repair_other`)."""
     meta = app["metadata"]
     ctx = builders.BuildContext(serving_image=config.serving_image, revision_history_limit=config.revision_history)
     children = builders.build_children(meta["name"], meta["namespace"], spec, ctx)
-    wanted = {m["kind"]: builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply}
-    if not everything:
-        desired = wanted["Deployment"]
-        if deployment is not None and not builders.drifted({k: desired[k] for k in ("metadata", "spec")}, deployment):
-            return deployment, []
-        wanted = {"Deployment": desired}
-    applied = {kind: kube.apply(manifest) for kind, manifest in wanted.items()}
+    wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
+    stored = {m["kind"]: _ensure(m) for m in wanted if everything or m["kind"] == "Deployment"}
     for kind, child in children.absent if everything else []:
-        kube.delete(kind, child, meta["namespace"])
-    return applied["Deployment"], list(applied)
+        if resumed or STORE.get(kind, meta["namespace"], child) is not None:
+            kube.delete(kind, child, meta["namespace"])
+            STORE.drop(kind, meta["namespace"], child)
+    return stored
 
 
 def _write_status(app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                   deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> bool:  # fmt: skip
-    """Write the status for this decision; True when the revision history is now what the decision says."""
+    """Write the status for this decision (only when it changes); True when the revision history is now
+    what the decision says."""
     meta, old = app["metadata"], app.get("status") or {}
     new = status.compute_status(
         name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
@@ -196,7 +221,9 @@ def _write_status(app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.
         extra={"revisions": decision.revisions, "effective": rollout.effective_status(decision)},
     )  # fmt: skip
     patch = status.status_patch(old, new)
-    return kube.patch_status(meta["name"], meta["namespace"], patch) if patch else True
+    if not patch:
+        return True
+    return _remember("ModelApp", kube.patch_status(meta["name"], meta["namespace"], patch)) is not None
 
 
 def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:
@@ -218,35 +245,43 @@ def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger
         kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
 
 
-def converge(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, everything: bool) -> None:
-    """One level-based pass for a ModelApp (see the module docstring). `everything`: apply every child
-    (spec or annotation change, resume), else only a missing or drifted Deployment (child events)."""
+def converge(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, everything: bool,
+             reason: str = "") -> None:  # fmt: skip
+    """One level-based pass for a ModelApp (see the module docstring). `everything`: ensure every child
+    (spec or annotation change, resume), else only a missing or drifted Deployment (child events).
+    `reason` is kopf's cause: on "create" no child can exist yet, so a miss in `STORE` is not read back."""
     with _lock(namespace, name):
-        app = kube.get("ModelApp", name, namespace)
+        app = _read("ModelApp", name, namespace)
         if app is None or app["metadata"].get("deletionTimestamp"):
             return
         spec = _parse(app, strict=everything)
         if spec is None:
             return
-        observed = kube.get("Deployment", name, namespace)
+        observed = _read("Deployment", name, namespace, miss=reason != "create")
         decision = _decide(app, spec, observed)
         applied_spec = decision.effective.apply_to(spec)
-        deployment, _ = _apply_children(app, applied_spec, config, everything=everything, deployment=observed)
-        if _write_status(app, applied_spec, decision, deployment, kube.get("Service", name, namespace)):
+        stored = _apply_children(app, applied_spec, config, everything=everything, resumed=reason == "resume")
+        deployment = stored.get("Deployment", observed)
+        service = stored.get("Service") or _read("Service", name, namespace, miss=reason != "create")
+        if _write_status(app, applied_spec, decision, deployment, service):
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
         if decision.spent:
-            kube.patch("ModelApp", name, namespace, {"metadata": {"annotations": dict.fromkeys(decision.spent)}})
+            spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
+            _remember("ModelApp", kube.patch("ModelApp", name, namespace, spent))
 
 
 @kopf.on.resume(*MODELAPPS)
 @kopf.on.create(*MODELAPPS)
 @kopf.on.update(*MODELAPPS, field="spec")
 @kopf.on.update(*MODELAPPS, field="metadata.annotations")
-def reconcile(*, name: str, namespace: str | None, memo: Any, logger: Logger, **_: Any) -> None:
+def reconcile(*, name: str, namespace: str | None, body: kopf.Body, reason: str, memo: Any, logger: Logger,
+              **_: Any) -> None:  # fmt: skip
     """Level-based: the same spec and history always yield the same children and the same status."""
+    STORE.put("ModelApp", body)
     with metrics.timed("reconcile"):
-        converge(name=name, namespace=_namespaced(namespace), config=_config(memo), logger=logger, everything=True)
+        converge(name=name, namespace=_namespaced(namespace), config=_config(memo), logger=logger, everything=True,
+                 reason=str(reason))  # fmt: skip
 
 
 # --- children -------------------------------------------------------------------------------------
@@ -273,24 +308,32 @@ def _repair_other(*, kind: str, event: str, body: Mapping[str, Any], app: Mappin
         return  # the owner is being deleted: the garbage collector is at work
     if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
         logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
-        kube.apply(desired)
+        STORE.put(kind, kube.apply(desired))
+
+
+def _see(kind: str, event: str, body: kopf.Body) -> None:
+    """Remember a child as the watch delivered it (forget it when deleted)."""
+    if event == "DELETED":
+        STORE.drop(kind, body.metadata.namespace or "", body.metadata.name or "")
+    else:
+        STORE.put(kind, body)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def child_event(*, type: str, body: kopf.Body, namespace: str | None, resource: kopf.Resource, memo: Any,
-                logger: Logger, **kwargs: Any) -> None:  # fmt: skip
+def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource, memo: Any,
+                logger: Logger, **_: Any) -> None:  # fmt: skip
     """Drift repair for any child; rollout progress and status when the Deployment or the Service changed.
 
-    kopf passes the index by its function name in `kwargs`; `type` is empty for the initial listing
-    (resume covers that).
+    `type` is empty for the initial listing: the child is only remembered (resume covers the rest).
     """
-    owner, namespace = _owner(body), _namespaced(namespace)
-    app = _one(kwargs["modelapp_index"], (namespace, owner)) if owner else None
+    kind, namespace = CHILD_KINDS[resource.plural], _namespaced(namespace)
+    _see(kind, type or "", body)
+    owner = _owner(body)
+    app = STORE.get("ModelApp", namespace, owner) if owner else None
     if owner is None or app is None or app["metadata"].get("deletionTimestamp") or not type:
         return
-    kind = CHILD_KINDS[resource.plural]
     with metrics.timed("child_event"):
         config = _config(memo)
         if kind != "Deployment":

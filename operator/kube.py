@@ -8,8 +8,8 @@ What happens on errors, per call:
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
   namespace is gone (raised as `Gone`); 409 cannot happen with force=true; anything else raises
   `ApiError` and the handler retries (kopf's backoff).
-- `patch_status`: 404 (the ModelApp was deleted meanwhile) returns False; no 409 (merge patches
-  carry no resourceVersion).
+- `patch_status`: returns the ModelApp as stored; 404 (the ModelApp was deleted meanwhile) returns None;
+  no 409 (merge patches carry no resourceVersion).
 - `delete`: 404 returns False (already gone, which is what we wanted).
 - `get`: 404 returns None; `list_objects`: an empty namespace gives an empty list.
 - `patch`: merge patch of an object (metadata/spec); 404 raises `Gone`, 409 (a stale
@@ -32,6 +32,10 @@ from kubernetes.client.exceptions import ApiException
 from modelapp_operator.builders import GROUP, MANAGER, PLURAL, VERSION
 
 Obj = dict[str, Any]
+
+#: Kept-alive connections to the API server. The client's default (5 x CPUs, 10 here) is below the
+#: operator's worker threads: every request beyond it opened a new TLS connection and threw it away.
+POOL_SIZE = 64
 
 #: REST collection of each kind we touch: (API prefix, plural).
 _COLLECTIONS = {
@@ -62,6 +66,7 @@ class Gone(ApiError):
 def api_client() -> client.ApiClient:
     """In-cluster service account when running in a pod, else the current kubeconfig."""
     configuration = client.Configuration()
+    configuration.connection_pool_maxsize = POOL_SIZE
     try:
         config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
@@ -130,14 +135,13 @@ def delete(kind: str, name: str, namespace: str | None) -> bool:
     return True
 
 
-def patch_status(name: str, namespace: str, patch: Mapping[str, Any]) -> bool:
-    """Merge-patch `status` of a ModelApp; False when the ModelApp is gone."""
+def patch_status(name: str, namespace: str, patch: Mapping[str, Any]) -> Obj | None:
+    """Merge-patch `status` of a ModelApp; the ModelApp as stored, or None when it is gone."""
     try:
-        _call("PATCH", _path("ModelApp", name, namespace, "status"), body={"status": dict(patch)},
-              content_type="application/merge-patch+json")  # fmt: skip
+        return _call("PATCH", _path("ModelApp", name, namespace, "status"), body={"status": dict(patch)},
+                     content_type="application/merge-patch+json")  # fmt: skip
     except Gone:
-        return False
-    return True
+        return None
 
 
 def ensure_peering(name: str, namespace: str | None) -> bool:

@@ -11,6 +11,8 @@ Environment (all optional except where noted in the chart):
 - `MODELAPP_REVISION_HISTORY` (default 5): old ReplicaSets kept per Deployment (rollback material).
 - `MODELAPP_POSTING_LEVEL` (default WARNING): the lowest log level kopf posts as Kubernetes Events.
   Not INFO: kopf would post an Event for every handled child event, doubling the API writes.
+- `MODELAPP_WORKERS` (default 32): kopf's handler threads. Handlers mostly wait on the API server, so
+  more threads than cores keep it busy; the API client's connection pool (`kube.POOL_SIZE`) is larger.
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
 """
 
@@ -47,6 +49,7 @@ class OperatorConfig:
     revision_history: int = 5
     peering_lifetime: int = 30
     posting_level: str = "WARNING"
+    workers: int = 32
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -79,4 +82,5 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         revision_history=_int(env, "MODELAPP_REVISION_HISTORY", 5, 0, 100),
         peering_lifetime=_int(env, "MODELAPP_PEERING_LIFETIME", 30, 15, 600),
         posting_level=level,
+        workers=_int(env, "MODELAPP_WORKERS", 32, 1, 60),
     )
