@@ -40,7 +40,8 @@ from tests.fixtures.operator import OperatorProcess, wait_for
 pytestmark = pytest.mark.integration
 
 GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
-DENIED = re.compile(r"\b403\b|forbidden", re.IGNORECASE)
+#: A denial in a log line or a bump row; not the milliseconds of a log timestamp ("14:33:51,403").
+DENIED = re.compile(r"(?<![,.])\b403\b|forbidden", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
