@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.inference import check_answer, request_body, starters
 from benchmarks.serving.models import VersionDir
 from benchmarks.serving.servers import Server
@@ -54,26 +55,34 @@ def until_answering(server: Server, body: bytes, streak: int = 10, deadline_seco
 
 
 def run_cold_start(
-    model: VersionDir, *, workers: int, scratch: Path, repeats: int = 3, only: list[str] | None = None
+    model: VersionDir,
+    *,
+    workers: int,
+    scratch: Path,
+    repeats: int = 3,
+    only: list[str] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[ColdStart]:
-    results: list[ColdStart] = []
+    """Each server started `repeats` times, interleaved (A B C A B C...), so background load hits all alike."""
     size = model.entry.stat().st_size / (1 << 20)
-    for name, start in starters().items():
-        if only and name not in only:
-            continue
-        seconds: list[float] = []
-        answering: list[float] = []
-        for _ in range(repeats):
+    table = {name: start for name, start in starters(baseline).items() if not only or name in only}
+    seconds: dict[str, list[float]] = {name: [] for name in table}
+    answering: dict[str, list[float]] = {name: [] for name in table}
+    for _ in range(repeats):
+        for name, start in table.items():
             server = start(model, "onnx", workers, scratch / "logs-cold")
             try:
-                seconds.append(server.wait_ready(deadline_seconds=180))
-                answering.append(until_answering(server, request_body(model)))
+                seconds[name].append(server.wait_ready(deadline_seconds=180))
+                answering[name].append(until_answering(server, request_body(model)))
             finally:
                 server.stop()
-        result = ColdStart(name, size, seconds, statistics.median(seconds), answering, statistics.median(answering))
+    results: list[ColdStart] = []
+    for name in table:
+        runs, answers = seconds[name], answering[name]
+        result = ColdStart(name, size, runs, statistics.median(runs), answers, statistics.median(answers))
         print(
-            f"  cold start {name:9} ready {result.median_seconds:5.2f} s  answering "
-            f"{result.median_answering_seconds:5.2f} s  runs {[round(s, 2) for s in seconds]}",
+            f"  cold start {name:12} ready {result.median_seconds:5.2f} s  answering "
+            f"{result.median_answering_seconds:5.2f} s  runs {[round(s, 2) for s in runs]}",
             flush=True,
         )
         results.append(result)

@@ -1,11 +1,18 @@
-"""Fetching a 1 GiB model version from Azurite: ours vs kserve-storage vs plain azure-storage-blob.
+"""Fetching a 1 GiB model version from Azurite: ours (now, before, tunings) vs kserve-storage vs azure-storage-blob.
+
+The one fetch benchmark (it replaced the older `benchmarks/fetch_azurite.py`, whose plain-HTTP
+comparison with azure-storage-blob it covers, over TLS and the production URL path).
+`--baseline REV` adds `ours-before` (that revision's `modelapp-serving fetch`, same virtualenv);
+`tunings` add rows of ours with other range sizes and worker counts (`MODELAPP_FETCH_CHUNK_MIB`,
+`MODELAPP_FETCH_WORKERS`), which is how the defaults were chosen.
 
 Method: one Azurite (HTTPS, in-memory) holds one version published by `modelapp-serving publish`:
 a 1 GiB file of random bytes (incompressible) and its manifest. Each downloader runs as its own
 process, one at a time, through the same TLS + CONNECT path (see `tls.py`), into a fresh folder;
 wall time is from process start to exit (interpreter start-up included, the same for all), peak
-RSS is the kernel's own high-water mark for that process (`wait4` rusage `ru_maxrss`, no
-sampling gaps). Every result is checked: the downloaded file's sha256 must equal the original's.
+RSS is the kernel's own high-water mark for that process (GNU time, see `timed`; no sampling
+gaps). Every result is checked: the downloaded file's sha256 must equal the original's. Rounds are
+interleaved (A B C A B C...), so a change in the shared machine's load hits every downloader alike.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.servers import HERE, venv_python
 from benchmarks.serving.tls import ACCOUNT_HOST, ConnectProxy, make_certificate
 from tests.fixtures.azurite import ACCOUNT_KEY, azurite_binary, free_port, port_open, wait_until
@@ -165,18 +174,16 @@ def publish(azurite: AzuriteTls, source: Path) -> None:
         raise RuntimeError(f"publish failed: {done.stderr}")
 
 
-def commands(out: Path) -> dict[str, tuple[list[str], Path]]:
-    """Each downloader's command and where its copy of the file lands."""
-    ours = [
-        str(Path(sys.executable).parent / "modelapp-serving"),
-        "fetch",
-        "--uri",
-        f"azureblob://{CONTAINER}/{PREFIX}",
-        "--version",
-        VERSION,
-        "--dest",
-        str(out / "ours"),
-    ]
+Downloader = tuple[list[str], Path, dict[str, str]]  # command, where the copy lands, extra environment
+
+
+def commands(out: Path, *, baseline: Baseline | None = None, tunings: Sequence[str] = ()) -> dict[str, Downloader]:
+    """Each downloader's command, where its copy of the file lands, and its extra environment.
+
+    A tuning is `CHUNK_MIBxWORKERS` (e.g. `16x4`): ours with those transfer settings.
+    """
+    fetch_args = ["fetch", "--uri", f"azureblob://{CONTAINER}/{PREFIX}", "--version", VERSION, "--dest"]
+    ours = [str(Path(sys.executable).parent / "modelapp-serving"), *fetch_args, str(out / "ours")]
     plain = [
         sys.executable,
         str(HERE / "downloaders.py"),
@@ -192,14 +199,25 @@ def commands(out: Path) -> dict[str, tuple[list[str], Path]]:
         f"https://{ACCOUNT_HOST}/{CONTAINER}/{PREFIX}/{VERSION}",
         str(out / "kserve"),
     ]
-    return {
-        "ours": (ours, out / "ours" / FILE),
-        "kserve-storage": (kserve, out / "kserve" / FILE),
-        "azure-storage-blob": (plain, out / "plain.bin"),
-    }
+    found: dict[str, Downloader] = {"ours": (ours, out / "ours" / FILE, {})}
+    if baseline is not None:
+        found["ours-before"] = (
+            [*baseline.command(*fetch_args), str(out / "before")],
+            out / "before" / FILE,
+            baseline.env(),
+        )
+    for tuning in tunings:
+        chunk, _, workers = tuning.partition("x")
+        env = {"MODELAPP_FETCH_CHUNK_MIB": chunk, "MODELAPP_FETCH_WORKERS": workers}
+        found[f"ours {chunk} MiB x {workers}"] = ([*ours[:-1], str(out / tuning)], out / tuning / FILE, env)
+    found["kserve-storage"] = (kserve, out / "kserve" / FILE, {})
+    found["azure-storage-blob"] = (plain, out / "plain.bin", {})
+    return found
 
 
-def run_fetch(scratch: Path, *, size: int = GiB, repeats: int = 1) -> list[FetchRun]:
+def run_fetch(
+    scratch: Path, *, size: int = GiB, repeats: int = 1, baseline: Baseline | None = None, tunings: Sequence[str] = ()
+) -> list[FetchRun]:
     """Publish `size` random bytes, then time each downloader `repeats` times (interleaved)."""
     scratch.mkdir(parents=True, exist_ok=True)
     source = scratch / FILE
@@ -210,16 +228,17 @@ def run_fetch(scratch: Path, *, size: int = GiB, repeats: int = 1) -> list[Fetch
         publish(azurite, source)
         source.unlink()
         for _ in range(repeats):
-            for name, (command, landed) in commands(scratch / "out").items():
+            for name, (command, landed, extra) in commands(scratch / "out", baseline=baseline, tunings=tunings).items():
                 shutil.rmtree(scratch / "out", ignore_errors=True)
                 (scratch / "out").mkdir()
                 before = azurite.proxy.tunnels
-                seconds, rss, code = timed(command, azurite.production_env(), scratch / f"fetch-{name}.log")
+                env = {**azurite.production_env(), **extra}
+                seconds, rss, code = timed(command, env, scratch / f"fetch-{name.replace(' ', '_')}.log")
                 ok = code == 0 and landed.exists() and file_sha256(landed) == expected
                 rate = size / seconds / (1 << 20) if ok else 0.0
                 run = FetchRun(name, seconds, rate, rss, code if ok else code or -1, azurite.proxy.tunnels - before)
                 print(
-                    f"  fetch {name:20} {seconds:6.2f} s  {rate:7.1f} MiB/s  peak RSS {rss:6.1f} MiB  "
+                    f"  fetch {name:22} {seconds:6.2f} s  {rate:7.1f} MiB/s  peak RSS {rss:6.1f} MiB  "
                     f"{run.tunnels} tunnels  {'ok' if ok else 'FAILED'}",
                     flush=True,
                 )

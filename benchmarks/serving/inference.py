@@ -19,10 +19,11 @@ import statistics
 import subprocess
 import urllib.request
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.models import IRIS_ROW, VersionDir
 from benchmarks.serving.servers import HERE, Server, start_kserve, start_mlserver, start_ours
 
@@ -48,6 +49,8 @@ class LoadResult:
     mean_ms: float
     requests: int
     errors: int
+    best_round_rps: float = 0.0
+    median_round_rps: float = 0.0
 
 
 def request_body(model: VersionDir) -> bytes:
@@ -143,15 +146,17 @@ def combine(server: str, model: str, rounds: list[dict[str, Any]]) -> LoadResult
         "p99_us": median("p99_us"),
         "mean_us": median("mean_us"),
     }
-    return to_result(server, model, total)
+    per_round = sorted(raw["requests"] / (raw["duration_us"] / 1e6) for raw in rounds)
+    result = to_result(server, model, total)
+    return replace(result, best_round_rps=per_round[-1], median_round_rps=float(statistics.median(per_round)))
 
 
 Starter = Callable[[VersionDir, str, int, Path], Server]
 
 
-def starters() -> dict[str, Starter]:
-    """Each server under test: how to start it on a model of a given format."""
-    return {
+def starters(baseline: Baseline | None = None) -> dict[str, Starter]:
+    """Each server under test: how to start it on a model of a given format (`ours-before`: `baseline`)."""
+    found: dict[str, Starter] = {
         "ours": lambda model, fmt, workers, logs: start_ours(model, workers=workers, logs=logs, tag=fmt),
         "kserve": lambda model, fmt, workers, logs: start_kserve(
             model, model_format=fmt, workers=workers, logs=logs, tag=fmt
@@ -160,10 +165,20 @@ def starters() -> dict[str, Starter]:
             model, model_format=fmt, workers=workers, logs=logs, tag=fmt
         ),
     }
+    if baseline is not None:
+        found["ours-before"] = lambda model, fmt, workers, logs: start_ours(
+            model, workers=workers, logs=logs, tag=fmt, baseline=baseline
+        )
+    return found
 
 
 def run_inference(
-    models: dict[str, VersionDir], *, settings: LoadSettings, scratch: Path, only: list[str] | None = None
+    models: dict[str, VersionDir],
+    *,
+    settings: LoadSettings,
+    scratch: Path,
+    only: list[str] | None = None,
+    baseline: Baseline | None = None,
 ) -> list[LoadResult]:
     """Per model: start every server, then measure them in interleaved rounds.
 
@@ -173,8 +188,9 @@ def run_inference(
     """
     results: list[LoadResult] = []
     for model_format, model in models.items():
-        names = [name for name in starters() if not only or name in only]
-        servers = {name: starters()[name](model, model_format, settings.workers, scratch / "logs") for name in names}
+        table = starters(baseline)
+        names = [name for name in table if not only or name in only]
+        servers = {name: table[name](model, model_format, settings.workers, scratch / "logs") for name in names}
         try:
             targets = {
                 name: prepare(server, model, settings=settings, scratch=scratch) for name, server in servers.items()

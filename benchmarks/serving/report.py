@@ -18,18 +18,21 @@ def _best(rows: list[dict[str, Any]], key: str) -> float:
 
 def inference_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | server | requests/s | p50 ms | p90 ms | p99 ms | errors | vs faster rival (req/s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| model | server | requests/s | best round | median round | p50 ms | p90 ms | p99 ms | errors "
+        "| vs faster rival (req/s) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_model[row["model"]].append(row)
     for model, group in by_model.items():
-        rival = _best([row for row in group if row["server"] != "ours"], "requests_per_second")
+        rival = _best([row for row in group if not row["server"].startswith("ours")], "requests_per_second")
         for row in group:
-            ratio = f"{row['requests_per_second'] / rival:.2f}x" if row["server"] == "ours" and rival else ""
+            ours = row["server"].startswith("ours")
+            ratio = f"{row['requests_per_second'] / rival:.2f}x" if ours and rival else ""
             lines.append(
-                f"| {model} | {row['server']} | {row['requests_per_second']:,.0f} | {row['p50_ms']:.2f} | "
+                f"| {model} | {row['server']} | {row['requests_per_second']:,.0f} | "
+                f"{row.get('best_round_rps', 0):,.0f} | {row.get('median_round_rps', 0):,.0f} | {row['p50_ms']:.2f} | "
                 f"{row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {ratio} |"
             )
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
     hack/bench-serving.sh                # or: .venv/bin/python -m benchmarks.serving.run
     .venv/bin/python -m benchmarks.serving.run --only inference --seconds 10
+    hack/bench-serving.sh --baseline 09de185        # adds `ours-before` rows: that revision of serving/
 
 Raw results go to `benchmarks/results/serving-<UTC time>.json` (gitignored); the tables are printed
 as Markdown, ready for benchmarks/README.md. The competitors' virtualenvs are created on first use
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.serving import cold_start, fetch_bench, inference
+from benchmarks.serving.baseline import export
 from benchmarks.serving.models import big_onnx_version, iris_versions
 from benchmarks.serving.report import tables
 
@@ -38,6 +40,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fetch-mib", type=int, default=1024)
     parser.add_argument("--fetch-repeats", type=int, default=2)
+    parser.add_argument("--fetch-tunings", default="", help="extra rows of ours, e.g. 4x4,16x4 (CHUNK_MIBxWORKERS)")
+    parser.add_argument("--baseline", help="git revision of serving/ to run beside the current one (ours-before)")
     return parser.parse_args()
 
 
@@ -61,18 +65,30 @@ def main() -> None:
     report: dict[str, Any] = {"machine": machine(), "settings": vars(args), "started": time.time()}
     with tempfile.TemporaryDirectory(prefix="modelapp-bench-") as scratch_name:
         scratch = Path(scratch_name)
+        before = export(args.baseline, scratch / "baseline") if args.baseline else None
+        if servers and before is not None:
+            servers.append("ours-before")
         if "inference" in parts:
             print("inference", flush=True)
-            runs = inference.run_inference(iris_versions(scratch), settings=settings, scratch=scratch, only=servers)
+            runs = inference.run_inference(
+                iris_versions(scratch), settings=settings, scratch=scratch, only=servers, baseline=before
+            )
             report["inference"] = inference.as_rows(runs)
         if "fetch" in parts:
             print("fetch", flush=True)
-            fetches = fetch_bench.run_fetch(scratch / "fetch", size=args.fetch_mib << 20, repeats=args.fetch_repeats)
+            tunings = [item for item in args.fetch_tunings.split(",") if item]
+            fetches = fetch_bench.run_fetch(
+                scratch / "fetch",
+                size=args.fetch_mib << 20,
+                repeats=args.fetch_repeats,
+                baseline=before,
+                tunings=tunings,
+            )
             report["fetch"] = fetch_bench.as_rows(fetches)
         if "cold" in parts:
             print("cold start", flush=True)
             starts = cold_start.run_cold_start(
-                big_onnx_version(scratch), workers=args.workers, scratch=scratch, only=servers
+                big_onnx_version(scratch), workers=args.workers, scratch=scratch, only=servers, baseline=before
             )
             report["cold_start"] = cold_start.as_rows(starts)
     report["seconds"] = time.time() - report["started"]

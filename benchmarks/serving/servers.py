@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.models import VersionDir
 
 HERE = Path(__file__).resolve().parent
@@ -121,11 +122,12 @@ def _start(
     return Server(name, f"http://127.0.0.1:{port}", process, log_path)
 
 
-def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
-    """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX)."""
+def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str, baseline: Baseline | None = None) -> Server:
+    """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX); `baseline`: an earlier revision."""
     port = free_port()
+    prefix = [str(Path(sys.executable).parent / "modelapp-serving")] if baseline is None else baseline.command()
     command = [
-        str(Path(sys.executable).parent / "modelapp-serving"),
+        *prefix,
         "serve",
         "--model-dir",
         str(model.path),
@@ -140,7 +142,9 @@ def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Serv
         "--sha256",
         model.digest,
     ]
-    return _start(f"ours-{tag}", command, port=port, logs=logs, cwd=model.path.parent)
+    name = f"ours-{tag}" if baseline is None else f"ours-before-{tag}"
+    env = None if baseline is None else baseline.env()
+    return _start(name, command, port=port, logs=logs, cwd=model.path.parent, env=env)
 
 
 def start_kserve(model: VersionDir, *, model_format: str, workers: int, logs: Path, tag: str) -> Server:
