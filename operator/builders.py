@@ -131,6 +131,8 @@ def fetch_container(spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
         "image": spec.image if spec.model.uri.startswith("file://") else ctx.serving_image,
         "command": ["modelapp-serving"],
         "args": args,
+        # The one-line reason of a failed fetch (e.g. a digest mismatch) lands in the pod's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": _container_security(),
         "resources": _resources(spec),
         "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT}, {"name": "tmp", "mountPath": TMP_MOUNT}],

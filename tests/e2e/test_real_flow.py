@@ -246,22 +246,50 @@ def test_a_digest_mismatch_never_goes_ready_and_is_rolled_back_and_quarantined(
                           rollout={"progressDeadlineSeconds": 20, "autoRollback": True})
     _, files = write_model(tmp_path / "v2", seed=5)
     flow_namespace.publish("2", *files)
+    bad = "0" * 64
+    reasons: set[str] = set()
     with steady_load(url, iris_rows[:8]) as load:
-        apps.patch("guarded", {"model": {"version": "2", "sha256": "0" * 64}})
-        failed = poll(lambda: _failed_revision(apps.get("guarded")), timeout=180, what="the failed revision")
-        rolled_back = poll(lambda: apps.condition("guarded", "RolledBack").get("status") == "True" and
-                           apps.condition("guarded", "RolledBack"), timeout=120, what="RolledBack=True")
-        poll(lambda: apps.ready("guarded", "1"), timeout=120, what="Ready again on version 1")
+        apps.patch("guarded", {"model": {"version": "2", "sha256": bad}})
+
+        def failed_with_reason() -> dict[str, Any] | None:
+            reasons.update(_fetch_failures(apps.pods("guarded"), bad))
+            return _failed_revision(apps.get("guarded")) if reasons else None
+
+        failed = poll(failed_with_reason, timeout=180, what="the failed revision and its fetch error")
+        poll(lambda: _served_again(apps.get("guarded")), timeout=120, what="rolled back, version 1 fully available")
     status = apps.get("guarded")["status"]
-    print(f"[real-flow] bad digest: {rolled_back['message']}; load {load.ok} ok, {len(load.failures)} failed",
-          flush=True)
-    assert failed["model"] == "2" and failed["sha256"] == "0" * 64
-    assert "quarantined" in rolled_back["message"]
-    assert status["model"]["version"] == "1"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    print(f"[real-flow] bad digest: fetch said {sorted(reasons)[0]!r}; {conditions['RolledBack']['message']}; "
+          f"load {load.ok} ok, {len(load.failures)} failed", flush=True)
+    assert any("digest mismatch" in reason for reason in reasons), reasons
+    assert failed["model"] == "2" and failed["sha256"] == bad
+    assert conditions["RolledBack"]["status"] == "True" and "quarantined" in conditions["RolledBack"]["message"]
+    assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "RolledBack"
+    assert status["model"]["version"] == "1" and status["readyReplicas"] == 2
     assert load.failures == [], load.failures[:5]
     assert load.versions == {"1"}
     for pod in apps.pods("guarded"):  # the bad revision's pods never became ready, and none is left
-        assert pod.metadata.annotations.get(ANN_MODEL_SHA256) != "0" * 64
+        assert pod.metadata.annotations.get(ANN_MODEL_SHA256) != bad
+
+
+def _fetch_failures(pods: list[client.V1Pod], sha256: str) -> set[str]:
+    """Termination messages of failed `fetch-model` init containers in pods of the given digest."""
+    found = set()
+    for pod in pods:
+        if (pod.metadata.annotations or {}).get(ANN_MODEL_SHA256) != sha256:
+            continue
+        for init in pod.status.init_container_statuses or []:
+            for state in (init.state, init.last_state):
+                if state and state.terminated and state.terminated.exit_code != 0:
+                    found.add((state.terminated.message or "").strip())
+    return found
+
+
+def _served_again(app: dict[str, Any]) -> bool:
+    status = app.get("status", {})
+    ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+    return bool(ready.get("reason") == "RolledBack" and status.get("readyReplicas") == 2
+                and status.get("model", {}).get("version") == "1")
 
 
 def _failed_revision(app: dict[str, Any]) -> dict[str, Any] | None:

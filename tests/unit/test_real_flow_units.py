@@ -1,4 +1,4 @@
-"""Unit tests of the local cluster's LoadBalancer address planner and the real-node cluster settings.
+"""Unit tests for the real flow: the LoadBalancer address planner, real-node cluster settings, serving-pod details.
 
 Design notes: `loadbalancer.plan` is pure (Services in, addresses out), so it is tested with
 plain dicts shaped like the API's Service objects: addresses are unique, stable for Services that
@@ -68,3 +68,13 @@ def test_serving_pods_drain_before_gunicorn_stops_listening() -> None:
     app = builders.app_container("iris", spec)
     assert app["lifecycle"] == {"preStop": {"sleep": {"seconds": builders.DRAIN_SECONDS}}}
     assert 0 < builders.DRAIN_SECONDS < 30  # inside the default terminationGracePeriodSeconds
+
+
+def test_a_failed_fetch_says_why_in_the_pod_status() -> None:
+    """The fetch's one-line stderr reason becomes the init container's termination message."""
+    from modelapp_operator import builders
+    from modelapp_operator.spec import ModelAppSpec
+
+    spec = ModelAppSpec.model_validate({"image": "img:1", "model": {"uri": "azureblob://m/iris", "version": "1"}})
+    fetch = builders.fetch_container(spec, builders.BuildContext(serving_image="serving:1"))
+    assert fetch["terminationMessagePolicy"] == "FallbackToLogsOnError"
