@@ -236,6 +236,7 @@ class RealNode:
         if proxy.exists():
             node_host.run([str(proxy), "--cleanup"], check=False)
         node_host.sweep_cni_rules(network="modelapp", subnet=self.settings.pod_subnet)
+        node_host.sweep_node_chains()
         node_host.remove_bridge(self.settings.bridge)
         shutil.rmtree(self.paths.cni_ipam_dir, ignore_errors=True)
         self.procs.stop("registry")

@@ -86,6 +86,29 @@ def sweep_cni_rules(*, network: str, subnet: str) -> None:
             run(["iptables", "-t", table, "-X", chain], check=False)
 
 
+NODE_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "CNI-FORWARD", "CNI-ADMIN")
+"""Chains the node leaves behind: kubelet's (`KUBE-FIREWALL`, `KUBE-KUBELET-CANARY`, `KUBE-IPTABLES-HINT`; `kube-proxy
+--cleanup` does not touch them) and the CNI firewall plugin's (`CNI-FORWARD`, `CNI-ADMIN`)."""
+
+
+def sweep_node_chains() -> None:
+    """Delete the jumps to NODE_CHAINS from any chain, then the chains themselves (every table, IPv4 and IPv6).
+
+    Only for `down`, when this machine's one real node has stopped: nothing else creates these chains.
+    """
+    for tool in ("iptables", "ip6tables"):
+        for table in ("filter", "nat", "mangle"):
+            rules = run([tool, "-t", table, "-S"], check=False).stdout.splitlines()
+            for rule in rules:
+                words = shlex.split(rule)
+                if words[:1] == ["-A"] and "-j" in words and words[words.index("-j") + 1] in NODE_CHAINS:
+                    run([tool, "-t", table, "-D", *words[1:]], check=False)
+            present = {shlex.split(rule)[1] for rule in rules if rule.startswith("-N ")}
+            for step in ("-F", "-X"):
+                for chain in (c for c in NODE_CHAINS if c in present):
+                    run([tool, "-t", table, step, chain], check=False)
+
+
 def _names_pod(words: list[str], net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     for flag in ("-s", "-d"):
         if flag in words:
