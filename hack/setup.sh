@@ -34,3 +34,4 @@ hack/install-helm.sh >/dev/null               # helm, built from the Go module p
 hack/base-image.sh >/dev/null                 # the local Debian base image (debootstrap + docker import)
 hack/install-node.sh                          # the real node's containerd, runc, CNI plugins (Debian)
 .venv/bin/modelapp cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)
+.venv/bin/python -m modelapp_operator.cluster.node build >/dev/null  # the real node's kubelet and kube-proxy (Go)

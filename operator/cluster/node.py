@@ -385,13 +385,13 @@ def _fmt(steps: dict[str, float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m modelapp_operator.cluster.node up|down|status|registry [--state-dir DIR]` (used by hack/)."""
+    """`python -m modelapp_operator.cluster.node up|down|status|registry|build [--state-dir DIR]` (used by hack/)."""
     import argparse
 
     from modelapp_operator.cluster.layout import default_state_dir
 
     parser = argparse.ArgumentParser(prog="python -m modelapp_operator.cluster.node")
-    parser.add_argument("command", choices=("up", "down", "status", "registry"))
+    parser.add_argument("command", choices=("up", "down", "status", "registry", "build"))
     parser.add_argument("--state-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     node = RealNode(args.state_dir or default_state_dir())
@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             node.down()
         elif args.command == "registry":
             print(node.start_registry())
+        elif args.command == "build":  # kubelet and kube-proxy only (CI's warm-up; no root needed)
+            bins = node_build.ensure_node_binaries(report=print)
+            print(f"{bins.kubelet}\n{bins.kube_proxy}")
         else:
             for part, running in node.status().items():
                 print(f"{part:12} {'running' if running else 'stopped'}")
