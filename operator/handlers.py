@@ -21,10 +21,14 @@ kopf leaves annotations with its own prefix out of its diffs, so its writes neve
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
@@ -38,6 +42,11 @@ MANAGED = {builders.LABEL_MANAGED_BY: builders.MANAGER}
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget"}
 #: What the operator knows of its ModelApps and their children (see `cache.py`).
 STORE = cache.Store()
+#: Child events (rollout progress, status, drift repair) run in threads of their own, not in kopf's pool:
+#: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that
+#: became available would wait for all of them before its ModelApp could say Ready.
+CHILD_THREADS = 16
+_CHILD_POOL = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
 
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -322,9 +331,10 @@ def _see(kind: str, event: str, body: kopf.Body) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource, memo: Any,
-                logger: Logger, **_: Any) -> None:  # fmt: skip
-    """Drift repair for any child; rollout progress and status when the Deployment or the Service changed.
+async def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
+                      memo: Any, logger: Logger, **_: Any) -> None:  # fmt: skip
+    """Remember the child at once (in the event loop); then drift repair, rollout progress and status in a
+    child thread (`CHILD_THREADS`). kopf awaits this per object, so one child's events stay in order.
 
     `type` is empty for the initial listing: the child is only remembered (resume covers the rest).
     """
@@ -334,9 +344,19 @@ def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, res
     app = STORE.get("ModelApp", namespace, owner) if owner else None
     if owner is None or app is None or app["metadata"].get("deletionTimestamp") or not type:
         return
+    work = functools.partial(_on_child, kind=kind, event=type, body=body, owner=owner, namespace=namespace,
+                             config=_config(memo), logger=logger)  # fmt: skip
+    # kopf.event() and kopf's loggers read context variables: carry them into the thread, as kopf does.
+    await asyncio.get_running_loop().run_in_executor(_CHILD_POOL, contextvars.copy_context().run, work)
+
+
+def _on_child(*, kind: str, event: str, body: kopf.Body, owner: str, namespace: str, config: OperatorConfig,
+              logger: Logger) -> None:  # fmt: skip
     with metrics.timed("child_event"):
-        config = _config(memo)
+        app = STORE.get("ModelApp", namespace, owner)
+        if app is None:
+            return
         if kind != "Deployment":
-            _repair_other(kind=kind, event=type, body=body, app=app, config=config, logger=logger)
+            _repair_other(kind=kind, event=event, body=body, app=app, config=config, logger=logger)
         if kind != "PodDisruptionBudget":
             converge(name=owner, namespace=namespace, config=config, logger=logger, everything=False)
