@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.operator import scenarios
-from benchmarks.operator.measure import Proc, RssSampler, cpu_share, percentile
+from benchmarks.operator.measure import Proc, RssSampler, cpu_share, percentile, request_mix
 from kubernetes import client, config
 from tests.fixtures.azurite import free_port
 from tests.fixtures.private_cluster import install_crds
@@ -84,6 +84,14 @@ def start_operator(
     raise SystemExit("the operator's liveness endpoint did not answer within 120 s")
 
 
+def metrics_text(api: client.ApiClient) -> str:
+    """The API server's own Prometheus metrics (GET /metrics with the admin credentials)."""
+    response = api.call_api(*api.param_serialize("GET", "/metrics", header_params={"Accept": "text/plain"},
+                                                 auth_settings=["BearerToken"]))  # fmt: skip
+    response.read()
+    return bytes(response.data).decode()
+
+
 def summary(values: list[float]) -> dict[str, float]:
     kept = values[WARMUP:] if len(values) > WARMUP * 2 else values
     return {"n": len(kept), "p50_ms": percentile(kept, 0.5) * 1000, "p95_ms": percentile(kept, 0.95) * 1000,
@@ -124,6 +132,8 @@ def run(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[
         results["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
                                      "peak_rss_mib": max(proc.peak_rss_mib(), sampler.peak)}  # fmt: skip
         log(f"  {results['burst_operator']}")
+        results["apiserver_after_burst"] = request_mix(metrics_text(api))
+        log(f"  API server, most time: {results['apiserver_after_burst'][:4]}")
 
         log(f"phase 3: idle CPU over {args.idle:.0f} s (after 10 s to settle)")
         time.sleep(10)

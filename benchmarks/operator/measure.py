@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,3 +87,27 @@ class RssSampler:
             except (OSError, KeyError):
                 return
             self._stop.wait(self.interval)
+
+
+_SAMPLE = re.compile(r"^apiserver_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def request_mix(metrics_text: str, *, top: int = 12) -> list[dict[str, object]]:
+    """The API server's requests by (verb, resource[/subresource]), most total time first, from its
+    Prometheus text: where the control plane's time went (WATCH and LIST left out: they last by design)."""
+    found: dict[tuple[str, str], dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group(2)))
+        if labels.get("verb") in ("WATCH", "LIST", None):
+            continue
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        row = found.setdefault((labels["verb"], resource), {"sum": 0.0, "count": 0.0})
+        row[match.group(1)] += float(match.group(3))
+    rows = sorted(found.items(), key=lambda kv: kv[1]["sum"], reverse=True)[:top]
+    return [{"verb": verb, "resource": resource, "count": int(v["count"]), "total_s": round(v["sum"], 1),
+             "mean_ms": round(1000 * v["sum"] / v["count"], 1) if v["count"] else 0.0}
+            for (verb, resource), v in rows]  # fmt: skip
