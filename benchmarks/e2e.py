@@ -52,7 +52,7 @@ def _answers(url: str) -> bool:
 
 def cold_start(ns: Any, work: Path, size_mib: int) -> dict[str, Any]:
     apps = Apps(ns)
-    _, files = write_model(work / f"cold-{size_mib}", seed=0, pad_mib=max(size_mib - 1, 0))
+    _, files = write_model(work / f"cold-{size_mib}", seed=0, pad_mib=size_mib)
     digest = ns.publish("1", *files)
     started = time.monotonic()
     apps.create(modelapp_body("iris", ns, "1", digest))
