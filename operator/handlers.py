@@ -5,9 +5,10 @@
   owner too, which also repairs a deleted or edited child (drift repair) and notices rollout progress.
 `converge` asks `rollout.decide` which (image, model) pair to apply (the spec's, or the last good one while
 the spec's is quarantined), runs the smoke test when it is due, applies the children built from that pair,
-writes status, then posts Events and counts metrics for the transitions the new status records. One lock
-per ModelApp serialises it across kopf's worker threads; everything it decides from is in the cluster, so
-a restarted operator (or another replica taking over) continues a rollback where the last one stopped.
+writes status, then posts Events and counts metrics for the transitions the new status records. One pass
+at a time per ModelApp (`_Turns`) across kopf's threads and the child threads; everything it decides from
+is in the cluster, so a restarted operator (or another replica taking over) continues a rollback where
+the last one stopped.
 What it reads comes from `STORE` (`cache.py`): the objects as the watch streams and our own writes'
 responses delivered them, newest first; the API server is read only on a miss. A child is applied only
 when it is missing or has drifted from the desired manifest, and status only when it changes, so an
@@ -116,8 +117,49 @@ def _read(kind: str, name: str, namespace: str, *, miss: bool = True) -> Mapping
 
 # --- converge -------------------------------------------------------------------------------------
 
-_LOCKS: dict[tuple[str, str], threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
+
+class _Turns:
+    """Whose turn it is to converge a ModelApp: one pass at a time per ModelApp, in any thread.
+
+    A ModelApp event (`wait=True`) waits for the running pass. A child event does not (a thread blocked
+    on a busy ModelApp helps nobody, and a burst of creates would block every child thread): it asks the
+    running pass to go once more (`more`), and that pass then reads from `STORE` what the event brought.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._running: set[tuple[str, str]] = set()
+        self._again: set[tuple[str, str]] = set()
+
+    def enter(self, key: tuple[str, str], *, wait: bool) -> bool:
+        """True: the caller has the turn. False: a pass is running and will go once more."""
+        with self._cond:
+            if key in self._running and not wait:
+                self._again.add(key)
+                return False
+            while key in self._running:
+                self._cond.wait()
+            self._running.add(key)
+            return True
+
+    def more(self, key: tuple[str, str]) -> bool:
+        """At the end of a pass: True (the turn is kept) when one more was asked for, else the turn ends."""
+        with self._cond:
+            if key in self._again:
+                self._again.discard(key)
+                return True
+            self._running.discard(key)
+            self._cond.notify_all()
+            return False
+
+    def leave(self, key: tuple[str, str]) -> None:
+        """The pass failed: end the turn (a pending request stays for the next pass)."""
+        with self._cond:
+            self._running.discard(key)
+            self._cond.notify_all()
+
+
+_TURNS = _Turns()
 
 
 def _pod_proxy(namespace: str, pod: str) -> smoke.Transport:
@@ -128,11 +170,6 @@ def _pod_proxy(namespace: str, pod: str) -> smoke.Transport:
 SMOKE_TRANSPORT: Callable[[str, str], smoke.Transport] = _pod_proxy
 #: At most this many ready pods of a new revision get the golden request.
 SMOKE_PODS = 3
-
-
-def _lock(namespace: str, name: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault((namespace, name), threading.Lock())
 
 
 def _parse(app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
@@ -256,28 +293,42 @@ def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger
 
 def converge(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, everything: bool,
              reason: str = "") -> None:  # fmt: skip
-    """One level-based pass for a ModelApp (see the module docstring). `everything`: ensure every child
-    (spec or annotation change, resume), else only a missing or drifted Deployment (child events).
-    `reason` is kopf's cause: on "create" no child can exist yet, so a miss in `STORE` is not read back."""
-    with _lock(namespace, name):
-        app = _read("ModelApp", name, namespace)
-        if app is None or app["metadata"].get("deletionTimestamp"):
-            return
-        spec = _parse(app, strict=everything)
-        if spec is None:
-            return
-        observed = _read("Deployment", name, namespace, miss=reason != "create")
-        decision = _decide(app, spec, observed)
-        applied_spec = decision.effective.apply_to(spec)
-        stored = _apply_children(app, applied_spec, config, everything=everything, resumed=reason == "resume")
-        deployment = stored.get("Deployment", observed)
-        service = stored.get("Service") or _read("Service", name, namespace, miss=reason != "create")
-        if _write_status(app, applied_spec, decision, deployment, service):
-            _announce(app, decision, logger)
-            metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
-        if decision.spent:
-            spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
-            _remember("ModelApp", kube.patch("ModelApp", name, namespace, spent))
+    """One level-based pass for a ModelApp (see the module docstring), one at a time per ModelApp (`_Turns`).
+    `everything`: ensure every child (spec or annotation change, resume), else only a missing or drifted
+    Deployment (child events). `reason` is kopf's cause: on "create" no child can exist yet, so a miss in
+    `STORE` is not read back."""
+    key = (namespace, name)
+    if not _TURNS.enter(key, wait=everything):
+        return
+    try:
+        _pass(name=name, namespace=namespace, config=config, logger=logger, everything=everything, reason=reason)
+        while _TURNS.more(key):
+            _pass(name=name, namespace=namespace, config=config, logger=logger, everything=False, reason="")
+    except BaseException:
+        _TURNS.leave(key)
+        raise
+
+
+def _pass(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, everything: bool,
+          reason: str) -> None:  # fmt: skip
+    app = _read("ModelApp", name, namespace)
+    if app is None or app["metadata"].get("deletionTimestamp"):
+        return
+    spec = _parse(app, strict=everything)
+    if spec is None:
+        return
+    observed = _read("Deployment", name, namespace, miss=reason != "create")
+    decision = _decide(app, spec, observed)
+    applied_spec = decision.effective.apply_to(spec)
+    stored = _apply_children(app, applied_spec, config, everything=everything, resumed=reason == "resume")
+    deployment = stored.get("Deployment", observed)
+    service = stored.get("Service") or _read("Service", name, namespace, miss=reason != "create")
+    if _write_status(app, applied_spec, decision, deployment, service):
+        _announce(app, decision, logger)
+        metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
+    if decision.spent:
+        spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
+        _remember("ModelApp", kube.patch("ModelApp", name, namespace, spent))
 
 
 @kopf.on.resume(*MODELAPPS)
