@@ -209,6 +209,7 @@ class RealNode:
         api = control.api()
         node_host.wait_for(f"node {self.settings.name} Ready", lambda: _node_ready(api, self.settings.name),
                            timeout=timeout, log=self.procs.log("kubelet"), alive=lambda: self.procs.alive("kubelet"))
+        _uncordon(api, self.settings.name)
 
     def _start_proxy(self, binary: Path) -> None:
         self.procs.start("kube-proxy", [str(binary), f"--config={self.paths.proxy_config}", "--v=1"])
@@ -227,6 +228,8 @@ class RealNode:
             self._drain()
         for name in ("kube-proxy", "kubelet"):
             self.procs.stop(name)
+        # Now, while the API server is reachable: it may listen on the bridge, which goes below.
+        self._delete_node_object()
         if self.procs.alive("containerd"):
             self._remove_containers()
         self.procs.stop("containerd")
@@ -240,7 +243,6 @@ class RealNode:
         node_host.remove_bridge(self.settings.bridge)
         shutil.rmtree(self.paths.cni_ipam_dir, ignore_errors=True)
         self.procs.stop("registry")
-        self._delete_node_object()
         report(f"node {self.settings.name} stopped")
 
     def _drain(self, timeout: float = 30.0) -> None:
@@ -346,6 +348,14 @@ def _node_ready(api: ApiClient, name: str) -> bool:
         return False
     conditions = (node or {}).get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _uncordon(api: ApiClient, name: str) -> None:
+    """A Node left cordoned by an interrupted `down` (drain cordons first) takes pods again."""
+    node = api.get(f"/api/v1/nodes/{name}")
+    if node and node.get("spec", {}).get("unschedulable"):
+        node["spec"]["unschedulable"] = False
+        api.request("PUT", f"/api/v1/nodes/{name}", node)
 
 
 def _network_namespaces(info_json: str) -> list[str]:
