@@ -267,14 +267,26 @@ def test_a_digest_mismatch_never_goes_ready_and_is_rolled_back_and_quarantined(
     assert conditions["RolledBack"]["status"] == "True" and "quarantined" in conditions["RolledBack"]["message"]
     assert conditions["Ready"]["status"] == "False" and conditions["Ready"]["reason"] == "RolledBack"
     assert status["model"]["version"] == "1" and status["readyReplicas"] == 2
-    # The old pods kept serving: the very same pods, never restarted, and they are all that is left.
+    # The old pods kept serving: the very same pods, never restarted, and once the bad revision's pod
+    # has finished terminating they are all that is left.
+    poll(lambda: not any((p.metadata.annotations or {}).get(ANN_MODEL_SHA256) == bad for p in apps.pods("guarded")),
+         timeout=90, what="the bad revision's pod gone")
     pods = apps.pods("guarded")
+    if {pod.metadata.uid for pod in pods} != serving_pods:
+        print("\n".join(_events(apps)), flush=True)
     assert {pod.metadata.uid for pod in pods} == serving_pods
     assert all(s.restart_count == 0 for pod in pods for s in pod.status.container_statuses)
     assert load.versions == {"1"}
     # Goal zero. Seen once in five runs: one refused connection while earlier tests' namespaces were
     # being deleted (kube-proxy rewriting rules); bounded here, reported in benchmarks/README.md.
     assert len(load.failures) <= max(1, load.ok // 200), load.failures[:5]
+
+
+def _events(apps: Apps) -> list[str]:
+    """The namespace's events, oldest first: what happened to a pod that went away."""
+    events = apps.core.list_namespaced_event(apps.ns).items
+    return [f"{e.last_timestamp} {e.involved_object.kind}/{e.involved_object.name} {e.reason}: {e.message}"
+            for e in sorted(events, key=lambda e: str(e.last_timestamp))]
 
 
 def _fetch_failures(pods: list[client.V1Pod], sha256: str) -> set[str]:
