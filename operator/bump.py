@@ -16,6 +16,11 @@ Contracts:
 - Patches are JSON merge patches carrying `metadata.resourceVersion`: the API server refuses a
   stale one with 409, and bump re-reads that app and plans again (listings stay cached), so
   two bumps at once, or a bump racing a user edit, never overwrite each other.
+- An app whose rollout has not settled (`unsettled`) is skipped, never planned: a new pair is not
+  stacked on top of an unfinished one; the next run picks it up.
+- A patch also sets the annotations `modelapp.io/bumped-at` and `modelapp.io/bump-reason` (the same
+  patch as the spec change), and a core v1 Event `Bumped` records the change on the ModelApp. An Event
+  that cannot be created (RBAC) is a warning on stderr, not a failed row: the spec change is done.
 - A registry or store failure fails that app's row only. Exit code 0: every app planned and
   patched; 2: some rows failed; 1: nothing could be done (no API server, no CRD).
 """
@@ -23,8 +28,10 @@ Contracts:
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,7 +46,11 @@ from modelapp_serving.stores import Store, StoreError, open_store
 
 GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
 MAX_CONFLICT_RETRIES = 5
-Result = Literal["planned", "patched", "unchanged", "failed"]
+Result = Literal["planned", "patched", "unchanged", "failed", "skipped"]
+RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "unchanged")
+ANN_BUMPED_AT = "modelapp.io/bumped-at"
+ANN_BUMP_REASON = "modelapp.io/bump-reason"
+COMPONENT = "modelapp-bump"
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class AppPlan:
     resource_version: str
     rows: tuple[Row, ...]
     patch: dict[str, Any] | None = None
+    message: str = ""  # why the patch changes the spec: the Event's message and the bump-reason annotation
+    uid: str = ""
 
     @property
     def failed(self) -> bool:
@@ -115,6 +128,10 @@ def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog) 
     meta = obj.get("metadata", {})
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     rv = str(meta.get("resourceVersion", ""))
+    busy = unsettled(obj)
+    if busy:
+        reason = f"rollout in progress ({busy}); the next run picks it up"
+        return AppPlan(namespace, name, rv, tuple(Row(namespace, name, f, "", "", reason, "skipped") for f in FIELDS))
     try:
         spec = parse_spec(obj.get("spec") or {})
         image_policy = parse_policy(spec.updates.image.policy, tag_filter=spec.updates.image.tag_filter)
@@ -130,7 +147,45 @@ def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog) 
         Row(namespace, name, "image", spec.image, image.new, image.reason, image.result),
         Row(namespace, name, "model", spec.model.version, model.new, model.reason, model.result),
     )
-    return AppPlan(namespace, name, rv, rows, build_patch(rv, image=image, model=model))
+    message = bump_message(rows, image_policy=spec.updates.image.policy, model_policy=spec.updates.model.policy)
+    patch = build_patch(rv, image=image, model=model)
+    return AppPlan(namespace, name, rv, rows, patch, message, str(meta.get("uid", "")))
+
+
+FIELDS = ("image", "model")
+
+
+def unsettled(obj: Mapping[str, Any]) -> str:
+    """Why the app's current rollout has not settled, or "" when bump may change its spec.
+
+    Unsettled: the operator has not observed the newest generation, a Progressing condition is True
+    (rolling out or rolling back), or `status.effective` is not the spec's pair although that pair is not
+    quarantined (the operator has not caught up). An app without `status.observedGeneration` was never
+    reconciled and counts as settled, so bump works without a running operator.
+    """
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    observed, generation = status.get("observedGeneration"), meta.get("generation")
+    if isinstance(observed, int) and isinstance(generation, int) and observed < generation:
+        return f"observedGeneration {observed} < generation {generation}"
+    for cond in status.get("conditions") or []:
+        if isinstance(cond, Mapping) and (cond.get("type"), cond.get("status")) == ("Progressing", "True"):
+            return f"Progressing=True, {cond.get('reason') or 'no reason'}"
+    effective, spec = status.get("effective"), obj.get("spec") or {}
+    if isinstance(effective, Mapping) and isinstance(spec, Mapping):
+        model = spec.get("model") or {}
+        wanted = (str(spec.get("image", "")), str(model.get("uri", "")), str(model.get("version", "")))
+        applied = (str(effective.get("image", "")), str(effective.get("uri", "")), str(effective.get("model", "")))
+        failed = Quarantine.from_status(status).blocks(wanted[0], wanted[2])
+        if applied != wanted and not failed:
+            return f"status.effective is {applied[0]} with model {applied[2]}, not the spec's pair"
+    return ""
+
+
+def bump_message(rows: tuple[Row, ...], *, image_policy: str, model_policy: str) -> str:
+    """`image a -> b (policy p); model 7 -> 8 (policy q)`: the planned changes only, "" when none."""
+    policies = {"image": image_policy, "model": model_policy}
+    parts = [f"{r.field} {r.old} -> {r.new} (policy {policies[r.field]})" for r in rows if r.result == "planned"]
+    return "; ".join(parts)
 
 
 def _plan_image(spec: ModelAppSpec, policy: Policy, tags: TagCatalog, quarantine: Quarantine) -> FieldPlan:
@@ -184,6 +239,25 @@ def build_patch(rv: str, *, image: FieldPlan, model: FieldPlan) -> dict[str, Any
     if model.new:
         spec["model"] = {"version": model.new, "sha256": model.digest}
     return {"metadata": {"resourceVersion": rv}, "spec": spec} if spec else None
+
+
+def annotate(patch: Mapping[str, Any], *, now: str, message: str) -> dict[str, Any]:
+    """The patch with the bump's annotations: they change in the same write as the spec, or not at all."""
+    meta = {**patch["metadata"], "annotations": {ANN_BUMPED_AT: now, ANN_BUMP_REASON: message}}
+    return {**patch, "metadata": meta}
+
+
+def build_event(plan: AppPlan, *, now: str, instance: str) -> dict[str, Any]:
+    """A core v1 Event `Bumped` on the ModelApp (kubectl describe shows it with the operator's own)."""
+    involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "name": plan.name,
+                "namespace": plan.namespace, "uid": plan.uid}  # fmt: skip
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": f"{plan.name}.", "namespace": plan.namespace},
+        "involvedObject": involved, "type": "Normal", "reason": "Bumped", "message": plan.message[:1024],
+        "action": "Bump", "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+        "reportingInstance": instance, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    }  # fmt: skip
 
 
 # -- I/O: the Kubernetes API (what happens on 404/409 is said per call) ---------------------------------
@@ -253,6 +327,16 @@ class KubeApi:
             raise
         return 200
 
+    def create_event(self, event: Mapping[str, Any]) -> str:
+        """Create a core v1 Event; "" when done, else why not (403 without the chart's events rule)."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, dict(event)))  # a dict is sent as is
+        except ApiException as exc:
+            return f"HTTP {exc.status} {exc.reason}"
+        return ""
+
     def secret_env(self, namespace: str, name: str) -> dict[str, str]:
         """A credentials secret's data as environment variables (what the init container gets via envFrom)."""
         import base64
@@ -283,6 +367,10 @@ class Outcome:
     @property
     def exit_code(self) -> int:
         return 2 if any(row.result == "failed" for row in self.rows) else 0
+
+    def counts(self) -> dict[str, int]:
+        """Rows per result (one row per app and field)."""
+        return {result: sum(1 for row in self.rows if row.result == result) for result in RESULTS}
 
 
 def run_bump(
@@ -331,14 +419,26 @@ def _apply(api: KubeApi, obj: Mapping[str, Any], *, tags: TagCatalog, models: Mo
         plan = plan_app(obj, tags=tags, models=models)
         if plan.patch is None or dry_run:
             return list(plan.rows)
-        status = api.patch_app(plan.namespace, plan.name, plan.patch)
+        now = _now()
+        status = api.patch_app(plan.namespace, plan.name, annotate(plan.patch, now=now, message=plan.message))
         if status == 200:
+            _record_event(api, plan, now)
             return [_with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
         fresh = api.get_app(plan.namespace, plan.name) if status == 409 else None
         if fresh is None:
             return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
         obj = fresh  # someone else changed it (another bump, a user): plan again from what is there now
     return [_with_result(row, "failed", "kept conflicting with other writers") for row in plan.rows]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _record_event(api: KubeApi, plan: AppPlan, now: str) -> None:
+    failure = api.create_event(build_event(plan, now=now, instance=socket.gethostname()))
+    if failure:
+        print(f"modelapp bump: no Event for {plan.namespace}/{plan.name}: {failure}", file=sys.stderr)
 
 
 def _with_result(row: Row, result: Result, reason: str | None = None) -> Row:
@@ -354,19 +454,21 @@ def render_table(outcome: Outcome, out: TextIO) -> None:
     widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(headers[:-1])]
     for line in [headers, *lines]:
         print("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)), line[-1], file=out)
-    failed = sum(1 for r in outcome.rows if r.result == "failed")
-    changed = sum(1 for r in outcome.rows if r.result in {"patched", "planned"})
+    counts = outcome.counts()
+    changed = counts["planned"] + counts["patched"]
     print(
-        f"\n{changed} change(s), {failed} failure(s); "
+        f"\n{changed} change(s), {counts['failed']} failure(s); "
         f"{outcome.registry_requests} registry and {outcome.storage_requests} storage request(s)",
         file=out,
     )
+    print(", ".join(f"{result} {counts[result]}" for result in RESULTS[:4]), file=out)
 
 
 def render_json(outcome: Outcome, out: TextIO) -> None:
     body = {
         "rows": [asdict(row) for row in outcome.rows],
         "requests": {"registry": outcome.registry_requests, "storage": outcome.storage_requests},
+        "counts": outcome.counts(),
         "exitCode": outcome.exit_code,
     }
     json.dump(body, out, indent=2)
