@@ -332,7 +332,7 @@ class KubeApi:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, dict(event)))  # a dict is sent as is
+            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, dict(event)))
         except ApiException as exc:
             return f"HTTP {exc.status} {exc.reason}"
         return ""
