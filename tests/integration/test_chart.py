@@ -175,8 +175,10 @@ def test_bump_cronjob_has_its_own_narrow_identity(render_chart: Render, values: 
         assert container(cronjob)["securityContext"]["readOnlyRootFilesystem"] is True
     bump_roles = [role for role in rendered.all("ClusterRole") + rendered.all("Role") if is_bump(role)]
     assert bump_roles
-    # ModelApps, plus `get` (never list/watch) on the credential Secrets apps name (bump.readModelCredentials).
+    # ModelApps, `create` on core Events (the `Bumped` Event), plus `get` (never list/watch) on the credential
+    # Secrets apps name (bump.readModelCredentials).
     narrow = [{"apiGroups": ["modelapp.io"], "resources": ["modelapps"], "verbs": ["get", "list", "patch"]},
+              {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
               {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]  # fmt: skip
     for role in bump_roles:
         assert role["rules"] == narrow
@@ -192,13 +194,15 @@ def test_bump_secret_access_can_be_narrowed_or_dropped(render_chart: Render, val
     off = render_chart({**values, "bump.enabled": True, "bump.readModelCredentials": False})
     assert not named.error and not off.error
     for role in [r for r in named.all("ClusterRole") + named.all("Role") if is_bump(r)]:
-        assert role["rules"][1] == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
+        assert role["rules"][2] == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"],
                                     "resourceNames": ["blob-credentials"]}  # fmt: skip
     off_roles = [r for r in off.all("ClusterRole") + off.all("Role") if is_bump(r)]
     assert off_roles
     for role in off_roles:
         assert verbs(role["rules"], "", "secrets") == set()
         assert verbs(role["rules"], "modelapp.io", "modelapps") == {"get", "list", "patch"}
+        assert verbs(role["rules"], "", "events") == {"create"}
+        assert verbs(role["rules"], "events.k8s.io", "events") == set()
 
 
 @pytest.mark.parametrize("values", [{}, NAMESPACED])

@@ -154,6 +154,11 @@ their children. docs/rbac.md says why each verb is there.
 - apiGroups: [modelapp.io]
   resources: [modelapps]
   verbs: [get, list, patch]
+# Application: each patch is recorded as a core v1 Event `Bumped` on the ModelApp. `create` only: the
+# bump never reads, updates or deletes Events, and makes no events.k8s.io ones.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
 {{- if .Values.bump.readModelCredentials }}
 # Application: to list a private model store the bump opens it with the Secret a ModelApp names in
 # spec.model.credentialsSecret, as the pod's init container does. `get` only: without list or watch it
