@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
 from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog
+from modelapp_operator.metrics import ANN_BUMPED_AT
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
 from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
@@ -48,7 +49,6 @@ GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
 MAX_CONFLICT_RETRIES = 5
 Result = Literal["planned", "patched", "unchanged", "failed", "skipped"]
 RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "unchanged")
-ANN_BUMPED_AT = "modelapp.io/bumped-at"
 ANN_BUMP_REASON = "modelapp.io/bump-reason"
 COMPONENT = "modelapp-bump"
 

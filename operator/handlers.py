@@ -326,6 +326,7 @@ def _pass(*, name: str, namespace: str, config: OperatorConfig, logger: Logger, 
     if _write_status(app, applied_spec, decision, deployment, service):
         _announce(app, decision, logger)
         metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
+        metrics.record_bump(namespace, decision.transitions, app=app)
     if decision.spent:
         spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
         _remember("ModelApp", kube.patch("ModelApp", name, namespace, spent))

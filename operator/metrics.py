@@ -9,6 +9,9 @@ zero, as Prometheus counters do after a restart).
 - `modelapp_rollouts_failed_total{namespace, reason}`: ProgressDeadlineExceeded, SmokeTestFailed, ...
 - `modelapp_rollbacks_total{namespace, kind}`: `auto` (the operator went back to the last good pair) or
   `manual` (`modelapp rollback`).
+- `modelapp_bumps_observed_total{namespace}`: a rollout began for a spec change `modelapp bump` wrote: the
+  app's `modelapp.io/bumped-at` annotation is newer than every rollout start already in `status.revisions`
+  (bump skips apps whose rollout has not settled, so its timestamp follows the previous start).
 - `modelapp_reconcile_errors_total{handler}` and `modelapp_reconcile_duration_seconds{handler}`.
 Labels stay low-cardinality: no ModelApp names (Events carry those).
 """
@@ -16,14 +19,17 @@ Labels stay low-cardinality: no ModelApp names (Events carry those).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from modelapp_operator.rollout import AVAILABLE, FAILED, PROGRESSING_, ROLLEDBACK, Transition
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+#: Set by `modelapp bump` in the same patch as the spec change it makes (bump.py); read here only.
+ANN_BUMPED_AT = "modelapp.io/bumped-at"
 
 ROLLOUTS_STARTED = Counter(
     "modelapp_rollouts_started_total", "Pairs that began rolling out.", ["namespace"], registry=REGISTRY
@@ -36,6 +42,9 @@ ROLLOUTS_FAILED = Counter(
 )
 ROLLBACKS = Counter(
     "modelapp_rollbacks_total", "Returns to an earlier pair (auto or manual).", ["namespace", "kind"], registry=REGISTRY
+)
+BUMPS_OBSERVED = Counter(
+    "modelapp_bumps_observed_total", "Rollouts started by a `modelapp bump` patch.", ["namespace"], registry=REGISTRY
 )
 RECONCILE_ERRORS = Counter(
     "modelapp_reconcile_errors_total", "Handler runs that raised.", ["handler"], registry=REGISTRY
@@ -57,7 +66,7 @@ def serve(port: int, address: str) -> None:
 def record(namespace: str, transitions: Iterable[Transition], *, rolled_back: bool) -> None:
     """Count what one decision changed."""
     for t in transitions:
-        if t.after == PROGRESSING_ and t.before != PROGRESSING_ and t.reason != "RollingBack":
+        if _starts(t):
             ROLLOUTS_STARTED.labels(namespace).inc()
         elif t.after == AVAILABLE and t.before == PROGRESSING_:
             ROLLOUTS_SUCCEEDED.labels(namespace).inc()
@@ -67,6 +76,27 @@ def record(namespace: str, transitions: Iterable[Transition], *, rolled_back: bo
             ROLLBACKS.labels(namespace, "manual").inc()
     if rolled_back:
         ROLLBACKS.labels(namespace, "auto").inc()
+
+
+def started_by_bump(transitions: Iterable[Transition], *, bumped_at: str | None, earlier: Iterable[str]) -> bool:
+    """A rollout (not a rollback) began in this decision and the bump's timestamp is newer than every rollout
+    start recorded before it (`earlier`: the `at` of the revisions the decision started from; both are
+    `%Y-%m-%dT%H:%M:%SZ`, so they compare as text). Pure: the decision's inputs say it all, restarts too."""
+    started = any(_starts(t) for t in transitions)
+    return bool(started and bumped_at) and all(str(bumped_at) > at for at in earlier)
+
+
+def _starts(t: Transition) -> bool:
+    """A pair began rolling out: new, re-deployed or retried, not the last good pair coming back."""
+    return t.after == PROGRESSING_ and t.before != PROGRESSING_ and t.reason != "RollingBack"
+
+
+def record_bump(namespace: str, transitions: Iterable[Transition], *, app: Mapping[str, Any]) -> None:
+    """Count a rollout that a bump caused; `app` is the ModelApp the decision was made from."""
+    earlier = [str(entry.get("at", "")) for entry in (app.get("status") or {}).get("revisions") or []]
+    bumped_at = ((app.get("metadata") or {}).get("annotations") or {}).get(ANN_BUMPED_AT)
+    if started_by_bump(transitions, bumped_at=bumped_at, earlier=earlier):
+        BUMPS_OBSERVED.labels(namespace).inc()
 
 
 @contextmanager
