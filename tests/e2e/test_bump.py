@@ -182,3 +182,88 @@ def test_no_api_server_is_fatal(tmp_path: Path) -> None:
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "cannot list ModelApps" in done.stderr
+
+
+def set_status(api: client.ApiClient, namespace: str, name: str, status: dict[str, Any]) -> None:
+    """Write a status as the operator would, through the status subresource."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        "modelapp.io", "v1alpha1", namespace, "modelapps", name, {"status": status}
+    )
+
+
+def test_a_bump_leaves_an_event_and_annotations_on_the_app(
+    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+) -> None:
+    repository = registry_anonymous.fresh_repository()
+    for tag in ("1.4.0", "1.4.3"):
+        registry_anonymous.push(repository, tag)
+    models = tmp_path / "models"
+    publish(models, "7", "8")
+    image = f"{registry_anonymous.host}/{repository}"
+    create_app(kube, namespace, "iris", spec(f"{image}:1.4.0", f"file://{models}", "7"))
+
+    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))
+    assert code == 0, err
+    assert isinstance(table, str)
+    assert table.strip().splitlines()[-1] == "planned 0, patched 2, failed 0, skipped 0"
+    message = f"image {image}:1.4.0 -> {image}:1.4.3 (policy semver:^1.4); model 7 -> 8 (policy numeric)"
+    obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+        "modelapp.io", "v1alpha1", namespace, "modelapps", "iris"
+    )
+    annotations = obj["metadata"]["annotations"]
+    assert annotations["modelapp.io/bump-reason"] == message
+    assert annotations["modelapp.io/bumped-at"].endswith("Z")
+    assert obj["spec"]["image"] == f"{image}:1.4.3"
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector="involvedObject.kind=ModelApp,involvedObject.name=iris"
+    )
+    bumped = [event for event in events.items if event.reason == "Bumped"]
+    assert [(e.type, e.message, e.reporting_component) for e in bumped] == [("Normal", message, "modelapp-bump")]
+    assert bumped[0].involved_object.uid == obj["metadata"]["uid"]
+
+    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))  # nothing new: no second Event
+    assert code == 0, err
+    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=iris")
+    assert sum(1 for event in events.items if event.reason == "Bumped") == 1
+
+
+def test_a_rollout_in_progress_is_skipped_and_left_for_the_next_run(
+    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+) -> None:
+    repository = registry_anonymous.fresh_repository()
+    for tag in ("1.4.0", "1.4.3"):
+        registry_anonymous.push(repository, tag)
+    models = tmp_path / "models"
+    publish(models, "1", "2")
+    image, uri = f"{registry_anonymous.host}/{repository}:1.4.0", f"file://{models}"
+    effective = {"image": image, "uri": uri, "model": "1", "source": "Spec"}
+    done = {"type": "Progressing", "status": "False", "reason": "Complete"}
+    rolling = {"type": "Progressing", "status": "True", "reason": "RollingOut", "message": "1/2 ready"}
+    statuses = {
+        "rolling": {"observedGeneration": 1, "conditions": [rolling], "effective": effective},
+        "unobserved": {"observedGeneration": 0, "conditions": [done], "effective": effective},
+        "settled": {"observedGeneration": 1, "conditions": [done], "effective": effective},
+    }
+    for name, status in statuses.items():
+        create_app(kube, namespace, name, spec(image, uri, "1"))
+        set_status(kube, namespace, name, status)
+
+    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json"))
+    assert code == 0, err
+    assert isinstance(result, dict)
+    rows = {(row["name"], row["field"]): row for row in result["rows"]}
+    for name in ("rolling", "unobserved"):
+        unchanged = spec_of(kube, namespace, name)  # nothing stacked on the unfinished rollout
+        assert (unchanged["image"], unchanged["model"]) == (image, {"uri": uri, "version": "1"})
+        for field in ("image", "model"):
+            assert rows[(name, field)]["result"] == "skipped"
+            assert rows[(name, field)]["reason"].startswith("rollout in progress")
+    assert "Progressing=True, RollingOut" in rows[("rolling", "image")]["reason"]
+    assert "observedGeneration 0 < generation 1" in rows[("unobserved", "image")]["reason"]
+    assert spec_of(kube, namespace, "settled")["model"]["version"] == "2"
+    assert result["counts"] == {"planned": 0, "patched": 2, "failed": 0, "skipped": 4, "unchanged": 0}
+
+    set_status(kube, namespace, "rolling", statuses["settled"])  # the rollout settled: the next run moves it
+    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json"))
+    assert code == 0, err
+    assert spec_of(kube, namespace, "rolling")["image"].endswith(":1.4.3")
