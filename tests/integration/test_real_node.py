@@ -164,8 +164,12 @@ def test_a_pod_reaches_a_service_from_inside_the_pod_network(real_node_control: 
     })
     _poll("server Ready", lambda: _ready(_ok(api, "GET", f"/api/v1/namespaces/{namespace}/pods/server")),
           timeout=120)
-    client = _pod("client", hello_image, args=["probe", service["spec"]["clusterIP"], "80"], probe=False,
-                  restart="Never")
+    cluster_ip = service["spec"]["clusterIP"]
+    # The Service works only once kube-proxy has written its rules (it syncs on its own schedule):
+    # wait until the ClusterIP answers from the host, so the pod's single probe tests the pod network.
+    _poll(f"GET http://{cluster_ip}/", lambda: _try_get(cluster_ip, 80) == (200, "hello from server\n"), timeout=30)
+    # OnFailure: a probe that loses a race with a rule sync is retried by kubelet, as any real client would.
+    client = _pod("client", hello_image, args=["probe", cluster_ip, "80"], probe=False, restart="OnFailure")
     _ok(api, "POST", f"/api/v1/namespaces/{namespace}/pods", client)
     phase = _poll("client finished", lambda: _phase(api, namespace, "client") in ("Succeeded", "Failed")
                   and _phase(api, namespace, "client"), timeout=120)
