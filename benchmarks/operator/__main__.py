@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.operator import scenarios
 from benchmarks.operator.measure import Proc, RssSampler, cpu_share, percentile, request_mix
 from kubernetes import client, config
-from tests.fixtures.azurite import free_port
+from tests.fixtures.net import free_port
 from tests.fixtures.private_cluster import install_crds
 
 from modelapp_operator import kube

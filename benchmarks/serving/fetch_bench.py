@@ -31,7 +31,8 @@ from typing import Any
 from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.servers import HERE, venv_python
 from benchmarks.serving.tls import ACCOUNT_HOST, ConnectProxy, make_certificate
-from tests.fixtures.azurite import ACCOUNT_KEY, azurite_binary, free_port, port_open, wait_until
+from tests.fixtures.azurite import ACCOUNT_KEY, azurite_binary
+from tests.fixtures.net import free_port, port_open, wait_until
 
 GiB = 1 << 30
 CONTAINER, PREFIX, VERSION, FILE = "bench", "models", "1", "model.bin"

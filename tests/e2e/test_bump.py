@@ -21,7 +21,8 @@ import yaml
 from kubernetes import client, config
 
 from modelapp_operator.cluster import LocalCluster
-from tests.fixtures.registry import Registry, free_port
+from tests.fixtures.net import free_port
+from tests.fixtures.registry import Registry
 from tests.integration.test_bump_plan import publish
 
 pytestmark = pytest.mark.e2e

@@ -21,7 +21,8 @@ from modelapp_operator.registry import RegistryClient
 from modelapp_serving.manifest import MANIFEST_NAME
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import Store, open_store
-from tests.fixtures.registry import Registry, free_port
+from tests.fixtures.net import free_port
+from tests.fixtures.registry import Registry
 
 pytestmark = pytest.mark.integration
 

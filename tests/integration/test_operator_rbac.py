@@ -33,8 +33,9 @@ from kubernetes import client, config
 from modelapp_operator.cluster import LocalCluster
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import open_store
-from tests.fixtures.azurite import AzureContainer, free_port
+from tests.fixtures.azurite import AzureContainer
 from tests.fixtures.helm import CHART
+from tests.fixtures.net import free_port
 from tests.fixtures.operator import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration

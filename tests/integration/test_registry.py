@@ -21,7 +21,8 @@ from modelapp_operator.registry import (
     RegistryUnavailable,
     parse_image,
 )
-from tests.fixtures.registry import IDENTITY_TOKEN, PUSHER, READER, Registry, free_port
+from tests.fixtures.net import free_port
+from tests.fixtures.registry import IDENTITY_TOKEN, PUSHER, READER, Registry
 
 pytestmark = pytest.mark.integration
 

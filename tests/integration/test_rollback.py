@@ -24,7 +24,7 @@ import requests
 from modelapp_operator import kube
 from modelapp_operator.bump import Quarantine
 from modelapp_operator.rollout import ANN_RETRY
-from tests.fixtures.models import free_port
+from tests.fixtures.net import free_port
 from tests.fixtures.operator import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration

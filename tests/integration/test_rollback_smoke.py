@@ -52,7 +52,7 @@ def test_wrong_answers_and_wrong_names_fail_with_the_reason(server: ServeProcess
 
 
 def test_no_server_is_a_failure_after_retries(iris: Iris) -> None:
-    from tests.fixtures.models import free_port
+    from tests.fixtures.net import free_port
 
     verdict = smoke.run(_test(iris), "iris", smoke.http_transport(f"http://127.0.0.1:{free_port()}"))
     assert not verdict.passed and verdict.message.startswith("no answer after 3 attempts: ConnectionError")
