@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -61,6 +62,10 @@ def remove_bridge(name: str) -> None:
         run(["ip", "link", "delete", name], check=False)
 
 
+PER_POD_CHAIN = re.compile(r"^CNI-[0-9a-f]{24}$")
+"""The bridge plugin's per-pod masquerade chain: `CNI-` and 24 hex digits of a hash of network and container."""
+
+
 def sweep_cni_rules(*, network: str, subnet: str) -> None:
     """Delete iptables rules the CNI plugins left for pods of `network` whose teardown never ran.
 
@@ -79,11 +84,18 @@ def sweep_cni_rules(*, network: str, subnet: str) -> None:
             ours = masquerade or (words[1] == "CNI-FORWARD" and _names_pod(words, net))
             if ours:
                 run(["iptables", "-t", table, "-D", *words[1:]], check=False)
-                if "-j" in words and words[words.index("-j") + 1].startswith("CNI-") and words[1] != "CNI-FORWARD":
-                    chains.add(words[words.index("-j") + 1])
+                target = words[words.index("-j") + 1] if "-j" in words else ""
+                chains.update(c for c in (words[1], target) if PER_POD_CHAIN.match(c))
         for chain in chains:
             run(["iptables", "-t", table, "-F", chain], check=False)
             run(["iptables", "-t", table, "-X", chain], check=False)
+        # A teardown cut between "drop the jump" and "drop the chain" leaves an empty, unreferenced
+        # per-pod chain with nothing naming our network in it: -X removes exactly those (it refuses
+        # a chain that still has rules or references, so a live pod's chain is never touched).
+        for rule in rules:
+            words = shlex.split(rule)
+            if words[:1] == ["-N"] and PER_POD_CHAIN.match(words[1]) and words[1] not in chains:
+                run(["iptables", "-t", table, "-X", words[1]], check=False)
 
 
 NODE_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT", "CNI-FORWARD", "CNI-ADMIN")
