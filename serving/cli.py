@@ -2,8 +2,8 @@
 
 Each subcommand parses its flags here and hands typed values to a module that does the work:
 `fetch` -> `modelapp_serving.fetch`, `publish` -> `modelapp_serving.publish`,
-`serve` -> `modelapp_serving.server`. Every flag falls back to a `MODELAPP_*` variable so that
-the operator can configure pods through the environment.
+`versions` -> `modelapp_serving.versions`, `serve` -> `modelapp_serving.server`. Every flag falls
+back to a `MODELAPP_*` variable so that the operator can configure pods through the environment.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--entrypoint", default=None, help="the main file (default: the first FILE)")
     publish.add_argument("files", nargs="+", metavar="FILE")
 
+    versions = sub.add_parser("versions", help="list the complete model versions under a URI, newest first")
+    versions.add_argument("--uri", required=True)
+    versions.add_argument("--limit", type=int, default=None, help="at most this many (1: the newest)")
+
     serve = sub.add_parser("serve", help="serve a fetched model over HTTP")
     _env_flag(serve, "--model-dir", "MODELAPP_MODEL_DIR")
     _env_flag(serve, "--name", "MODELAPP_MODEL_NAME")
@@ -63,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelapp_serving import publish
 
         return publish.main(args)
+    if args.command == "versions":
+        from modelapp_serving import versions
+
+        return versions.main(args)
     from modelapp_serving import server
 
     return server.main(args)
