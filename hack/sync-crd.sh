@@ -6,8 +6,8 @@
 #   hack/sync-crd.sh          copy
 #   hack/sync-crd.sh --check  exit 1 (and say which) when the chart's copy is stale
 #
-# kopf's peering CRDs (kopf.dev_peerings.yaml) are the chart's own file until crds/ carries one of
-# that name; from then on crds/ is their source too.
+# crds/ holds every CRD the operator needs, kopf's peering CRDs (kopf.dev_peerings.yaml) too, so that
+# `kubectl apply -f crds/` is a complete install of them without the chart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

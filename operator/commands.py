@@ -9,7 +9,8 @@ exit with status 1 (bad file, bad YAML, not a ModelApp, invalid spec).
 `modelapp`) so that of several replicas only one acts — each replica takes a random priority unless
 `--priority` is given, because kopf pauses *all* operators of equal priority; `--standalone` turns
 peering off (one replica only); `--liveness http://0.0.0.0:8080/healthz` serves kopf's liveness probe;
-`--metrics-port PORT` serves Prometheus metrics (`modelapp_operator.metrics`; off by default).
+`--metrics-port PORT` serves Prometheus metrics (`modelapp_operator.metrics`; off by default). Without
+`--standalone` it exits with status 2 before kopf starts when the peering CRD is missing (`kubectl apply -f crds/`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 
 from modelapp_operator import builders
-from modelapp_operator.settings import ConfigError, from_env
+from modelapp_operator.settings import ConfigError, OperatorConfig, from_env
 from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
 
 
@@ -144,6 +145,10 @@ def run_main(args: argparse.Namespace) -> int:
         peering=args.peering or config.peering, liveness=args.liveness,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),  # noqa: S311
     )  # fmt: skip
+    missing = _missing_peering_crd(config)
+    if missing:
+        print(f"modelapp run: {missing}", file=sys.stderr)
+        return 2
     if args.metrics_port:
         from modelapp_operator import metrics
 
@@ -155,3 +160,25 @@ def run_main(args: argparse.Namespace) -> int:
         liveness_endpoint=config.liveness, memo=kopf.Memo(config=config),
     )  # fmt: skip
     return 0
+
+
+def _missing_peering_crd(config: OperatorConfig) -> str | None:
+    """Why the operator cannot start, when the peering CRD it needs is not installed; else None.
+
+    Without it kopf's startup (creating the peering object) gets a 404 and retries every 60 s with a
+    traceback, acting on nothing. Only a 404 stops here: any other answer (no RBAC to read CRDs, an API
+    server still starting) is left to kopf, which reports and retries those itself.
+    """
+    if config.standalone:
+        return None
+    from modelapp_operator import kube
+
+    name = "clusterkopfpeerings.kopf.dev" if config.all_namespaces else "kopfpeerings.kopf.dev"
+    try:
+        found = kube.get("CustomResourceDefinition", name, None)
+    except Exception:  # not ours to judge: kopf reports it and retries
+        return None
+    if found is not None:
+        return None
+    return (f"the CRD {name} (kopf's peering) is not installed: install the CRDs with `kubectl apply -f crds/` "
+            "(or the Helm chart), or run a single replica with --standalone")  # fmt: skip

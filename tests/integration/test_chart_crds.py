@@ -1,10 +1,11 @@
 """The chart's CRDs are the repository's crds/, unchanged.
 
-Design notes: crds/ is the one source; hack/sync-crd.sh copies it byte for byte into
-charts/modelapp/files/crds/, and the chart renders those files behind `crds.install`. Two checks:
-the copies are identical (the cheap, exact one, with the fix in the failure message), and what
-helm renders is the same object as the source apart from the labels and the keep annotation the
-chart adds (so the template does not lose or mangle a field on the way).
+Design notes: crds/ is the one source, kopf's peering CRDs included; hack/sync-crd.sh copies it
+byte for byte into charts/modelapp/files/crds/, and the chart renders those files behind
+`crds.install`. Three checks: the copies are identical and the chart has no CRD file of its own
+(the cheap, exact ones, with the fix in the failure message), and what helm renders is the same
+object as the source apart from the labels and the keep annotation the chart adds (so the template
+does not lose or mangle a field on the way).
 """
 
 from __future__ import annotations
@@ -35,8 +36,17 @@ def source_crds() -> dict[str, dict[str, Any]]:
 
 
 def test_sources_exist() -> None:
+    """`kubectl apply -f crds/` alone must install every CRD `modelapp run` needs, kopf's peering ones too."""
     assert (SOURCE / "modelapp.io_modelapps.yaml").is_file()
-    assert sorted(path.name for path in SOURCE.glob("*.yaml"))
+    assert set(source_crds()) == {"modelapps.modelapp.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
+
+
+def test_chart_carries_no_crd_of_its_own() -> None:
+    """One source: a CRD file only in the chart would be missing from `kubectl apply -f crds/`."""
+    only_in_chart = sorted({path.name for path in COPY.glob("*.yaml")} - {path.name for path in SOURCE.glob("*.yaml")})
+    assert not only_in_chart, (
+        f"{only_in_chart} are in {COPY} but not in {SOURCE}: move them to crds/, then run hack/sync-crd.sh"
+    )
 
 
 @pytest.mark.parametrize("path", sorted(SOURCE.glob("*.yaml")), ids=lambda path: path.name)
