@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from modelapp_serving.fastpath import ROUTES, body_plan
+from modelapp_serving.fastpath import body_plan
 from modelapp_serving.readiness import count_ready, parse_marker
+from modelapp_serving.routes import MODEL_CALLS
 
 LIMIT = 1000
 
@@ -67,7 +68,7 @@ def test_everything_else_goes_to_flask(env: dict[str, Any], binary: bool) -> Non
 
 def test_routes_match_flasks_rules_and_nothing_more() -> None:
     def rule_of(path: str) -> str | None:
-        return next((rule for pattern, rule, _, _ in ROUTES if pattern.fullmatch(path)), None)
+        return next((route.rule for route in MODEL_CALLS if route.pattern.fullmatch(path)), None)
 
     assert rule_of("/v2/models/iris/infer") == "/v2/models/<name>/infer"
     assert rule_of("/v2/models/iris/versions/7/infer") == "/v2/models/<name>/versions/<version>/infer"

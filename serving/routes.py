@@ -1,0 +1,219 @@
+"""The one route table of the serving HTTP surface, and the request rules every route shares.
+
+Why one table: the Flask app (`app.py`) and the lean model-call path in front of it (`fastpath.py`)
+answer the same routes. Each route is declared once here -- method, path rule, handler, what body
+it takes -- and both are built from it: Flask registers every row, the fast path takes the rows
+that carry a body. The metrics `endpoint` label is the row's rule, whichever path answers, so the
+two cannot drift apart. The rules both paths apply to a request -- the version check, the
+content-type rules -- live here once each.
+
+Handlers are the thin layer between HTTP and the dataplane: path parameters and the body in, a
+`Reply` out, domain errors raised (mapped to HTTP by `errors.to_response`, nowhere else). No Flask
+and no WSGI here, so the table is the contract and both servers are adapters.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelapp_serving import codecs
+from modelapp_serving.dataplane import DataPlane
+from modelapp_serving.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedMediaType
+from modelapp_serving.metrics import Metrics
+
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+UNMATCHED = "unmatched"  # the endpoint label of a request no row matches
+_BINARY_TYPES = frozenset({"", OCTET_STREAM, JSON})
+
+
+class BodyKind(enum.Enum):
+    NONE = "none"  # a GET: no body is read
+    JSON = "json"  # JSON only (v1, /score)
+    TENSORS = "tensors"  # JSON, or OIP's binary tensor extension
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    data: bytes
+    header_length: int | None  # the binary extension's JSON header length, None for plain JSON
+
+
+NO_BODY = Body(b"", None)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    payload: bytes
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What handlers work on: the model's dataplane and the pod's metrics."""
+
+    dataplane: DataPlane
+    metrics: Metrics
+
+
+Handler = Callable[[Served, Mapping[str, str], Body], Reply]
+_PARAMETER = re.compile(r"<([a-z_]+)>")
+
+
+def rule_pattern(rule: str) -> re.Pattern[str]:
+    """A Flask rule as a regular expression: `<x>` is one non-empty path segment, as Flask's default."""
+    parts = _PARAMETER.split(rule)
+    return re.compile("".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts)))
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    rule: str  # Flask's rule syntax; also the metrics `endpoint` label
+    handler: Handler
+    body: BodyKind = BodyKind.NONE
+    pattern: re.Pattern[str] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", rule_pattern(self.rule))
+
+
+# --- request rules shared by both paths ---------------------------------------------------------
+
+
+def check_version(dataplane: DataPlane, name: str, version: str | None) -> None:
+    """A `/versions/<v>` path names the served version or nothing at all (404)."""
+    if version is not None and version != dataplane.info.version:
+        raise ModelNotFound(f"{name}/versions/{version}")
+
+
+def mimetype_of(content_type: str) -> str:
+    """`Content-Type` without parameters, lower case (what Flask calls `request.mimetype`)."""
+    return content_type.partition(";")[0].strip().lower()
+
+
+def decimal(value: str) -> int | None:
+    """A header's decimal number, else None."""
+    return int(value) if value.isdigit() else None
+
+
+def body_format(kind: BodyKind, *, content_type: str, encoding: str | None, header_length: str | None) -> int | None:
+    """The content-type rules: the binary header length (None for JSON), or the 415/400 raised.
+
+    JSON bodies (a missing Content-Type is taken as JSON, as OIP clients often send none), or, with
+    `Inference-Header-Content-Length`, the binary tensor extension's content types and a numeric
+    length; only OIP inference (`BodyKind.TENSORS`) uses that length, the JSON-only routes read the
+    body as JSON whatever it says.
+    """
+    if encoding is not None and encoding.strip().lower() != "identity":
+        raise UnsupportedMediaType("compressed request bodies are not supported; send the body uncompressed")
+    mimetype = mimetype_of(content_type)
+    if header_length is None:
+        if mimetype and mimetype != JSON and not mimetype.endswith("+json"):
+            raise UnsupportedMediaType(f"content type {mimetype!r} is not supported; send application/json")
+        return None
+    if mimetype not in _BINARY_TYPES:
+        raise UnsupportedMediaType(
+            f"content type {mimetype!r} is not supported with binary tensors; send application/octet-stream"
+        )
+    length = decimal(header_length)
+    if length is None:
+        raise InvalidInput("Inference-Header-Content-Length must be a number (the JSON header's length in bytes)")
+    return length if kind is BodyKind.TENSORS else None
+
+
+# --- handlers -----------------------------------------------------------------------------------
+
+
+def _json(payload: Any) -> Reply:
+    return Reply(codecs.dumps(payload))
+
+
+def _live(_served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
+    return _json({"live": True})
+
+
+def _ready(served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
+    served.dataplane.require_server_ready()
+    return _json({"ready": True})
+
+
+def _server_metadata(served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
+    return _json(served.dataplane.server_metadata())
+
+
+def _version(served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
+    return _json(served.dataplane.version())
+
+
+def _model_metadata(served: Served, params: Mapping[str, str], _body: Body) -> Reply:
+    check_version(served.dataplane, params["name"], params.get("version"))
+    return _json(served.dataplane.model_metadata(params["name"]))
+
+
+def _model_ready(served: Served, params: Mapping[str, str], _body: Body) -> Reply:
+    name, dataplane = params["name"], served.dataplane
+    check_version(dataplane, name, params.get("version"))
+    if not dataplane.model_ready(name):
+        raise ModelNotReady(dataplane.load_error or f"model {name!r} is still loading")
+    return _json({"name": name, "ready": True})
+
+
+def _infer(served: Served, params: Mapping[str, str], body: Body) -> Reply:
+    name = params["name"]
+    check_version(served.dataplane, name, params.get("version"))
+    payload, json_length = served.dataplane.infer(name, body.data, body.header_length)
+    if json_length is None:
+        return Reply(payload)
+    return Reply(payload, OCTET_STREAM, (("Inference-Header-Content-Length", str(json_length)),))
+
+
+def _v1_status(served: Served, params: Mapping[str, str], _body: Body) -> Reply:
+    return _json({"name": params["name"], "ready": served.dataplane.model_ready(params["name"])})
+
+
+def _v1_predict(served: Served, params: Mapping[str, str], body: Body) -> Reply:
+    return Reply(served.dataplane.predict_v1(params["name"], body.data))
+
+
+def _score(served: Served, _params: Mapping[str, str], body: Body) -> Reply:
+    return Reply(served.dataplane.score(body.data))
+
+
+def _metrics(served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
+    text, content_type = served.metrics.render()
+    return Reply(text, content_type)
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v2/health/live", _live),
+    Route("GET", "/v2/health/ready", _ready),
+    Route("GET", "/v2", _server_metadata),
+    Route("GET", "/version", _version),
+    Route("GET", "/v2/models/<name>", _model_metadata),
+    Route("GET", "/v2/models/<name>/versions/<version>", _model_metadata),
+    Route("GET", "/v2/models/<name>/ready", _model_ready),
+    Route("GET", "/v2/models/<name>/versions/<version>/ready", _model_ready),
+    Route("POST", "/v2/models/<name>/infer", _infer, BodyKind.TENSORS),
+    Route("POST", "/v2/models/<name>/versions/<version>/infer", _infer, BodyKind.TENSORS),
+    Route("GET", "/v1/models/<name>", _v1_status),
+    Route("POST", "/v1/models/<name>:predict", _v1_predict, BodyKind.JSON),
+    Route("POST", "/score", _score, BodyKind.JSON),
+    Route("GET", "/metrics", _metrics),
+)
+
+# The model calls: the rows the fast path answers (they carry a body).
+MODEL_CALLS: tuple[Route, ...] = tuple(route for route in ROUTES if route.body is not BodyKind.NONE)
+
+# Labels: HEAD and OPTIONS are answered for every GET row (by Flask), so they count as the table's.
+METHODS: frozenset[str] = frozenset({route.method for route in ROUTES} | {"HEAD", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The metrics `method` label."""
+    return method
