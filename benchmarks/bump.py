@@ -1,6 +1,6 @@
 """Benchmark: one `modelapp bump` pass over 1,000 ModelApps, 50 image repositories, 50 model prefixes.
 
-Needs the local cluster up (`modelapp cluster up`) and Debian's docker-registry installed. It
+Needs the local cluster up (`modelapp-cluster up`) and Debian's docker-registry installed. It
 starts a registry on 127.0.0.1, pushes 3 tags to each of 50 repositories, publishes 3 versions
 under each of 50 prefixes of a `file://` store, creates 1,000 ModelApps in a fresh namespace, runs
 one bump pass (patching) and prints the wall time and the request counts: the client's own
@@ -20,8 +20,8 @@ from kubernetes import client, config
 from tests.fixtures.registry import _start, debian_registry
 from tests.integration.test_bump_plan import publish
 
+from modelapp_devcluster import LocalCluster, default_state_dir
 from modelapp_operator.bump import KubeApi, run_bump
-from modelapp_operator.cluster import LocalCluster, default_state_dir
 from modelapp_operator.registry import RegistryClient
 
 APPS, REPOSITORIES, PREFIXES = 1000, 50, 50
@@ -30,7 +30,7 @@ APPS, REPOSITORIES, PREFIXES = 1000, 50, 50
 def main() -> None:
     cluster = LocalCluster(default_state_dir())
     if not cluster.is_up():
-        raise SystemExit("start the local cluster first: modelapp cluster up")
+        raise SystemExit("start the local cluster first: modelapp-cluster up")
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         registry_run = _start("anonymous", root / "registry", debian_registry())

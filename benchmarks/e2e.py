@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.e2e [--sizes 10,100] [--rollouts 3] [--json FILE]
 
-Setup (the end-to-end tier's own, from tests/fixtures/e2e.py): `modelapp cluster up --real-node
+Setup (the end-to-end tier's own, from tests/fixtures/e2e.py): `modelapp-cluster up --real-node
 --nodes 0` in a temporary folder, both images built from the Dockerfiles and pushed to the node's
 registry, Azurite on the bridge, the operator installed by its chart. Then:
 - cold start per model size: a fresh namespace, a version of `size` MiB published (the iris ONNX model
@@ -11,7 +11,7 @@ registry, Azurite on the bridge, the operator installed by its chart. Then:
   serving image onto the node (reported as such); the others find it there.
 - rollouts under steady load: version N+1 published, `modelapp bump` run, sequential requests to
   `status.url` the whole time, failures counted, until only N+1 answers.
-Everything is torn down at the end (`modelapp cluster down`). Needs root, like the real node.
+Everything is torn down at the end (`modelapp-cluster down`). Needs root, like the real node.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ azurite_running() { [ -f "$state/azurite.pid" ] && kill -0 "$(cat "$state/azurit
 if [ "${1:-}" = "down" ]; then
   if azurite_running; then kill "$(cat "$state/azurite.pid")"; echo "Azurite stopped"; fi
   rm -f "$state/azurite.pid" "$state/model.sha256"
-  if [ -x .venv/bin/modelapp ]; then .venv/bin/modelapp cluster down --state-dir "$cluster_dir"; fi
+  if [ -x .venv/bin/modelapp-cluster ]; then .venv/bin/modelapp-cluster down --state-dir "$cluster_dir"; fi
   exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "hack/demo.sh needs root: the real node makes a bridge, iptables rules and containers" >&2; exit 1; }
@@ -39,7 +39,7 @@ hack/setup.sh
 source .venv/bin/activate
 
 step "2/7 cluster with a real node (containerd, kubelet, kube-proxy; API server on $bridge_ip)"
-modelapp cluster up --real-node --nodes 0 --state-dir "$cluster_dir" >/dev/null
+modelapp-cluster up --real-node --nodes 0 --state-dir "$cluster_dir" >/dev/null
 kubeconfig=$cluster_dir/kubeconfig
 
 step "3/7 images: serving and operator from the Dockerfiles, pushed to $registry"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the embedded cluster's real node runs besides kubelet and kube-proxy (which are
-# built with Go by `modelapp_operator.cluster.node_build`), idempotently, from Debian:
+# built with Go by `modelapp_devcluster.node_build`), idempotently, from Debian:
 #   containerd 1.6 (CRI plugin built in), runc, the CNI plugins (bridge, host-local, loopback,
 #   portmap in /usr/lib/cni), iptables, conntrack, iproute2, docker-registry, and gcc + libc6-dev
 #   for the statically linked pause program (no public registry is reachable, so the sandbox

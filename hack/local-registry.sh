@@ -11,4 +11,4 @@ cd "$(dirname "$0")/.."
 python=.venv/bin/python
 [ -x "$python" ] || python=python3
 command -v docker-registry >/dev/null || hack/install-node.sh
-exec "$python" -m modelapp_operator.cluster.node "${1:-registry}"
+exec "$python" -m modelapp_devcluster.node "${1:-registry}"

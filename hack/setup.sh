@@ -18,12 +18,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python environment: reinstalled only when pyproject.toml changes.
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+# Python environment: reinstalled only when pyproject.toml or devcluster/pyproject.toml changes.
+stamp=.venv/.installed-$(cat pyproject.toml devcluster/pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e ./devcluster   # modelapp-cluster: the dev cluster, a package of its own
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
@@ -33,5 +34,5 @@ hack/install-docker.sh                        # Docker's engine (Debian's docker
 hack/install-helm.sh >/dev/null               # helm, built from the Go module proxy
 hack/base-image.sh >/dev/null                 # the local Debian base image (debootstrap + docker import)
 hack/install-node.sh                          # the real node's containerd, runc, CNI plugins (Debian)
-.venv/bin/modelapp cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)
-.venv/bin/python -m modelapp_operator.cluster.node build >/dev/null  # the real node's kubelet and kube-proxy (Go)
+.venv/bin/modelapp-cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)
+.venv/bin/modelapp-cluster node build >/dev/null  # the real node's kubelet and kube-proxy (Go)

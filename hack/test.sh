@@ -16,7 +16,7 @@ source .venv/bin/activate
 
 if [ "$#" -eq 0 ]; then
   step "lint: ruff"
-  ruff check operator serving tests benchmarks
+  ruff check operator serving devcluster tests benchmarks
   step "types: mypy --strict"
   hack/mypy.sh
   step "layering: import-linter"

@@ -31,9 +31,9 @@ from kubernetes import client, config
 from tests.fixtures.net import free_port
 from tests.fixtures.private_cluster import install_crds
 
+from modelapp_devcluster import LocalCluster
+from modelapp_devcluster.layout import Settings
 from modelapp_operator import kube
-from modelapp_operator.cluster import LocalCluster
-from modelapp_operator.cluster.layout import Settings
 
 WARMUP = 3
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from modelapp_operator.cluster import LocalCluster
+from modelapp_devcluster import LocalCluster
 from tests.fixtures.net import free_port
 from tests.fixtures.registry import Registry
 from tests.integration.test_bump_plan import publish

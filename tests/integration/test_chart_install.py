@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from modelapp_operator.cluster import LocalCluster
+from modelapp_devcluster import LocalCluster
 from tests.fixtures.helm import CHART, Rendered
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from modelapp_operator.cluster import ClusterError, LocalCluster
-from modelapp_operator.cluster.binaries import find_binary, run_go
-from modelapp_operator.cluster.versions import ETCD, KUBERNETES
+from modelapp_devcluster import ClusterError, LocalCluster
+from modelapp_devcluster.binaries import find_binary, run_go
+from modelapp_devcluster.versions import ETCD, KUBERNETES
 
 pytestmark = pytest.mark.integration
 

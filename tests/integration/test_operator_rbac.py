@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 
-from modelapp_operator.cluster import LocalCluster
+from modelapp_devcluster import LocalCluster
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import open_store
 from tests.fixtures.azurite import AzureContainer

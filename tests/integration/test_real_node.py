@@ -3,8 +3,9 @@
 Design notes:
 - Everything is real: the control plane of `kube_cluster`, containerd + runc, kubelet,
   kube-proxy in iptables mode, the bridge CNI, and Debian's docker-registry on 127.0.0.1.
-- No image comes from a public registry. The workload is `hack/pause/hello.c`, compiled with
-  `gcc -static`, written as an OCI image by `node_image`, and pushed to the local registry;
+- No image comes from a public registry. The workload is the dev cluster's packaged `hello.c`
+  (modelapp_devcluster/data/pause/), compiled with `gcc -static`, written as an OCI image by
+  `node_image`, and pushed to the local registry;
   the pod pulls it from there (`imagePullPolicy: Always`), which proves the registry path.
 - Each test gets a fresh namespace (`namespace` from tests/fixtures/cluster.py); pods select
   `modelapp.io/node=real` and tolerate its taint (the node is dedicated, so that other tests'
@@ -25,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from modelapp_operator.cluster import node_build
-from modelapp_operator.cluster.api import ApiClient
-from modelapp_operator.cluster.node import ControlPlane, RealNode
-from modelapp_operator.cluster.node_image import ImageFile, build_image
-from modelapp_operator.cluster.node_registry import push_image
+from modelapp_devcluster import node_build
+from modelapp_devcluster.api import ApiClient
+from modelapp_devcluster.node import ControlPlane, RealNode
+from modelapp_devcluster.node_image import ImageFile, build_image
+from modelapp_devcluster.node_registry import push_image
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +68,7 @@ def _http_get(host: str, port: int) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def hello_image(real_node: RealNode) -> str:
     """The test web server as an image in the node's local registry; returns its reference."""
-    binary = node_build.static_binary(node_build.HACK_PAUSE / "hello.c")
+    binary = node_build.static_program("hello.c")
     image = build_image([ImageFile("/hello", binary.read_bytes())], entrypoint=["/hello"],
                         cmd=[str(HELLO_PORT)], user="65534:65534", exposed_ports=[HELLO_PORT])
     return push_image(real_node.settings.registry_host, "modelapp-test/hello", image.manifest_digest[7:19], image)

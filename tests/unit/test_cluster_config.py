@@ -16,12 +16,12 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from modelapp_operator.cluster import components, gomod, kubeconfig, kwok, pki
-from modelapp_operator.cluster.binaries import version_ldflags
-from modelapp_operator.cluster.cli import format_status
-from modelapp_operator.cluster.layout import Layout, Settings, default_state_dir
-from modelapp_operator.cluster.local import ClusterStatus, ComponentStatus
-from modelapp_operator.cluster.versions import ETCD, KUBERNETES, staging_version
+from modelapp_devcluster import components, gomod, kubeconfig, kwok, pki
+from modelapp_devcluster.binaries import version_ldflags
+from modelapp_devcluster.cli import format_status
+from modelapp_devcluster.layout import Layout, Settings, default_state_dir
+from modelapp_devcluster.local import ClusterStatus, ComponentStatus
+from modelapp_devcluster.versions import ETCD, KUBERNETES, staging_version
 
 K8S_GO_MOD = """\
 module k8s.io/kubernetes

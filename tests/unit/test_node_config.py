@@ -15,9 +15,9 @@ import tarfile
 import tomllib
 from pathlib import Path
 
-from modelapp_operator.cluster import node_config
-from modelapp_operator.cluster.node_config import NodePaths, NodeSettings
-from modelapp_operator.cluster.node_image import ImageFile, build_image, digest_of, oci_layout_tar
+from modelapp_devcluster import node_config
+from modelapp_devcluster.node_config import NodePaths, NodeSettings
+from modelapp_devcluster.node_image import ImageFile, build_image, digest_of, oci_layout_tar
 
 PATHS = NodePaths(Path("/state/node"))
 

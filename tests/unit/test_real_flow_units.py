@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from modelapp_operator.cluster import cli, components, loadbalancer
-from modelapp_operator.cluster.layout import Layout
+from modelapp_devcluster import cli, components, loadbalancer
+from modelapp_devcluster.layout import Layout
 
 
 def svc(name: str, *, kind: str = "LoadBalancer", ip: str | None = None, created: str = "2026-01-01T00:00:00Z",

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from modelapp_operator.cluster.errors import ClusterError
+from modelapp_devcluster.errors import ClusterError
 
 SYSCTLS = {
     "net/ipv4/ip_forward": "1",

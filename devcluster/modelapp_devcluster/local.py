@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from modelapp_operator.cluster import components, kubeconfig, kwok, pki, processes
-from modelapp_operator.cluster.api import ApiClient
-from modelapp_operator.cluster.binaries import Binary, ensure_binaries, file_lock
-from modelapp_operator.cluster.errors import ClusterError
-from modelapp_operator.cluster.layout import COMPONENTS, Layout, Ports, RunRecord, Settings, default_state_dir
+from modelapp_devcluster import components, kubeconfig, kwok, pki, processes
+from modelapp_devcluster.api import ApiClient
+from modelapp_devcluster.binaries import Binary, ensure_binaries, file_lock
+from modelapp_devcluster.errors import ClusterError
+from modelapp_devcluster.layout import COMPONENTS, Layout, Ports, RunRecord, Settings, default_state_dir
 
 Report = Callable[[str], None]
 START_TIMEOUT_S = 120.0

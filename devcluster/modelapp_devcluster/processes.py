@@ -1,6 +1,6 @@
 """Detached processes with pid files: start, check, stop.
 
-A component is started in its own session (so it outlives `modelapp cluster up` and a terminal's
+A component is started in its own session (so it outlives `modelapp-cluster up` and a terminal's
 Ctrl-C), with stdout and stderr in its log file and its pid in a pid file. A pid counts as ours
 only while `/proc/<pid>/cmdline` still names the same binary (pids get reused) and the process is
 not a zombie (a parent that started it and has not reaped it yet, e.g. a pytest session).
@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from modelapp_operator.cluster.errors import ClusterError
+from modelapp_devcluster.errors import ClusterError
 
 
 def start(argv: list[str], *, log: Path, pid_file: Path, env: dict[str, str]) -> int:

@@ -1,8 +1,8 @@
-"""`modelapp cluster up|down|status|kubeconfig`: the embedded local cluster from the command line.
+"""`modelapp-cluster up|down|status|kubeconfig`: the embedded local cluster from the command line.
 
 Exit codes: 0 on success (`status`: the cluster is up and healthy), 1 on a failure (one line on
 stderr) or, for `status`, when the cluster is not (fully) up. Progress goes to stderr so that
-`modelapp cluster kubeconfig` prints nothing but the path on stdout (`export KUBECONFIG=$(...)`).
+`modelapp-cluster kubeconfig` prints nothing but the path on stdout (`export KUBECONFIG=$(...)`).
 """
 
 from __future__ import annotations
@@ -10,16 +10,17 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelapp_operator.cluster import loadbalancer, node_host
-from modelapp_operator.cluster.binaries import ensure_binaries
-from modelapp_operator.cluster.errors import ClusterError
-from modelapp_operator.cluster.layout import Ports, Settings
-from modelapp_operator.cluster.local import ClusterStatus, LocalCluster
-from modelapp_operator.cluster.node import RealNode
-from modelapp_operator.cluster.node_config import NodeSettings
+from modelapp_devcluster import loadbalancer, node, node_host
+from modelapp_devcluster.binaries import ensure_binaries
+from modelapp_devcluster.errors import ClusterError
+from modelapp_devcluster.layout import Ports, Settings
+from modelapp_devcluster.local import ClusterStatus, LocalCluster
+from modelapp_devcluster.node import RealNode
+from modelapp_devcluster.node_config import NodeSettings
 
 
 def _report(message: str) -> None:
@@ -65,10 +66,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         node_host.ensure_bridge(node_settings.bridge, node_settings.node_ip,
                                 ipaddress.ip_network(node_settings.pod_subnet).prefixlen)
     cluster.up(timeout=args.timeout)
-    if args.real_node:  # the real node (modelapp_operator.cluster.node): pods that really run
+    if args.real_node:  # the real node (modelapp_devcluster.node): pods that really run
         if not cluster.server.startswith(f"https://{node_settings.node_ip}:"):
             _report(f"note: this cluster's API server listens on {cluster.server}, unreachable from pods; "
-                    "`modelapp cluster down` and `up --real-node` again to move it to the bridge")
+                    "`modelapp-cluster down` and `up --real-node` again to move it to the bridge")
         RealNode(cluster.state_dir, node_settings).up(report=_report, timeout=max(args.timeout, 120.0))
         loadbalancer.start(cluster.state_dir)
         _report("LoadBalancer addresses: 127.0.10.x from the allocator (docs/local-cluster.md)")
@@ -85,10 +86,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
-    node = RealNode(cluster.state_dir)
+    real = RealNode(cluster.state_dir)
     loadbalancer.stop(cluster.state_dir)
-    if any(node.status().values()):  # the real node first, while the API server can still delete its Node
-        node.down(report=_report)
+    if any(real.status().values()):  # the real node first, while the API server can still delete its Node
+        real.down(report=_report)
     stopped = cluster.down()
     _report(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
@@ -116,24 +117,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     status = cluster.status()
     print(format_status(status))
-    node = RealNode(cluster.state_dir).status()
-    if any(node.values()):
-        node["loadbalancer"] = loadbalancer.running(cluster.state_dir)
-        print("real node:  " + ", ".join(f"{part} {'running' if up else 'stopped'}" for part, up in node.items()))
+    parts = RealNode(cluster.state_dir).status()
+    if any(parts.values()):
+        parts["loadbalancer"] = loadbalancer.running(cluster.state_dir)
+        print("real node:  " + ", ".join(f"{part} {'running' if up else 'stopped'}" for part, up in parts.items()))
     return 0 if status.healthy else 1
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
     if not cluster.kubeconfig.exists():
-        raise ClusterError(f"no kubeconfig at {cluster.kubeconfig}: run `modelapp cluster up` first")
+        raise ClusterError(f"no kubeconfig at {cluster.kubeconfig}: run `modelapp-cluster up` first")
     print(cluster.kubeconfig)
     return 0
 
 
-def add_parsers(subparsers: Any) -> None:
-    """Add `cluster` with its sub-subcommands to `modelapp`'s subparsers."""
-    parser = subparsers.add_parser("cluster", help="the embedded local Kubernetes cluster (etcd, API server, kwok)")
+def cmd_node(args: argparse.Namespace) -> int:
+    return node.run_command(args.node_command, args.state_dir)
+
+
+def cmd_loadbalancer(args: argparse.Namespace) -> int:
+    loadbalancer.run(args.state_dir)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelapp-cluster",
+                                     description="A local Kubernetes cluster for the ModelApp operator: etcd, "
+                                                 "kube-apiserver, controller-manager, scheduler and kwok on "
+                                                 "127.0.0.1, optionally a real node (docs/local-cluster.md).")
     sub = parser.add_subparsers(dest="cluster_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--state-dir", type=Path, default=None,
@@ -155,3 +167,22 @@ def add_parsers(subparsers: Any) -> None:
         func=_guard(cmd_status))
     sub.add_parser("kubeconfig", parents=[common], help="print the admin kubeconfig path").set_defaults(
         func=_guard(cmd_kubeconfig))
+    node_parser = sub.add_parser("node", parents=[common],
+                                 help="the real node's parts alone: up, down, status, registry, or build "
+                                      "(kubelet and kube-proxy, no root needed)")
+    node_parser.add_argument("node_command", choices=node.NODE_COMMANDS)
+    node_parser.set_defaults(func=cmd_node)
+    lb = sub.add_parser("loadbalancer", help="run the LoadBalancer address allocator in the foreground")
+    lb.add_argument("--state-dir", type=Path, required=True)
+    lb.set_defaults(func=cmd_loadbalancer)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,8 +12,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from modelapp_operator.cluster.errors import ClusterError
-from modelapp_operator.cluster.node_image import OCI_MANIFEST, OciImage
+from modelapp_devcluster.errors import ClusterError
+from modelapp_devcluster.node_image import OCI_MANIFEST, OciImage
 
 TIMEOUT = 30.0
 

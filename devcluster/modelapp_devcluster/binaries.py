@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelapp_operator.cluster import gomod
-from modelapp_operator.cluster.errors import ClusterError
-from modelapp_operator.cluster.versions import (
+from modelapp_devcluster import gomod
+from modelapp_devcluster.errors import ClusterError
+from modelapp_devcluster.versions import (
     EXPECTED_VERSION_PREFIX,
     KUBERNETES,
     RECIPES,

@@ -111,7 +111,7 @@ def build_image(
             "os": "linux",
             "config": container_config,
             "rootfs": {"type": "layers", "diff_ids": [digest_of(raw)]},
-            "history": [{"created_by": "modelapp_operator.cluster.node_image"}],
+            "history": [{"created_by": "modelapp_devcluster.node_image"}],
         }
     )
     manifest = _canonical_json(

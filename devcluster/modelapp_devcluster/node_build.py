@@ -3,12 +3,13 @@
 kubelet and kube-proxy come from k8s.io/kubernetes at the control plane's version, built with
 Go through the control plane's own helper-module build (`binaries`, `gomod`), and cached next to its
 binaries (`~/.cache/modelapp/bin/k8s-<version>/`), so a second `up` builds nothing. The pause
-program (`hack/pause/pause.c`) and the test web server (`hack/pause/hello.c`) are compiled with
-`gcc -static` and packaged as single-layer OCI images (`node_image`).
+program (`data/pause/pause.c`) and the test web server (`data/pause/hello.c`), package data read
+through importlib.resources so that an installed wheel works too, are compiled with `gcc -static`
+and packaged as single-layer OCI images (`node_image`).
 
 Contract: `ensure_node_binaries()` returns the paths of kubelet and kube-proxy, building them
-when missing; `static_binary(source)` returns the path of a compiled program, cached by the
-source's hash. Failures raise `ClusterError` with the tail of the build log.
+when missing; `static_program(name)` returns the path of a packaged C program compiled, cached by
+the source's hash. Failures raise `ClusterError` with the tail of the build log.
 """
 
 from __future__ import annotations
@@ -19,17 +20,19 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
-from modelapp_operator.cluster import binaries, versions
-from modelapp_operator.cluster.binaries import Report
-from modelapp_operator.cluster.errors import ClusterError
+from modelapp_devcluster import binaries, versions
+from modelapp_devcluster.binaries import Report
+from modelapp_devcluster.errors import ClusterError
 
 NODE_PACKAGES = (
     ("kubelet", "k8s.io/kubernetes/cmd/kubelet"),
     ("kube-proxy", "k8s.io/kubernetes/cmd/kube-proxy"),
 )
-HACK_PAUSE = Path(__file__).resolve().parents[2] / "hack" / "pause"
+PROGRAMS = ("pause.c", "hello.c")
+"""The C programs shipped as package data under `data/pause/`."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,15 @@ def _current(path: Path) -> bool:
         return False
     result = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30, check=False)
     return result.stdout.strip() == f"Kubernetes {NODE_RECIPE.version}"
+
+
+def static_program(name: str) -> Path:
+    """The packaged C program `name` (one of PROGRAMS) compiled with `gcc -static`, cached by its sha256."""
+    if name not in PROGRAMS:
+        raise ClusterError(f"no packaged program {name!r}; there are {', '.join(PROGRAMS)}")
+    source = resources.files("modelapp_devcluster").joinpath("data", "pause", name)
+    with resources.as_file(source) as path:  # a real file even when the package is zipped
+        return static_binary(path)
 
 
 def static_binary(source: Path) -> Path:

@@ -13,7 +13,7 @@ The contract: an address is never given to two Services; a Service keeps its add
 lifetime (it is read back from the Service's status, there is no other state); Services that are
 not of type LoadBalancer, or already have an ingress, are left alone. `plan()` is pure; `run()`
 polls the API server once a second and writes with `PUT .../status` (a 409 is retried on the
-next pass). It runs as a detached process started by `modelapp cluster up --real-node`, tracked
+next pass). It runs as a detached process started by `modelapp-cluster up --real-node`, tracked
 like the node's parts (`<state>/node/run/loadbalancer.pid`, log `<state>/node/logs/loadbalancer.log`).
 """
 
@@ -27,9 +27,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelapp_operator.cluster import node_host
-from modelapp_operator.cluster.api import ApiClient
-from modelapp_operator.cluster.layout import Layout, RunRecord
+from modelapp_devcluster import node_host
+from modelapp_devcluster.api import ApiClient
+from modelapp_devcluster.layout import Layout, RunRecord
 
 NAME = "loadbalancer"
 POOL = tuple(str(ipaddress.ip_address("127.0.10.0") + i) for i in range(1, 255))
@@ -98,7 +98,7 @@ def processes(state_dir: Path) -> node_host.Processes:
 
 def start(state_dir: Path) -> int:
     """Start the allocator for the cluster in `state_dir` unless it runs; returns its pid."""
-    argv = [sys.executable, "-m", "modelapp_operator.cluster.loadbalancer", "--state-dir", str(state_dir)]
+    argv = [sys.executable, "-m", "modelapp_devcluster.loadbalancer", "--state-dir", str(state_dir)]
     return processes(state_dir).start(NAME, argv)
 
 
@@ -111,7 +111,7 @@ def running(state_dir: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelapp_operator.cluster.loadbalancer")
+    parser = argparse.ArgumentParser(prog="python -m modelapp_devcluster.loadbalancer")
     parser.add_argument("--state-dir", type=Path, required=True)
     run(parser.parse_args(argv).state_dir)
     return 0

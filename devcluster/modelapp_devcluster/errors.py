@@ -1,6 +1,6 @@
 """One exception type for everything the cluster tooling reports to a person.
 
-Its message is a single line meant to be printed as-is (`modelapp cluster up` prints it and exits 1):
+Its message is a single line meant to be printed as-is (`modelapp-cluster up` prints it and exits 1):
 a port in use, Go missing, a build failure with the tail of its log, a component that died.
 """
 

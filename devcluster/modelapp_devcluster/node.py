@@ -1,6 +1,6 @@
 """A real node for the embedded cluster: containerd + runc, kubelet, kube-proxy, a local registry.
 
-Pods scheduled here really run. The node joins the control plane that `modelapp cluster up`
+Pods scheduled here really run. The node joins the control plane that `modelapp-cluster up`
 started from the same state folder: it reads `cluster.json` (API server URL) and the cluster CA
 (`pki/ca.{crt,key}`) to issue its own client certificates — `system:node:<name>` in group
 `system:nodes` for kubelet (the API server's Node authorizer then grants exactly what a kubelet
@@ -42,12 +42,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelapp_operator.cluster import node_build, node_config, node_host, pki, versions
-from modelapp_operator.cluster.api import ApiClient
-from modelapp_operator.cluster.errors import ClusterError
-from modelapp_operator.cluster.layout import Layout, RunRecord
-from modelapp_operator.cluster.node_config import NodePaths, NodeSettings
-from modelapp_operator.cluster.node_image import ImageFile, build_image, oci_layout_tar
+from modelapp_devcluster import node_build, node_config, node_host, pki, versions
+from modelapp_devcluster.api import ApiClient
+from modelapp_devcluster.errors import ClusterError
+from modelapp_devcluster.layout import Layout, RunRecord
+from modelapp_devcluster.node_config import NodePaths, NodeSettings
+from modelapp_devcluster.node_image import ImageFile, build_image, oci_layout_tar
 
 HOST_TOOLS = ("containerd", "ctr", "runc", "iptables", "conntrack", "ip", "docker-registry")
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
@@ -72,7 +72,7 @@ class ControlPlane:
         layout = Layout(state_dir)
         record = RunRecord.load(layout.state_file)
         if record is None:
-            raise ClusterError(f"no cluster in {state_dir}: run `modelapp cluster up` first")
+            raise ClusterError(f"no cluster in {state_dir}: run `modelapp-cluster up` first")
         settings = record.settings
         return cls(server=record.server, ca_cert=layout.cert("ca"), ca_key=layout.key("ca"),
                    admin_cert=layout.cert("admin"), admin_key=layout.key("admin"),
@@ -190,8 +190,8 @@ class RealNode:
         self._import_pause_image()
 
     def _import_pause_image(self) -> None:
-        """Build the sandbox image from hack/pause/pause.c and import it into containerd's k8s.io namespace."""
-        binary = node_build.static_binary(node_build.HACK_PAUSE / "pause.c")
+        """Build the sandbox image from the packaged pause.c and import it into containerd's k8s.io namespace."""
+        binary = node_build.static_program("pause.c")
         image = build_image([ImageFile("/pause", binary.read_bytes())], entrypoint=["/pause"], user="65535:65535")
         archive = self.paths.images_dir / "pause.tar"
         archive.write_bytes(oci_layout_tar(image, ref=self.settings.sandbox_image))
@@ -394,25 +394,22 @@ def _fmt(steps: dict[str, float]) -> str:
     return ", ".join(f"{name} {seconds:.1f}s" for name, seconds in steps.items())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m modelapp_operator.cluster.node up|down|status|registry|build [--state-dir DIR]` (used by hack/)."""
-    import argparse
+NODE_COMMANDS = ("up", "down", "status", "registry", "build")
 
-    from modelapp_operator.cluster.layout import default_state_dir
 
-    parser = argparse.ArgumentParser(prog="python -m modelapp_operator.cluster.node")
-    parser.add_argument("command", choices=("up", "down", "status", "registry", "build"))
-    parser.add_argument("--state-dir", type=Path, default=None)
-    args = parser.parse_args(argv)
-    node = RealNode(args.state_dir or default_state_dir())
+def run_command(command: str, state_dir: Path | None) -> int:
+    """`modelapp-cluster node up|down|status|registry|build [--state-dir DIR]` (used by hack/ and CI)."""
+    from modelapp_devcluster.layout import default_state_dir
+
+    node = RealNode(state_dir or default_state_dir())
     try:
-        if args.command == "up":
+        if command == "up":
             node.up()
-        elif args.command == "down":
+        elif command == "down":
             node.down()
-        elif args.command == "registry":
+        elif command == "registry":
             print(node.start_registry())
-        elif args.command == "build":  # kubelet and kube-proxy only (CI's warm-up; no root needed)
+        elif command == "build":  # kubelet and kube-proxy only (CI's warm-up; no root needed)
             bins = node_build.ensure_node_binaries(report=print)
             print(f"{bins.kubelet}\n{bins.kube_proxy}")
         else:
@@ -422,6 +419,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}")
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m modelapp_devcluster.node COMMAND`: the same as `modelapp-cluster node COMMAND`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m modelapp_devcluster.node")
+    parser.add_argument("command", choices=NODE_COMMANDS)
+    parser.add_argument("--state-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    return run_command(args.command, args.state_dir)
 
 
 if __name__ == "__main__":

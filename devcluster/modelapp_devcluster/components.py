@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelapp_operator.cluster.layout import Layout, Settings
+from modelapp_devcluster.layout import Layout, Settings
 
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
