@@ -18,22 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelapp_operator.names import (
+    ANN_IMAGE,
+    ANN_MODEL_SHA256,
+    ANN_MODEL_URI,
+    ANN_MODEL_VERSION,
+    API_VERSION,
+    KIND,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    MANAGER,
+)
 from modelapp_operator.spec import ModelAppSpec
-
-GROUP = "modelapp.io"
-VERSION = "v1alpha1"
-KIND = "ModelApp"
-PLURAL = "modelapps"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-MANAGER = "modelapp-operator"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_INSTANCE = "app.kubernetes.io/instance"
-
-ANN_MODEL_URI = "modelapp.io/model-uri"
-ANN_MODEL_VERSION = "modelapp.io/model-version"
-ANN_MODEL_SHA256 = "modelapp.io/model-sha256"
-ANN_IMAGE = "modelapp.io/image"
 
 PORT = 8080
 MODEL_MOUNT = "/mnt/models"

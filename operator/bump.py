@@ -23,34 +23,45 @@ Contracts:
   that cannot be created (RBAC) is a warning on stderr, not a failed row: the spec change is done.
 - A registry or store failure fails that app's row only. Exit code 0: every app planned and
   patched; 2: some rows failed; 1: nothing could be done (no API server, no CRD).
+- Credentials never cross tenants (docs/security.md): a model store is opened with exactly the keys of
+  the Secret the ModelApp names (read from the app's own namespace), never with the bump's environment
+  under it; an app naming no Secret reads its store anonymously, unless the store's URI starts with a
+  prefix the platform team lists in `--trusted-store` (the bump's own identity, e.g. workload identity,
+  is used only there).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO, cast
+from typing import Any, Literal, TextIO
 
+from modelapp_operator import kube
 from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog
-from modelapp_operator.metrics import ANN_BUMPED_AT
+from modelapp_operator.names import (
+    ANN_BUMP_REASON,
+    ANN_BUMPED_AT,
+    API_VERSION,
+    BUMP_COMPONENT,
+    KIND,
+    PROGRESSING,
+    now,
+)
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
 from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image
+from modelapp_operator.revisions import Revision, parse_revisions
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
 from modelapp_serving.stores import Store, StoreError, open_store
 
-GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
 MAX_CONFLICT_RETRIES = 5
 Result = Literal["planned", "patched", "unchanged", "failed", "skipped"]
 RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "unchanged")
-ANN_BUMP_REASON = "modelapp.io/bump-reason"
-COMPONENT = "modelapp-bump"
 
 
 @dataclass(frozen=True)
@@ -88,15 +99,13 @@ class Quarantine:
     pairs: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
+    def from_revisions(cls, revisions: Sequence[Revision]) -> Quarantine:
+        return cls(frozenset((entry.image, entry.model) for entry in revisions if entry.quarantined))
+
+    @classmethod
     def from_status(cls, status: Mapping[str, Any] | None) -> Quarantine:
-        pairs: set[tuple[str, str]] = set()
-        for entry in (status or {}).get("revisions") or []:
-            if isinstance(entry, Mapping) and entry.get("outcome") == "Failed":
-                model = entry.get("model") or entry.get("modelVersion") or ""
-                if isinstance(model, Mapping):
-                    model = model.get("version", "")
-                pairs.add((str(entry.get("image", "")), str(model)))
-        return cls(frozenset(pairs))
+        """The quarantined pairs of a ModelApp's status (read with the one parser, `parse_revisions`)."""
+        return cls.from_revisions(parse_revisions(status))
 
     def blocks(self, image: str, model: str) -> bool:
         wanted = _image_identity(image)
@@ -168,7 +177,7 @@ def unsettled(obj: Mapping[str, Any]) -> str:
     if isinstance(observed, int) and isinstance(generation, int) and observed < generation:
         return f"observedGeneration {observed} < generation {generation}"
     for cond in status.get("conditions") or []:
-        if isinstance(cond, Mapping) and (cond.get("type"), cond.get("status")) == ("Progressing", "True"):
+        if isinstance(cond, Mapping) and (cond.get("type"), cond.get("status")) == (PROGRESSING, "True"):
             return f"Progressing=True, {cond.get('reason') or 'no reason'}"
     effective, spec = status.get("effective"), obj.get("spec") or {}
     if isinstance(effective, Mapping) and isinstance(spec, Mapping):
@@ -249,110 +258,15 @@ def annotate(patch: Mapping[str, Any], *, now: str, message: str) -> dict[str, A
 
 def build_event(plan: AppPlan, *, now: str, instance: str) -> dict[str, Any]:
     """A core v1 Event `Bumped` on the ModelApp (kubectl describe shows it with the operator's own)."""
-    involved = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "name": plan.name,
+    involved = {"apiVersion": API_VERSION, "kind": KIND, "name": plan.name,
                 "namespace": plan.namespace, "uid": plan.uid}  # fmt: skip
     return {
         "apiVersion": "v1", "kind": "Event",
         "metadata": {"generateName": f"{plan.name}.", "namespace": plan.namespace},
         "involvedObject": involved, "type": "Normal", "reason": "Bumped", "message": plan.message[:1024],
-        "action": "Bump", "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
+        "action": "Bump", "source": {"component": BUMP_COMPONENT}, "reportingComponent": BUMP_COMPONENT,
         "reportingInstance": instance, "firstTimestamp": now, "lastTimestamp": now, "count": 1,
     }  # fmt: skip
-
-
-# -- I/O: the Kubernetes API (what happens on 404/409 is said per call) ---------------------------------
-
-
-class KubeApi:
-    """The few calls bump makes: list ModelApps, read one, patch one, read a credentials secret."""
-
-    def __init__(self, kubeconfig: str | None) -> None:
-        from kubernetes import client, config
-
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-            self.default_namespace = _context_namespace(kubeconfig)
-        else:
-            try:
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
-                self.default_namespace = Path(_SA_NAMESPACE).read_text().strip()
-            except config.ConfigException:
-                config.load_kube_config()  # type: ignore[no-untyped-call]
-                self.default_namespace = _context_namespace(None)
-        self._custom = client.CustomObjectsApi()
-        self._core = client.CoreV1Api()
-
-    def list_apps(self, namespace: str | None) -> list[dict[str, Any]]:
-        """Every ModelApp in `namespace` (None: all namespaces), in pages of 500."""
-        items: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"limit": 500, "_continue": token} if token else {"limit": 500}
-            page: dict[str, Any]
-            if namespace is None:
-                page = cast(dict[str, Any], self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs))
-            else:
-                listed = self._custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, **kwargs)
-                page = cast(dict[str, Any], listed)
-            items.extend(page.get("items", []))
-            token = page.get("metadata", {}).get("continue") or None
-            if token is None:
-                return items
-
-    def get_app(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """The app now, or None when it was deleted meanwhile (404)."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            result = cast(
-                dict[str, Any], self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    def patch_app(self, namespace: str, name: str, patch: Mapping[str, Any]) -> int:
-        """Merge-patch the spec; returns the HTTP status (200, 404 gone, 409 resourceVersion moved on)."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, dict(patch), _content_type="application/merge-patch+json"
-            )
-        except ApiException as exc:
-            if exc.status in {404, 409}:
-                return int(exc.status)
-            raise
-        return 200
-
-    def create_event(self, event: Mapping[str, Any]) -> str:
-        """Create a core v1 Event; "" when done, else why not (403 without the chart's events rule)."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._core.create_namespaced_event(event["metadata"]["namespace"], cast(Any, dict(event)))
-        except ApiException as exc:
-            return f"HTTP {exc.status} {exc.reason}"
-        return ""
-
-    def secret_env(self, namespace: str, name: str) -> dict[str, str]:
-        """A credentials secret's data as environment variables (what the init container gets via envFrom)."""
-        import base64
-
-        secret = self._core.read_namespaced_secret(name, namespace)
-        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
-
-
-_SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-
-
-def _context_namespace(kubeconfig: str | None) -> str:
-    from kubernetes import config
-
-    _, active = config.list_kube_config_contexts(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    return str((active or {}).get("context", {}).get("namespace") or "default")
 
 
 # -- one run ----------------------------------------------------------------------------------------------
@@ -374,14 +288,17 @@ class Outcome:
 
 
 def run_bump(
-    api: KubeApi, *, namespace: str | None, dry_run: bool, registry: RegistryClient, opener: StoreOpenerFn | None = None
+    *, namespace: str | None, dry_run: bool, registry: RegistryClient, opener: StoreOpenerFn | None = None,
+    trusted_stores: Sequence[str] = (),
 ) -> Outcome:
-    """Plan every app, then patch (unless dry-run); a 409 re-reads the app and plans it again."""
+    """Plan every app, then patch (unless dry-run); a 409 re-reads the app and plans it again.
+
+    `namespace` None: every namespace. The cluster is the one `kube` is configured for."""
     tags = TagCatalog(registry)
-    models = ModelCatalog(opener or _secret_opener(api))
+    models = ModelCatalog(opener or tenant_opener(trusted_stores=trusted_stores))
     outcome = Outcome()
-    for obj in sorted(api.list_apps(namespace), key=_app_key):
-        outcome.rows.extend(_apply(api, obj, tags=tags, models=models, dry_run=dry_run))
+    for obj in sorted(kube.list_objects(KIND, namespace), key=_app_key):
+        outcome.rows.extend(_apply(obj, tags=tags, models=models, dry_run=dry_run))
     outcome.registry_requests = registry.requests_made
     outcome.storage_requests = models.request_count()
     return outcome
@@ -390,23 +307,45 @@ def run_bump(
 StoreOpenerFn = Callable[[StoreKey], Store]
 
 
-def _secret_opener(api: KubeApi) -> StoreOpenerFn:
-    """Open a store with the named Secret's keys; a Secret that cannot be read (403 without the chart's
-    `bump.readModelCredentials`, 404) is a StoreError, so it fails the rows of the apps naming it, not the run."""
-    from kubernetes.client.exceptions import ApiException
+def tenant_opener(*, trusted_stores: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> StoreOpenerFn:
+    """Open a store as its tenant may: with exactly the named Secret's keys, or anonymously.
+
+    A Secret that cannot be read (403 without the chart's `bump.readModelCredentials`, 404) or whose
+    values are not text is a StoreError, so it fails the rows of the apps naming it, not the run. The
+    bump's own environment (`environ`, default the process's) is used only for a URI under one of
+    `trusted_stores` and no Secret named: a tenant cannot borrow the bump's identity for a store of its
+    choosing, nor give a Secret that sets only an endpoint and receive the bump's key with it. A `file://`
+    location (the bump pod's own files) is read only when trusted.
+    """
 
     def opener(key: StoreKey) -> Store:
-        env = dict(os.environ)
+        trusted = any(key.uri == prefix or key.uri.startswith(prefix.rstrip("/") + "/") for prefix in trusted_stores)
+        if key.uri.startswith("file://") and not trusted:
+            raise StoreError(f"{key.uri}: a file:// model is baked into its image; the bump does not read its own "
+                             "files for a tenant (list the folder in --trusted-store to allow it)")  # fmt: skip
         if key.secret:
-            try:
-                env |= api.secret_env(key.namespace, key.secret)
-            except ApiException as exc:
-                raise StoreError(
-                    f"cannot read Secret {key.namespace}/{key.secret}: HTTP {exc.status} {exc.reason}"
-                ) from None
-        return open_store(key.uri, env=env)
+            return open_store(key.uri, env=_secret_env(key.namespace, key.secret))
+        return open_store(key.uri, env=dict(os.environ if environ is None else environ) if trusted else {})
 
     return opener
+
+
+def _secret_env(namespace: str, name: str) -> dict[str, str]:
+    """A credentials Secret's data as the environment the init container gets from it (envFrom)."""
+    where = f"Secret {namespace}/{name}"
+    try:
+        data = kube.secret_data(name, namespace)
+    except kube.ApiError as exc:
+        raise StoreError(f"cannot read {where}: {exc}") from None
+    if data is None:
+        raise StoreError(f"{where} does not exist; create it in the ModelApp's namespace or fix credentialsSecret")
+    env: dict[str, str] = {}
+    for key, value in data.items():
+        try:
+            env[key] = value.decode()
+        except UnicodeDecodeError:
+            raise StoreError(f"{where}: the value of {key!r} is not UTF-8 text; store credentials are text") from None
+    return env
 
 
 def _app_key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -414,31 +353,35 @@ def _app_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def _apply(api: KubeApi, obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dry_run: bool) -> list[Row]:
+def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dry_run: bool) -> list[Row]:
     for _ in range(MAX_CONFLICT_RETRIES):
         plan = plan_app(obj, tags=tags, models=models)
         if plan.patch is None or dry_run:
             return list(plan.rows)
-        now = _now()
-        status = api.patch_app(plan.namespace, plan.name, annotate(plan.patch, now=now, message=plan.message))
-        if status == 200:
-            _record_event(api, plan, now)
-            return [_with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
-        fresh = api.get_app(plan.namespace, plan.name) if status == 409 else None
-        if fresh is None:
+        at = now()
+        try:
+            kube.patch(KIND, plan.name, plan.namespace, annotate(plan.patch, now=at, message=plan.message))
+        except kube.Gone:
             return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
-        obj = fresh  # someone else changed it (another bump, a user): plan again from what is there now
+        except kube.ApiError as exc:
+            if exc.status != 409:
+                return [_with_result(row, "failed", f"the API server refused the patch: {exc}") for row in plan.rows]
+            fresh = kube.get(KIND, plan.name, plan.namespace)
+            if fresh is None:
+                return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
+            obj = fresh  # someone else changed it (another bump, a user): plan again from what is there now
+            continue
+        _record_event(plan, at)
+        return [_with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
     return [_with_result(row, "failed", "kept conflicting with other writers") for row in plan.rows]
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _record_event(api: KubeApi, plan: AppPlan, now: str) -> None:
-    failure = api.create_event(build_event(plan, now=now, instance=socket.gethostname()))
-    if failure:
-        print(f"modelapp bump: no Event for {plan.namespace}/{plan.name}: {failure}", file=sys.stderr)
+def _record_event(plan: AppPlan, at: str) -> None:
+    """The Bumped Event; one that cannot be created (403 without the chart's events rule) is a warning."""
+    try:
+        kube.create("Event", plan.namespace, build_event(plan, now=at, instance=socket.gethostname()))
+    except kube.ApiError as exc:
+        print(f"modelapp bump: no Event for {plan.namespace}/{plan.name}: {exc}", file=sys.stderr)
 
 
 def _with_result(row: Row, result: Result, reason: str | None = None) -> Row:
@@ -488,16 +431,27 @@ def add_parsers(subparsers: Any) -> None:
     parser.add_argument(
         "--insecure-registry", action="append", default=[], help="Registry host reached over plain HTTP (repeatable)."
     )
+    parser.add_argument(
+        "--trusted-store", action="append", default=_env_list("MODELAPP_BUMP_TRUSTED_STORES"), metavar="URI_PREFIX",
+        help="A store (URI prefix, e.g. azureblob://models) that apps naming no credentialsSecret may read with "
+        "the bump's own credentials or identity (repeatable; also $MODELAPP_BUMP_TRUSTED_STORES, comma-separated). "
+        "Elsewhere such apps read their store anonymously.",
+    )  # fmt: skip
     parser.set_defaults(func=main)
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         config = DockerConfig.load(args.docker_config)
-        api = KubeApi(args.kubeconfig)
-        namespace = None if args.all_namespaces else (args.namespace or api.default_namespace)
+        kube.use_kubeconfig(args.kubeconfig)
+        namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace())
         registry = RegistryClient(config=config, timeout=args.registry_timeout, insecure=args.insecure_registry)
-        outcome = run_bump(api, namespace=namespace, dry_run=args.dry_run, registry=registry)
+        outcome = run_bump(namespace=namespace, dry_run=args.dry_run, registry=registry,
+                           trusted_stores=args.trusted_store)  # fmt: skip
     except (RegistryError, OSError) as exc:
         print(f"modelapp bump: {exc}", file=sys.stderr)
         return 1
@@ -513,4 +467,4 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-__all__ = ["AppPlan", "FieldPlan", "Quarantine", "Row", "add_parsers", "main", "plan_app", "run_bump"]
+__all__ = ["AppPlan", "FieldPlan", "Quarantine", "Row", "add_parsers", "main", "plan_app", "run_bump", "tenant_opener"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from modelapp_operator import builders
+from modelapp_operator import builders, names
 from modelapp_operator.settings import ConfigError, OperatorConfig, from_env
 from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
 
@@ -86,11 +86,11 @@ def render_text(text: str, *, source: str, namespace: str, serving_image: str) -
     ctx = builders.BuildContext(serving_image=serving_image)
     out: list[dict[str, Any]] = []
     for number, doc in _documents(text, source):
-        if doc.get("kind") != builders.KIND:
+        if doc.get("kind") != names.KIND:
             continue  # other objects (a Secret beside the ModelApp) are not ours to render
-        if doc.get("apiVersion") != builders.API_VERSION:
+        if doc.get("apiVersion") != names.API_VERSION:
             raise RenderError(f"{source}: document {number}: apiVersion {doc.get('apiVersion')!r}, "
-                              f"expected {builders.API_VERSION!r}")  # fmt: skip
+                              f"expected {names.API_VERSION!r}")  # fmt: skip
         meta = doc.get("metadata") or {}
         name = meta.get("name")
         if not isinstance(name, str):

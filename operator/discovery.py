@@ -16,14 +16,13 @@ Image tags: one `tags/list` sequence per repository; the chosen tag's digest is 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from modelapp_operator.policies import Policy, choose
 from modelapp_operator.registry import ImageRef, RegistryClient, RegistryError
 from modelapp_serving.manifest import ManifestError, digest, parse_manifest
-from modelapp_serving.stores import NotFoundError, Store, StoreError, open_store
+from modelapp_serving.stores import NotFoundError, Store, StoreError
 
 
 class DiscoveryError(Exception):
@@ -57,16 +56,6 @@ class StoreKey:
 
 
 StoreOpener = Callable[[StoreKey], Store]
-
-
-def default_opener(env: Mapping[str, Mapping[str, str]] | None = None) -> StoreOpener:
-    """Open stores with the process environment, overlaid by a secret's data for keys that name one."""
-
-    def opener(key: StoreKey) -> Store:
-        extra = (env or {}).get(f"{key.namespace}/{key.secret}", {}) if key.secret else {}
-        return open_store(key.uri, env={**os.environ, **extra})
-
-    return opener
 
 
 @dataclass

@@ -11,25 +11,33 @@ What happens on errors, per call:
 - `patch_status`: returns the ModelApp as stored; 404 (the ModelApp was deleted meanwhile) returns None;
   no 409 (merge patches carry no resourceVersion).
 - `delete`: 404 returns False (already gone, which is what we wanted).
-- `get`: 404 returns None; `list_objects`: an empty namespace gives an empty list.
+- `get`: 404 returns None; `list_objects`: an empty namespace gives an empty list (pages of 500 are
+  followed to the end; a 410 for an expired continue token raises `ApiError`, the caller lists again).
 - `patch`: merge patch of an object (metadata/spec); 404 raises `Gone`, 409 (a stale
   `metadata.resourceVersion` in the patch) raises `ApiError` with status 409 for the caller to re-read.
+- `create`: POST; 409 (exists) and 403 (RBAC) raise `ApiError` with that status.
+- `secret_data`: a Secret's decoded data; 404 returns None, 403 raises `ApiError`.
+
+Who uses it: the operator's handlers and engine, `modelapp bump`, `modelapp rollback`, `modelapp run`; the
+configuration (kubeconfig or in-cluster) is chosen once per process (`use_kubeconfig` to change it).
 - `pod_proxy_post`: never raises for HTTP errors of the pod: its status and body come back as they are
   (the API server's own 503 for an unreachable pod too); transport failures raise `ApiError`.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modelapp_operator.builders import GROUP, MANAGER, PLURAL, VERSION
+from modelapp_operator.names import GROUP, MANAGER, PLURAL, VERSION
 
 Obj = dict[str, Any]
 
@@ -42,6 +50,8 @@ _COLLECTIONS = {
     "Deployment": ("/apis/apps/v1", "deployments"),
     "Service": ("/api/v1", "services"),
     "Pod": ("/api/v1", "pods"),
+    "Secret": ("/api/v1", "secrets"),
+    "Event": ("/api/v1", "events"),
     "PodDisruptionBudget": ("/apis/policy/v1", "poddisruptionbudgets"),
     "ModelApp": (f"/apis/{GROUP}/{VERSION}", PLURAL),
     "KopfPeering": ("/apis/kopf.dev/v1", "kopfpeerings"),
@@ -62,17 +72,47 @@ class Gone(ApiError):
     """The object's namespace (or the object itself, for status) no longer exists."""
 
 
+#: Where a pod's service account says which namespace it runs in.
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def use_kubeconfig(path: str | None) -> None:
+    """Talk to the cluster of this kubeconfig from now on (None: $KUBECONFIG / in-cluster as before)."""
+    if path:
+        os.environ["KUBECONFIG"] = path
+    api_client.cache_clear()
+
+
+def _kubeconfig_path() -> str | None:
+    return os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+
+
+def default_namespace() -> str:
+    """The namespace a command acts on when none is given: the pod's own when in a cluster, else the
+    kubeconfig's current context's, else `default`."""
+    if SA_NAMESPACE.is_file() and not _kubeconfig_path():
+        return SA_NAMESPACE.read_text().strip() or "default"
+    try:
+        _, active = config.list_kube_config_contexts(config_file=_kubeconfig_path())  # type: ignore[no-untyped-call]
+    except (config.ConfigException, OSError):
+        return "default"
+    return str((active or {}).get("context", {}).get("namespace") or "default")
+
+
 @functools.cache
 def api_client() -> client.ApiClient:
-    """In-cluster service account when running in a pod, else the current kubeconfig."""
+    """$KUBECONFIG when set (`use_kubeconfig`), else the pod's service account, else ~/.kube/config."""
     configuration = client.Configuration()
     configuration.connection_pool_maxsize = POOL_SIZE
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        # The library reads $KUBECONFIG once at import; read it at call time instead.
-        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
+    # The library reads $KUBECONFIG once at import; read it at call time instead.
+    path = _kubeconfig_path()
+    if path is None:
+        try:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return client.ApiClient(configuration)
+        except config.ConfigException:
+            pass  # not in a pod
+    config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
     return client.ApiClient(configuration)
 
 
@@ -164,11 +204,33 @@ def ensure_peering(name: str, namespace: str | None) -> bool:
     return True
 
 
-def list_objects(kind: str, namespace: str, *, selector: Mapping[str, str]) -> list[Obj]:
-    """Objects of `kind` in `namespace` whose labels include `selector`."""
-    query = {"labelSelector": ",".join(f"{k}={v}" for k, v in selector.items())}
-    items: list[Obj] = _call("GET", _path(kind, None, namespace), query=query).get("items") or []
-    return items
+def list_objects(kind: str, namespace: str | None, *, selector: Mapping[str, str] | None = None,
+                 page: int = 500) -> list[Obj]:  # fmt: skip
+    """Objects of `kind` in `namespace` (None: every namespace) whose labels include `selector`."""
+    query: dict[str, Any] = {"limit": page}
+    if selector:
+        query["labelSelector"] = ",".join(f"{k}={v}" for k, v in selector.items())
+    items: list[Obj] = []
+    while True:
+        listed = _call("GET", _path(kind, None, namespace), query=query)
+        items.extend(listed.get("items") or [])
+        token = (listed.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        query["continue"] = token
+
+
+def create(kind: str, namespace: str | None, body: Mapping[str, Any]) -> Obj:
+    """Create an object (POST); the object as stored."""
+    return _call("POST", _path(kind, None, namespace), body=dict(body), content_type="application/json")
+
+
+def secret_data(name: str, namespace: str) -> dict[str, bytes] | None:
+    """A Secret's data, decoded to bytes (its values may be any bytes); None when it does not exist."""
+    secret = get("Secret", name, namespace)
+    if secret is None:
+        return None
+    return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
 
 def patch(kind: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> Obj:

@@ -25,11 +25,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from modelapp_operator.rollout import AVAILABLE, FAILED, PROGRESSING_, ROLLEDBACK, Transition
+from modelapp_operator.names import (
+    ANN_BUMPED_AT,
+    OUTCOME_AVAILABLE,
+    OUTCOME_FAILED,
+    OUTCOME_PROGRESSING,
+    OUTCOME_ROLLED_BACK,
+)
+from modelapp_operator.revisions import parse_revisions
+from modelapp_operator.rollout import Transition
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-#: Set by `modelapp bump` in the same patch as the spec change it makes (bump.py); read here only.
-ANN_BUMPED_AT = "modelapp.io/bumped-at"
 
 ROLLOUTS_STARTED = Counter(
     "modelapp_rollouts_started_total", "Pairs that began rolling out.", ["namespace"], registry=REGISTRY
@@ -68,11 +74,11 @@ def record(namespace: str, transitions: Iterable[Transition], *, rolled_back: bo
     for t in transitions:
         if _starts(t):
             ROLLOUTS_STARTED.labels(namespace).inc()
-        elif t.after == AVAILABLE and t.before == PROGRESSING_:
+        elif t.after == OUTCOME_AVAILABLE and t.before == OUTCOME_PROGRESSING:
             ROLLOUTS_SUCCEEDED.labels(namespace).inc()
-        elif t.after == FAILED:
+        elif t.after == OUTCOME_FAILED:
             ROLLOUTS_FAILED.labels(namespace, t.reason or "Unknown").inc()
-        elif t.after == ROLLEDBACK:
+        elif t.after == OUTCOME_ROLLED_BACK:
             ROLLBACKS.labels(namespace, "manual").inc()
     if rolled_back:
         ROLLBACKS.labels(namespace, "auto").inc()
@@ -88,12 +94,12 @@ def started_by_bump(transitions: Iterable[Transition], *, bumped_at: str | None,
 
 def _starts(t: Transition) -> bool:
     """A pair began rolling out: new, re-deployed or retried, not the last good pair coming back."""
-    return t.after == PROGRESSING_ and t.before != PROGRESSING_ and t.reason != "RollingBack"
+    return t.after == OUTCOME_PROGRESSING and t.before != OUTCOME_PROGRESSING and t.reason != "RollingBack"
 
 
 def record_bump(namespace: str, transitions: Iterable[Transition], *, app: Mapping[str, Any]) -> None:
     """Count a rollout that a bump caused; `app` is the ModelApp the decision was made from."""
-    earlier = [str(entry.get("at", "")) for entry in (app.get("status") or {}).get("revisions") or []]
+    earlier = [entry.at for entry in parse_revisions(app.get("status"))]
     bumped_at = ((app.get("metadata") or {}).get("annotations") or {}).get(ANN_BUMPED_AT)
     if started_by_bump(transitions, bumped_at=bumped_at, earlier=earlier):
         BUMPS_OBSERVED.labels(namespace).inc()

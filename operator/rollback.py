@@ -16,15 +16,15 @@ or the API server refused.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelapp_operator.rollout import ANN_RETRY, ANN_ROLLBACK, FAILED, Pair, last_good
+from modelapp_operator import kube
+from modelapp_operator.names import ANN_RETRY, ANN_ROLLBACK, KIND, now
+from modelapp_operator.revisions import Pair, Revision, last_good, parse_revisions
 from modelapp_operator.spec import InvalidSpec, parse_spec
 
 MAX_CONFLICT_RETRIES = 3
@@ -44,8 +44,8 @@ class RollbackPlan:
     patch: dict[str, Any]
 
 
-def _known(revisions: list[Mapping[str, Any]]) -> str:
-    return ", ".join(f"{e.get('revision')} ({Pair.from_entry(e).describe()}, {e.get('outcome')})" for e in revisions)
+def _known(revisions: Sequence[Revision]) -> str:
+    return ", ".join(f"{e.revision} ({e.pair.describe()}, {e.outcome})" for e in revisions)
 
 
 def plan_rollback(app: Mapping[str, Any], *, to: int | None, reason: str, now: str) -> RollbackPlan:
@@ -56,62 +56,45 @@ def plan_rollback(app: Mapping[str, Any], *, to: int | None, reason: str, now: s
         current = Pair.from_spec(parse_spec(app.get("spec") or {}))
     except InvalidSpec as exc:
         raise RollbackError(f"ModelApp {where} has an invalid spec: {exc}") from None
-    revisions = [e for e in (app.get("status") or {}).get("revisions") or [] if isinstance(e, Mapping)]
+    revisions = parse_revisions(app.get("status"))
     if not revisions:
         raise RollbackError(f"ModelApp {where} has no recorded revisions yet")
     if to is None:
         target = last_good(revisions, besides=current)
         if target is None:
             raise RollbackError(f"ModelApp {where} has no earlier good revision; known: {_known(revisions)}")
-        entry = next(e for e in reversed(revisions) if Pair.from_entry(e) == target)
+        entry = next(e for e in reversed(revisions) if e.pair == target)
     else:
-        found = [e for e in revisions if e.get("revision") == to]
+        found = [e for e in revisions if e.revision == to]
         if not found:
             raise RollbackError(f"ModelApp {where} has no revision {to}; known: {_known(revisions)}")
-        entry, target = found[0], Pair.from_entry(found[0])
+        entry, target = found[0], found[0].pair
     if target == current:
-        raise RollbackError(f"ModelApp {where}: revision {entry.get('revision')} is what the spec already names")
+        raise RollbackError(f"ModelApp {where}: revision {entry.revision} is what the spec already names")
     note = {"from": current.handle, "to": target.handle, "reason": reason, "at": now}
     annotations = {ANN_ROLLBACK: json.dumps(note, separators=(",", ":"))}
-    if entry.get("outcome") == FAILED:
+    if entry.quarantined:
         annotations[ANN_RETRY] = target.handle  # returning to a quarantined pair is a deliberate retry
     patch = {
         "metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": annotations},
         "spec": {"image": target.image,
                  "model": {"uri": target.uri, "version": target.version, "sha256": target.sha256 or None}},
     }  # fmt: skip
-    return RollbackPlan(int(entry.get("revision") or 0), target, current, patch)
+    return RollbackPlan(entry.revision, target, current, patch)
 
 
 # -- I/O and the command line -------------------------------------------------------------------------
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _default_namespace() -> str:
-    from kubernetes import config
-
-    try:
-        path = os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        _, active = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
-    except (config.ConfigException, OSError):
-        return "default"
-    return str((active or {}).get("context", {}).get("namespace") or "default")
-
-
 def rollback(name: str, namespace: str, *, to: int | None, reason: str) -> RollbackPlan:
     """Read, plan, patch; a 409 (someone changed the app meanwhile) reads and plans again."""
-    from modelapp_operator import kube
-
     for _ in range(MAX_CONFLICT_RETRIES):
-        app = kube.get("ModelApp", name, namespace)
+        app = kube.get(KIND, name, namespace)
         if app is None:
             raise RollbackError(f"ModelApp {namespace}/{name} not found")
-        plan = plan_rollback(app, to=to, reason=reason, now=_now())
+        plan = plan_rollback(app, to=to, reason=reason, now=now())
         try:
-            kube.patch("ModelApp", name, namespace, plan.patch)
+            kube.patch(KIND, name, namespace, plan.patch)
         except kube.ApiError as exc:
             if exc.status == 409:
                 continue
@@ -134,12 +117,8 @@ def add_parsers(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from modelapp_operator import kube
-
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig
-        kube.api_client.cache_clear()
-    namespace = args.namespace or _default_namespace()
+    kube.use_kubeconfig(args.kubeconfig)
+    namespace = args.namespace or kube.default_namespace()
     try:
         plan = rollback(args.name, namespace, to=args.to, reason=args.reason)
     except RollbackError as exc:

@@ -1,5 +1,6 @@
 """The smoke test: one golden request to each ready pod of a new revision, and its verdict.
 
+`check_pods` is what the engine calls: it finds up to `PODS` ready pods of the new pair and asks each.
 `request_for` and `judge` are pure (spec in, request/verdict out). `run` sends the request through a
 `Transport` — a callable `(path, json body, timeout) -> (HTTP status, body bytes)` — so the same code
 talks to a pod through the API server's pod proxy in the operator (`pod_transport`, docs/rollouts.md)
@@ -15,10 +16,17 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from modelapp_operator import kube
+from modelapp_operator.builders import PORT, selector
+from modelapp_operator.revisions import Pair
 from modelapp_operator.rollout import SmokeVerdict
 from modelapp_operator.spec import SmokeTest
 
 Transport = Callable[[str, Mapping[str, Any], float], tuple[int, bytes]]
+#: How the smoke test reaches a pod: (namespace, pod name) -> transport.
+TransportFor = Callable[[str, str], Transport]
+#: At most this many ready pods of a new revision get the golden request.
+PODS = 3
 
 
 class TransportError(RuntimeError):
@@ -110,9 +118,38 @@ def run(test: SmokeTest, model: str, transport: Transport, *, attempts: int = 3)
     return SmokeVerdict(False, f"no answer after {attempts} attempts: {error}")
 
 
+def _is_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return not pod["metadata"].get("deletionTimestamp") and any(
+        c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
+def ready_pods(name: str, namespace: str, pair: Pair) -> list[str]:
+    """Ready pods whose template annotations name `pair` (pods carry their template's annotations)."""
+    pods = kube.list_objects("Pod", namespace, selector=selector(name))
+    return [p["metadata"]["name"] for p in pods
+            if Pair.from_template({"spec": {"template": p}}) == pair and _is_ready(p)]  # fmt: skip
+
+
+def check_pods(name: str, namespace: str, test: SmokeTest, pair: Pair,
+               transport_for: TransportFor) -> SmokeVerdict | None:  # fmt: skip
+    """The golden request to up to PODS ready pods of `pair`; None when none is ready (yet)."""
+    pods = ready_pods(name, namespace, pair)[:PODS]
+    for pod in pods:
+        verdict = run(test, name, transport_for(namespace, pod))
+        if not verdict.passed:
+            return SmokeVerdict(False, f"pod {pod}: {verdict.message}")
+    return SmokeVerdict(True, f"{len(pods)} pod(s) answered as expected") if pods else None
+
+
+def proxy_transport(namespace: str, pod: str) -> Transport:
+    """The serving port of a pod, through the API server's pod proxy (the operator's way)."""
+    return pod_transport(namespace, pod, PORT)
+
+
 def pod_transport(namespace: str, pod: str, port: int) -> Transport:
     """Through the API server's pod proxy (what the operator uses; needs `create` on `pods/proxy`)."""
-    from modelapp_operator import kube
 
     def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
         try:

@@ -21,13 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelapp_operator.builders import template_annotations
+from modelapp_operator.names import DEGRADED, MODEL_RESOLVED, PROGRESSING, READY
 from modelapp_operator.spec import ModelAppSpec
-
-READY = "Ready"
-PROGRESSING = "Progressing"
-DEGRADED = "Degraded"
-MODEL_RESOLVED = "ModelResolved"
-ROLLED_BACK = "RolledBack"  # set from the revision history (rollout.py)
 
 Obj = Mapping[str, Any]
 

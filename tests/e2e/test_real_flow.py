@@ -26,7 +26,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from modelapp_operator.builders import ANN_MODEL_SHA256
+from modelapp_operator.names import ANN_MODEL_SHA256
 from tests.fixtures.e2e import GROUP, PLURAL, VERSION, FlowNamespace, demo_model, modelapp_cli, poll
 
 pytestmark = pytest.mark.e2e

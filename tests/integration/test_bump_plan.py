@@ -116,9 +116,9 @@ def test_quarantined_pair_is_not_proposed_again(registry_anonymous: Registry, tm
     publish(models, "1", "2", "3")
     name = f"{registry_anonymous.host}/{repository}"
     failed = [
-        {"image": f"{name}:1.4.2", "model": "1", "sha256": "x", "outcome": "Failed"},
-        {"image": f"{name}:1.4.0", "model": "3", "outcome": "Failed"},
-        {"image": f"{name}:1.4.0", "model": "2", "outcome": "Succeeded"},
+        {"revision": 1, "image": f"{name}:1.4.2", "model": "1", "sha256": "x", "outcome": "Failed"},
+        {"revision": 2, "image": f"{name}:1.4.0", "model": "3", "outcome": "Failed"},
+        {"revision": 3, "image": f"{name}:1.4.0", "model": "2", "outcome": "Available"},
     ]
     tags, catalog = catalogs()
     plan = plan_app(app("q", f"{name}:1.4.0", f"file://{models}", "1", revisions=failed), tags=tags, models=catalog)

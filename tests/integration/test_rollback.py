@@ -23,7 +23,7 @@ import requests
 
 from modelapp_operator import kube
 from modelapp_operator.bump import Quarantine
-from modelapp_operator.rollout import ANN_RETRY
+from modelapp_operator.names import ANN_RETRY
 from tests.fixtures.net import free_port
 from tests.fixtures.operator import OperatorProcess, wait_for
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from modelapp_operator import builders, rollout, smoke
+from modelapp_operator.revisions import Pair, Revision
 from modelapp_operator.spec import SmokeTest, parse_spec
 from tests.fixtures.models import Iris, ModelDir, ServeProcess
 
@@ -66,17 +67,20 @@ def test_a_failed_verdict_rolls_the_pair_back(server: ServeProcess, iris: Iris) 
                            "rollout": {"smokeTest": golden}})  # fmt: skip
 
     good, new = spec("example.com/app:1"), spec("example.com/app:2")
-    history = [{"revision": 1, **rollout.Pair.from_spec(good).as_entry(), "outcome": "Available", "availableAt": "t"}]
+    history = [Revision.new(1, Pair.from_spec(good), at="t", outcome="Available", reason="", message="")]
+    history[0].available_at = "t"
     deployment = {
         "metadata": {"generation": 2},
         "spec": {"replicas": 1, "template": {"metadata": {"annotations": builders.template_annotations(new)}}},
         "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1},
     }
-    inputs: dict[str, Any] = {"spec": new, "deployment": deployment, "annotations": {}, "now": "t"}
-    started = rollout.decide(**inputs, revisions=history)  # the spec change: the new pair is recorded
-    first = rollout.decide(**inputs, revisions=started.revisions)  # its pods are ready: the smoke test is due
+    def seen(revisions: list[Revision]) -> rollout.Observation:
+        return rollout.Observation(spec=new, revisions=revisions, deployment=deployment, annotations={}, now="t")
+
+    started = rollout.decide(seen(history))  # the spec change: the new pair is recorded
+    first = rollout.decide(seen(started.revisions))  # its pods are ready: the smoke test is due
     assert first.smoke_due and new.rollout.smoke_test is not None
     verdict = smoke.run(new.rollout.smoke_test, "iris", smoke.http_transport(server.url))
-    decided = rollout.decide(**inputs, revisions=first.revisions, smoke=verdict)
+    decided = rollout.decide(seen(first.revisions).with_smoke(verdict))
     assert decided.source == "LastGood" and decided.effective.image == "example.com/app:1" and decided.rolled_back
-    assert decided.revisions[-1]["reason"] == "SmokeTestFailed" and decided.revisions[-1]["smokeTest"] == "Failed"
+    assert decided.revisions[-1].reason == "SmokeTestFailed" and decided.revisions[-1].smoke_test == "Failed"

@@ -48,7 +48,7 @@ def test_progressing_true_is_a_rollout_in_progress() -> None:
 def test_an_effective_pair_other_than_the_specs_is_in_progress_unless_the_spec_pair_is_quarantined() -> None:
     older = {"image": "registry.example.com/iris:1.3.0", "uri": URI, "model": "6", "source": "LastGood"}
     assert "not the spec's pair" in unsettled(app(**settled(effective=older)))
-    failed = [{"image": IMAGE, "uri": URI, "model": "7", "outcome": "Failed"}]
+    failed = [{"revision": 2, "image": IMAGE, "uri": URI, "model": "7", "outcome": "Failed"}]
     assert unsettled(app(**settled(effective=older, revisions=failed))) == ""  # rolled back and settled
 
 

@@ -16,7 +16,9 @@ import pytest
 
 from modelapp_operator import builders, rollout
 from modelapp_operator.bump import Quarantine
-from modelapp_operator.rollout import ANN_RETRY, ANN_ROLLBACK, Pair, SmokeVerdict, decide
+from modelapp_operator.names import ANN_RETRY, ANN_ROLLBACK
+from modelapp_operator.revisions import Pair, Revision
+from modelapp_operator.rollout import Observation, SmokeVerdict, decide
 from modelapp_operator.spec import ModelAppSpec, parse_spec
 
 NOW = "2026-11-24T12:00:00Z"
@@ -42,13 +44,19 @@ def _deployment(spec: ModelAppSpec, *, ready: int = 2, failed: bool = False, obs
     }  # fmt: skip
 
 
-def _step(spec: ModelAppSpec, revisions: list[dict[str, Any]], deployment: dict[str, Any] | None,
+def _step(spec: ModelAppSpec, revisions: list[Revision], deployment: dict[str, Any] | None,
           annotations: dict[str, str] | None = None, **kw: Any) -> rollout.Decision:  # fmt: skip
-    return decide(spec=spec, revisions=revisions, deployment=deployment, annotations=annotations or {}, now=NOW, **kw)
+    return decide(Observation(spec=spec, revisions=revisions, deployment=deployment, annotations=annotations or {},
+                              now=NOW, **kw))  # fmt: skip
+
+
+def _entries(decision: rollout.Decision) -> list[dict[str, Any]]:
+    """The history as status stores it."""
+    return [r.to_status() for r in decision.revisions]
 
 
 def _outcomes(decision: rollout.Decision) -> dict[str, str]:
-    return {e["image"]: e["outcome"] for e in decision.revisions}
+    return {e.image: e.outcome for e in decision.revisions}
 
 
 def _cond(decision: rollout.Decision, kind: str) -> tuple[str, str]:
@@ -56,13 +64,13 @@ def _cond(decision: rollout.Decision, kind: str) -> tuple[str, str]:
     return found.status, found.reason
 
 
-def _good_history() -> list[dict[str, Any]]:
+def _good_history() -> list[Revision]:
     spec = _spec(GOOD)
     first = _step(spec, [], None)
     return _step(spec, first.revisions, _deployment(spec)).revisions
 
 
-def _failed_history() -> list[dict[str, Any]]:
+def _failed_history() -> list[Revision]:
     broken = _spec(BROKEN)
     started = _step(broken, _good_history(), _deployment(_spec(GOOD)))
     return _step(broken, started.revisions, _deployment(broken, ready=0, failed=True)).revisions
@@ -72,13 +80,13 @@ def test_a_new_pair_is_progressing_then_available() -> None:
     spec = _spec(GOOD)
     first = _step(spec, [], None)
     assert first.effective == Pair.from_spec(spec) and first.source == "Spec"
-    assert first.revisions == [{"revision": 1, "image": GOOD, "uri": "file:///m", "model": "1", "at": NOW,
+    assert _entries(first) == [{"revision": 1, "image": GOOD, "uri": "file:///m", "model": "1", "at": NOW,
                                 "outcome": "Progressing", "reason": "RollingOut",
                                 "message": f"rolling out image {GOOD} with model version 1"}]  # fmt: skip
     rolling = _step(spec, first.revisions, _deployment(spec, ready=1))
     assert _outcomes(rolling) == {GOOD: "Progressing"} and not rolling.transitions
     done = _step(spec, rolling.revisions, _deployment(spec))
-    assert _outcomes(done) == {GOOD: "Available"} and done.revisions[0]["availableAt"] == NOW
+    assert _outcomes(done) == {GOOD: "Available"} and _entries(done)[0]["availableAt"] == NOW
     assert [(t.before, t.after) for t in done.transitions] == [("Progressing", "Available")]
     assert _cond(done, "RolledBack") == ("False", "NoRollback")
 
@@ -97,13 +105,13 @@ def test_missed_deadline_rolls_back_to_the_last_good_pair_and_quarantines() -> N
     failed = _step(broken, started.revisions, _deployment(broken, ready=0, failed=True))
     assert failed.effective == Pair.from_spec(_spec(GOOD)) and failed.source == "LastGood"
     assert _outcomes(failed) == {GOOD: "Progressing", BROKEN: "Failed"} and failed.rolled_back
-    assert failed.revisions[1]["reason"] == "ProgressDeadlineExceeded"
+    assert _entries(failed)[1]["reason"] == "ProgressDeadlineExceeded"
     assert _cond(failed, "RolledBack") == ("True", "ProgressDeadlineExceeded")
     assert _cond(failed, "Ready") == ("False", "RollingBack") and _cond(failed, "Degraded")[0] == "True"
     back = _step(broken, failed.revisions, _deployment(_spec(GOOD)))
     assert _outcomes(back) == {GOOD: "Available", BROKEN: "Failed"} and not back.rolled_back
     assert _cond(back, "Ready") == ("False", "RolledBack") and _cond(back, "Progressing") == ("False", "RolledBack")
-    assert Quarantine.from_status({"revisions": back.revisions}).blocks(BROKEN, "1"), "bump reads the same shape"
+    assert Quarantine.from_status({"revisions": _entries(back)}).blocks(BROKEN, "1"), "bump reads the same shape"
 
 
 def test_a_stale_event_of_the_failed_pair_does_not_undo_the_rollback() -> None:
@@ -148,7 +156,7 @@ def test_the_retry_annotation_clears_the_quarantine_once() -> None:
     retry = {ANN_RETRY: f"{BROKEN},1"}
     cleared = _step(_spec(BROKEN), _failed_history(), _deployment(_spec(GOOD)), retry)
     assert cleared.source == "Spec" and cleared.spent == (ANN_RETRY,)
-    entry = cleared.revisions[-1]
+    entry = _entries(cleared)[-1]
     assert (entry["image"], entry["outcome"], entry["reason"], entry["revision"]) == (BROKEN, "Progressing",
                                                                                       "RetryRequested", 3)  # fmt: skip
     other = _step(_spec(BROKEN), _failed_history(), _deployment(_spec(GOOD)), {ANN_RETRY: f"{NEWER},1"})
@@ -162,7 +170,7 @@ def test_smoke_test_gates_availability() -> None:
     assert due.smoke_due and _outcomes(due) == {GOOD: "Progressing"}
     assert _cond(due, "Ready") == ("False", "SmokeTestPending")
     passed = _step(spec, first.revisions, _deployment(spec), smoke=SmokeVerdict(True, "ok"))
-    assert _outcomes(passed) == {GOOD: "Available"} and passed.revisions[0]["smokeTest"] == "Passed"
+    assert _outcomes(passed) == {GOOD: "Available"} and _entries(passed)[0]["smokeTest"] == "Passed"
     assert not _step(spec, passed.revisions, _deployment(spec)).smoke_due, "a verdict is recorded once"
 
 
@@ -172,7 +180,7 @@ def test_a_failed_smoke_test_rolls_back() -> None:
     verdict = SmokeVerdict(False, "pod x: the first output: element 0 is 2, expected 0.0 (tolerance 1e-06)")
     failed = _step(broken, started.revisions, _deployment(broken), smoke=verdict)
     assert failed.source == "LastGood" and failed.rolled_back
-    entry = failed.revisions[-1]
+    entry = _entries(failed)[-1]
     assert (entry["outcome"], entry["reason"], entry["smokeTest"]) == ("Failed", "SmokeTestFailed", "Failed")
     assert entry["message"] == verdict.message
 
@@ -184,8 +192,8 @@ def test_a_manual_rollback_note_marks_the_pair_left() -> None:
     note = {ANN_ROLLBACK: json.dumps({"from": f"{NEWER},1", "to": f"{GOOD},1", "reason": "accuracy dropped"})}
     back = _step(_spec(GOOD), done.revisions, _deployment(newer), note)
     assert _outcomes(back) == {GOOD: "Progressing", NEWER: "RolledBack"} and back.spent == (ANN_ROLLBACK,)
-    assert back.revisions[-1]["revision"] == 3, "going back to an older pair is a new revision of it"
-    left = next(e for e in back.revisions if e["image"] == NEWER)
+    assert _entries(back)[-1]["revision"] == 3, "going back to an older pair is a new revision of it"
+    left = next(e for e in _entries(back) if e["image"] == NEWER)
     assert (left["reason"], left["message"]) == ("ManualRollback", "accuracy dropped")
     assert _step(_spec(GOOD), done.revisions, _deployment(newer), {ANN_ROLLBACK: "{oops"}).spent == (ANN_ROLLBACK,)
 
@@ -195,7 +203,7 @@ def test_history_is_bounded_but_keeps_quarantined_pairs() -> None:
     for n in range(30):
         spec = _spec(f"example.com/app:2.{n}")
         revisions = _step(spec, revisions, None).revisions
-    images = [e["image"] for e in revisions]
+    images = [e.image for e in revisions]
     assert BROKEN in images and len(revisions) == rollout.REVISION_LIMIT + 1
     assert images[-1] == "example.com/app:2.29"
 
@@ -207,5 +215,5 @@ def test_decisions_are_stable_when_repeated(history: str) -> None:
     spec = _spec(GOOD if history == "good" else BROKEN)
     observed = _deployment(_spec(GOOD))
     first = _step(spec, revisions, observed)
-    second = decide(spec=spec, revisions=first.revisions, deployment=observed, annotations={}, now=LATER)
+    second = decide(Observation(spec=spec, revisions=first.revisions, deployment=observed, annotations={}, now=LATER))
     assert second.revisions == first.revisions and not second.transitions and second.effective == first.effective

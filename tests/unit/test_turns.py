@@ -1,4 +1,4 @@
-"""One converge pass at a time per ModelApp (`handlers._Turns`): pure thread coordination, no I/O.
+"""One converge pass at a time per ModelApp (`turns.Turns`): pure thread coordination, no I/O.
 
 Design notes: child events must never block a thread on a busy ModelApp (in a burst every child thread
 would wait), yet no event may be lost: a child event that finds a pass running asks it to go once more.
@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 
-from modelapp_operator.handlers import _Turns
+from modelapp_operator.turns import Turns
 
 KEY = ("ns", "app")
 
 
 def test_a_child_event_during_a_pass_makes_that_pass_go_once_more() -> None:
-    turns = _Turns()
+    turns = Turns()
     assert turns.enter(KEY, wait=False)
     assert not turns.enter(KEY, wait=False)  # a child event: no wait, but a request for one more pass
     assert not turns.enter(KEY, wait=False)  # two requests make one more pass, not two
@@ -26,13 +26,13 @@ def test_a_child_event_during_a_pass_makes_that_pass_go_once_more() -> None:
 
 
 def test_other_modelapps_are_independent() -> None:
-    turns = _Turns()
+    turns = Turns()
     assert turns.enter(KEY, wait=False)
     assert turns.enter(("ns", "other"), wait=False)
 
 
 def test_a_modelapp_event_waits_for_the_running_pass_and_a_failed_pass_frees_the_turn() -> None:
-    turns = _Turns()
+    turns = Turns()
     assert turns.enter(KEY, wait=True)
     entered = threading.Event()
 

@@ -1,0 +1,242 @@
+"""The converge engine: one level-based pass per ModelApp, from what the cluster says to children and status.
+
+`Engine.converge` reads the ModelApp, parses its spec, asks `rollout.decide` which (image, model) pair to
+apply (the spec's, or the last good one while the spec's is quarantined), runs the smoke test when it is
+due, applies the children built from that pair, writes status, then posts Events and counts metrics for
+the transitions the new status records. One pass at a time per ModelApp (`turns.Turns`) across kopf's
+threads and the child threads; everything it decides from is in the cluster, so a restarted operator (or
+another replica taking over) continues a rollback where the last one stopped.
+
+What it reads comes from its `store` (`cache.py`): the objects as the watch streams and our own writes'
+responses delivered them, newest first; the API server is read only on a miss. A child is applied only
+when it is missing or has drifted from the desired manifest, and status only when it changes, so an
+unchanged world costs no API call at all (idle means idle) and events caused by our own writes end there.
+
+The engine knows kopf only for its error types and `kopf.event`; the handlers (handlers.py) create one
+Engine at startup, keep it in kopf's memo, and hand it every event.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
+
+import kopf
+
+from modelapp_operator import builders, cache, kube, metrics, rollout, smoke, status
+from modelapp_operator.names import (
+    KIND,
+    OUTCOME_AVAILABLE,
+    OUTCOME_FAILED,
+    OUTCOME_PROGRESSING,
+    OUTCOME_ROLLED_BACK,
+    ROLLED_BACK,
+    now,
+)
+from modelapp_operator.revisions import parse_revisions
+from modelapp_operator.settings import OperatorConfig
+from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
+from modelapp_operator.turns import Turns
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+#: Child events (rollout progress, status, drift repair) run in threads of their own, not in kopf's pool:
+#: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that
+#: became available would wait for all of them before its ModelApp could say Ready.
+CHILD_THREADS = 16
+
+
+class Engine:
+    """The operator's state for one process: what it knows (`store`), whose turn it is, its child threads."""
+
+    def __init__(self, config: OperatorConfig, *, smoke_transport: smoke.TransportFor = smoke.proxy_transport) -> None:
+        self.config = config
+        self.store = cache.Store()
+        self.turns = Turns()
+        self.child_pool = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
+        self.smoke_transport = smoke_transport
+        self._ctx = builders.BuildContext(serving_image=config.serving_image,
+                                          revision_history_limit=config.revision_history)  # fmt: skip
+
+    # -- what the operator knows ---------------------------------------------------------------------
+
+    def remember(self, kind: str, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        return self.store.put(kind, obj) if obj is not None else None
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.store.drop(kind, namespace, name)
+
+    def _read(self, kind: str, name: str, namespace: str, *, miss: bool = True) -> Mapping[str, Any] | None:
+        """The object from the store; on a miss from the API server when `miss` (else None), remembered."""
+        known = self.store.get(kind, namespace, name)
+        if known is not None or not miss:
+            return known
+        return self.remember(kind, kube.get(kind, name, namespace))
+
+    # -- one pass ------------------------------------------------------------------------------------
+
+    def converge(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str = "") -> None:
+        """One level-based pass for a ModelApp, one at a time per ModelApp (`Turns`).
+
+        `everything`: ensure every child (spec or annotation change, resume), else only a missing or drifted
+        Deployment (child events). `reason` is kopf's cause: on "create" no child can exist yet, so a miss
+        in the store is not read back."""
+        key = (namespace, name)
+        if not self.turns.enter(key, wait=everything):
+            return
+        try:
+            self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
+            while self.turns.more(key):
+                self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
+        except BaseException:
+            self.turns.leave(key)
+            raise
+
+    def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
+        app = self._read(KIND, name, namespace)
+        if app is None or app["metadata"].get("deletionTimestamp"):
+            return
+        spec = self._parse(app, strict=everything)
+        if spec is None:
+            return
+        observed = self._read("Deployment", name, namespace, miss=reason != "create")
+        decision = self._decide(app, spec, observed)
+        applied_spec = decision.effective.apply_to(spec)
+        stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
+        deployment = stored.get("Deployment", observed)
+        service = stored.get("Service") or self._read("Service", name, namespace, miss=reason != "create")
+        if self._write_status(app, applied_spec, decision, deployment, service):
+            _announce(app, decision, logger)
+            metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
+            metrics.record_bump(namespace, decision.transitions, app=app)
+        if decision.spent:
+            spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
+            self.remember(KIND, kube.patch(KIND, name, namespace, spent))
+
+    def _parse(self, app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
+        """The spec; or None (child events leave invalid specs alone); or, when `strict`, a written
+        InvalidSpec status and PermanentError (kopf does not retry until the spec changes)."""
+        meta = app["metadata"]
+        try:
+            check_name(meta["name"])
+            return parse_spec(app.get("spec") or {})
+        except InvalidSpec as exc:
+            if not strict:
+                return None
+            new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc),
+                                        old=app.get("status") or {}, now=now())  # fmt: skip
+            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], new))
+            raise kopf.PermanentError(f"invalid spec: {exc}") from None
+
+    def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec,
+                deployment: Mapping[str, Any] | None) -> rollout.Decision:  # fmt: skip
+        meta = app["metadata"]
+        seen = rollout.Observation(spec=spec, revisions=parse_revisions(app.get("status")), deployment=deployment,
+                                   annotations=meta.get("annotations") or {}, now=now())  # fmt: skip
+        decision = rollout.decide(seen)
+        test = spec.rollout.smoke_test
+        if decision.smoke_due and test is not None:
+            verdict = smoke.check_pods(meta["name"], meta["namespace"], test, decision.effective, self.smoke_transport)
+            decision = rollout.decide(seen.with_smoke(verdict)) if verdict else decision
+        return decision
+
+    def _ensure(self, manifest: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The child as stored: applied only when it is unknown, missing or drifted (no-op detection)."""
+        meta = manifest["metadata"]
+        known = self.store.get(manifest["kind"], meta["namespace"], meta["name"])
+        if known is not None and not builders.drifted({k: manifest[k] for k in ("metadata", "spec")}, known):
+            return known
+        return self.store.put(manifest["kind"], kube.apply(manifest))
+
+    def _apply_children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, everything: bool,
+                        resumed: bool) -> dict[str, Mapping[str, Any]]:  # fmt: skip
+        """Ensure the children of `spec` (every one, or only the Deployment); the children as stored, by kind.
+
+        A child that must not exist (a PDB for one replica) is deleted when it is known, or on resume (the
+        watch may not have listed it yet); otherwise its own watch event deletes it (`repair`)."""
+        meta = app["metadata"]
+        children = builders.build_children(meta["name"], meta["namespace"], spec, self._ctx)
+        wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
+        stored = {m["kind"]: self._ensure(m) for m in wanted if everything or m["kind"] == "Deployment"}
+        for kind, child in children.absent if everything else []:
+            if resumed or self.store.get(kind, meta["namespace"], child) is not None:
+                kube.delete(kind, child, meta["namespace"])
+                self.forget(kind, meta["namespace"], child)
+        return stored
+
+    def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
+                      deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> bool:  # fmt: skip
+        """Write the status for this decision (only when it changes); True when the revision history is now
+        what the decision says."""
+        meta, old = app["metadata"], app.get("status") or {}
+        new = status.compute_status(
+            name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
+            deployment=deployment, service=service, old=old, now=now(), overrides=decision.conditions,
+            extra={"revisions": [r.to_status() for r in decision.revisions],
+                   "effective": rollout.effective_status(decision)},
+        )  # fmt: skip
+        patch = status.status_patch(old, new)
+        if not patch:
+            return True
+        return self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch)) is not None
+
+    # -- children --------------------------------------------------------------------------------------
+
+    def on_child(self, *, kind: str, event: str, body: Mapping[str, Any], owner: str, namespace: str,
+                 logger: Logger) -> None:  # fmt: skip
+        """A child's event, in a child thread: drift repair, then rollout progress and status."""
+        with metrics.timed("child_event"):
+            app = self.store.get(KIND, namespace, owner)
+            if app is None:
+                return
+            if kind != "Deployment":
+                self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+            if kind != "PodDisruptionBudget":
+                self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
+
+    def repair(self, *, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any],
+               logger: Logger) -> None:  # fmt: skip
+        """Re-apply a deleted or edited Service/PDB; an unwanted PDB is deleted. Invalid specs are left alone.
+
+        The pair does not matter to these children, so the spec is built as written."""
+        meta = app["metadata"]
+        try:
+            parsed = parse_spec(app.get("spec") or {})
+        except InvalidSpec:
+            return
+        wanted = {m["kind"]: m for m in builders.build_children(meta["name"], meta["namespace"], parsed,
+                                                                self._ctx).apply}  # fmt: skip
+        if kind not in wanted:
+            if event != "DELETED":
+                kube.delete(kind, body["metadata"]["name"], meta["namespace"])
+            return
+        desired = builders.with_owner(wanted[kind], name=meta["name"], uid=meta["uid"])
+        if event == "DELETED" and kube.get(KIND, meta["name"], meta["namespace"]) is None:
+            return  # the owner is being deleted: the garbage collector is at work
+        if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
+            logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
+            self.store.put(kind, kube.apply(desired))
+
+
+def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:
+    """Events for what the new status records (posted once: transitions come from the persisted history)."""
+    app = kopf.Body(cast(kopf.RawBody, dict(raw)))
+    for t in decision.transitions:
+        what = t.pair.describe()
+        if t.after == OUTCOME_PROGRESSING and t.reason != "RollingBack":
+            kopf.event(app, type="Normal", reason="RolloutStarted", message=f"rolling out {what}")
+        elif t.after == OUTCOME_AVAILABLE and t.before == OUTCOME_PROGRESSING:
+            kopf.event(app, type="Normal", reason="RolloutSucceeded", message=f"{what} is available")
+        elif t.after == OUTCOME_FAILED:
+            kopf.event(app, type="Warning", reason="RolloutFailed", message=f"{what}: {t.reason}: {t.message}"[:1024])
+        elif t.after == OUTCOME_ROLLED_BACK:
+            kopf.event(app, type="Normal", reason="ManualRollback", message=f"left {what}: {t.message}"[:1024])
+    if decision.rolled_back:
+        message = next((c.message for c in decision.conditions if c.type == ROLLED_BACK), "")
+        logger.warning(f"Rolled back: {message}")
+        kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
+
+
+__all__ = ["CHILD_THREADS", "Engine"]
