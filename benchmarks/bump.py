@@ -21,7 +21,8 @@ from tests.fixtures.registry import _start, debian_registry
 from tests.integration.test_bump_plan import publish
 
 from modelapp_devcluster import LocalCluster, default_state_dir
-from modelapp_operator.bump import KubeApi, run_bump
+from modelapp_operator import kube
+from modelapp_operator.bump import run_bump
 from modelapp_operator.registry import RegistryClient
 
 APPS, REPOSITORIES, PREFIXES = 1000, 50, 50
@@ -61,8 +62,9 @@ def main() -> None:
         before = registry.request_count()
         registry_client = RegistryClient()
         started = time.monotonic()
+        kube.use_kubeconfig(str(cluster.kubeconfig))
         outcome = run_bump(
-            KubeApi(str(cluster.kubeconfig)), namespace=namespace, dry_run=False, registry=registry_client
+            namespace=namespace, dry_run=False, registry=registry_client, trusted_stores=[f"file://{root}"]
         )
         elapsed = time.monotonic() - started
         patched = sum(1 for row in outcome.rows if row.result == "patched")
