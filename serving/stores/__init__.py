@@ -40,23 +40,34 @@ __all__ = [
     "scrub",
 ]
 
+#: The client packages each object store needs (the `stores` extra installs them).
+_CLIENTS = {"azureblob": "azure-storage-blob and azure-identity", "s3": "boto3"}
+
 
 def open_store(uri: str, *, env: Mapping[str, str] | None = None, settings: TransferSettings | None = None) -> Store:
     """Open the store named by `uri`, with credentials from `env` (default: the process environment).
 
-    Raises StoreConfigError with a one-line reason for a malformed URI or missing credentials.
+    Raises StoreConfigError with a one-line reason for a malformed URI, missing credentials or a missing
+    client package.
     Opening does no network I/O; the first request is made by the first call.
     """
     location = parse_uri(uri)
     environ = os.environ if env is None else env
-    if location.scheme == "azureblob":
-        from modelapp_serving.stores.azure import AzureBlobStore
+    try:
+        if location.scheme == "azureblob":
+            from modelapp_serving.stores.azure import AzureBlobStore
 
-        return AzureBlobStore(location, environ, settings)
-    if location.scheme == "s3":
-        from modelapp_serving.stores.s3 import S3Store
+            return AzureBlobStore(location, environ, settings)
+        if location.scheme == "s3":
+            from modelapp_serving.stores.s3 import S3Store
 
-        return S3Store(location, environ, settings)
+            return S3Store(location, environ, settings)
+    except ModuleNotFoundError as exc:
+        # An image built without the store clients: one app's row fails, not a whole bump run.
+        raise StoreConfigError(
+            f"{location.scheme}:// needs {_CLIENTS[location.scheme]} (no module {exc.name!r} here): "
+            "install modelapp[stores]; the operator and serving images carry it"
+        ) from None
     from modelapp_serving.stores.local import LocalStore
 
     return LocalStore(location, settings)

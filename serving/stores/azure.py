@@ -89,7 +89,10 @@ def map_error(exc: Exception, what: str, secrets: list[str]) -> StoreError:
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         return NotFoundError(f"{what}: not found ({code or 'HTTP 404'})")
     if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
-        return CredentialsError(f"{reason}: the store refused the credentials")
+        return CredentialsError(
+            f"{reason}: the store refused the credentials; check the AZURE_STORAGE_* keys of the credentials "
+            "Secret, or the workload identity's role on the container"
+        )
     if isinstance(exc, ResourceExistsError | ResourceModifiedError) or status in (409, 412):
         return ConflictError(f"{what}: already exists")
     if isinstance(exc, ServiceRequestError | ServiceResponseError | IncompleteReadError | OSError):

@@ -50,9 +50,10 @@ class Store(ABC):
 
     @property
     def uri(self) -> str:
+        """The location as users write it (`azureblob://<container>/<prefix>`), for messages."""
         if self.location.scheme == "file":
             return f"file://{self.location.prefix}"
-        return f"{self.location.scheme}://{self.location.key(self.location.container)}"
+        return f"{self.location.scheme}://" + "/".join(p for p in (self.location.container, self.location.prefix) if p)
 
     # -- backend primitives (I/O) ---------------------------------------------------------------
 

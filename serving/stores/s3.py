@@ -49,7 +49,10 @@ def _client_error(exc: ClientError, what: str, secrets: list[str]) -> StoreError
     if code in _NOT_FOUND or status == "404":
         return NotFoundError(f"{what}: not found ({code})")
     if code in _DENIED or status in ("401", "403"):
-        return CredentialsError(f"{what}: {code or status}: the store refused the credentials")
+        return CredentialsError(
+            f"{what}: {code or status}: the store refused the credentials; check the AWS_* keys of the "
+            "credentials Secret, or the IAM role's access to the bucket"
+        )
     if code in _CONFLICT or status in ("409", "412"):
         return ConflictError(f"{what}: already exists")
     if code in _TRANSIENT or status in _TRANSIENT:
@@ -62,7 +65,10 @@ def map_error(exc: Exception, what: str, secrets: list[str]) -> StoreError:
     if isinstance(exc, ClientError):
         return _client_error(exc, what, secrets)
     if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return CredentialsError(f"{what}: no usable AWS credentials ({type(exc).__name__})")
+        return CredentialsError(
+            f"{what}: no usable AWS credentials ({type(exc).__name__}): set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY in the credentials Secret, or give the pod an IAM role (IRSA)"
+        )
     if isinstance(exc, BotoCoreError | OSError):
         return TransientError(f"{what}: {type(exc).__name__}: {first_line(exc, secrets, limit=200)}")
     return StoreError(f"{what}: {type(exc).__name__}: {first_line(exc, secrets, limit=200)}")
