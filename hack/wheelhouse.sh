@@ -4,7 +4,7 @@
 # through this network's TLS-intercepting proxy, while the host's pip is configured for it
 # (PIP_CERT / pip.conf).
 #
-#   hack/wheelhouse.sh operator   -> .work/wheelhouse/operator  (modelapp[operator])
+#   hack/wheelhouse.sh operator   -> .work/wheelhouse/operator  (modelapp[operator,stores])
 #   hack/wheelhouse.sh serving    -> .work/wheelhouse/serving   (modelapp[serving,sklearn])
 #   WHEELHOUSE_REF=HEAD hack/wheelhouse.sh serving
 #                                 the project wheel from a commit (git archive) instead of the work
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 image=${1:?usage: hack/wheelhouse.sh operator|serving}
 case "$image" in
-  operator) extras=operator ;;
+  operator) extras=operator,stores ;;
   serving) extras=serving,sklearn ;;
   *) echo "wheelhouse: unknown image '$image' (operator|serving)" >&2; exit 2 ;;
 esac

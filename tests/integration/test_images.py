@@ -6,8 +6,10 @@ The serving image is run the way the operator's pod runs it: as uid 1000, read-o
 filesystem, /tmp a tmpfs, the model folder mounted where `fetch` leaves it, and a pinned digest;
 its port is published on 127.0.0.1 only and the test calls `/v2/models/iris/infer` from the host,
 comparing predictions with the scikit-learn estimator the ONNX model came from. The operator image
-must start its command line as uid 1000. Size ceilings guard against an accidental fat layer
-(a compiler toolchain, pip caches, the wheelhouse left in the final stage).
+must start its command line as uid 1000 and, since the bump runs from it, list versions in Azurite and
+the S3 server (host network, so the container reaches their 127.0.0.1 ports). Size ceilings guard
+against an accidental fat layer (a compiler toolchain, pip caches, the wheelhouse left in the final
+stage).
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
 
+from modelapp_serving.publish import publish_version
+from modelapp_serving.stores import open_store
+from tests.fixtures.azurite import AzureContainer
 from tests.fixtures.images import Container, Image, docker
 from tests.fixtures.models import Iris, ModelDir
+from tests.fixtures.s3 import S3Bucket
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +78,30 @@ def test_operator_image_runs_its_command_line(operator_image: Image) -> None:
     out = docker("run", "--rm", "--read-only", operator_image.name, "--help")
     assert out.startswith("usage: modelapp")
     assert operator_image.size_bytes < 400 * MiB, f"{operator_image.size_bytes / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("room", ["azure_container", "s3_bucket"])
+def test_operator_image_opens_every_object_store(
+    request: pytest.FixtureRequest, operator_image: Image, room: str, tmp_path: Path
+) -> None:
+    """The bump runs from this image and lists the stores ModelApps name: azureblob:// and s3:// too.
+
+    Without the `stores` extra the first such app ended a bump run with ModuleNotFoundError.
+    """
+    store_room: AzureContainer | S3Bucket = request.getfixturevalue(room)
+    uri = store_room.uri("team/iris")
+    source = tmp_path / "model.onnx"
+    source.write_bytes(b"tiny")
+    for version in ("3", "10"):
+        publish_version(open_store(uri, env=store_room.env), version=version, sources=[source],
+                        model_format="onnx", entrypoint=None)  # fmt: skip
+    listing = "import sys; from modelapp_serving.stores import open_store as s; print(s(sys.argv[1]).list_versions())"
+    env = [arg for key, value in store_room.env.items() for arg in ("--env", f"{key}={value}")]
+    out = docker(
+        "run", "--rm", "--read-only", "--network", "host", *env, "--entrypoint", "python3", operator_image.name,
+        "-c", listing, uri,
+    )  # fmt: skip
+    assert out.strip() == "['10', '3']"
 
 
 def test_serving_image_serves_a_model_from_the_host(
