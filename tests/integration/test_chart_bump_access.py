@@ -1,9 +1,10 @@
 """The bump CronJob's ways to reach private registries and model stores, as `helm template` renders them.
 
-Design notes: three values carry the CronJob's access: `bump.registryCredentialsSecret` (a
+Design notes: these values carry the CronJob's access: `bump.registryCredentialsSecret` (a
 dockerconfigjson Secret mounted read-only, its one key at the path passed as `--docker-config`),
-`bump.storeCredentialsSecret` (the bump's own store credentials as environment) and
-`bump.podLabels`/`podAnnotations` with `bump.serviceAccount.annotations` (workload identity). The
+`bump.storeCredentialsSecret` (the bump's own store credentials as environment), usable only under
+`bump.trustedStores` (`--trusted-store`), and `bump.podLabels`/`podAnnotations` with
+`bump.serviceAccount.annotations` (workload identity). The
 tests parse the rendered arguments with the operator's own parser, so the path the chart passes is
 the path the command reads, in both RBAC modes; and check that bad values fail with a message naming
 the value. That the rendered CronJob really runs, pulls its credentials and bumps is proven on the
@@ -29,6 +30,7 @@ ACCESS = {
     "bump.enabled": True,
     "bump.registryCredentialsSecret": "registry-credentials",
     "bump.storeCredentialsSecret": "store-credentials",
+    "bump.trustedStores": ["azureblob://shared-models", "s3://team-models/iris"],
     "bump.podLabels": {"azure.workload.identity/use": "true"},
     "bump.podAnnotations": {"example.com/note": "nightly"},
     "bump.serviceAccount.annotations": {"azure.workload.identity/client-id": "00000000-0000-0000-0000-000000000000"},
@@ -69,6 +71,7 @@ def test_registry_secret_is_mounted_read_only_at_the_docker_config_path(
         assert secret["defaultMode"] == 0o440  # the pod's fsGroup reads it, nobody else
         # What the command reads is the one file the Secret puts in the mount.
         assert args.docker_config == Path(mount["mountPath"]) / "config.json"
+        assert args.trusted_store == ["azureblob://shared-models", "s3://team-models/iris"]
 
 
 def test_store_secret_and_workload_identity_reach_the_pod(render_chart: Render) -> None:
@@ -114,6 +117,9 @@ def test_lint_strict_with_every_access_value(helm_bin: Path) -> None:
         ({"bump.storeCredentialsSecret": "a/b"}, "/bump/storeCredentialsSecret"),
         ({"bump.podLabels": {"azure.workload.identity/use": True}}, "/bump/podLabels"),
         ({"bump.podAnnotations": []}, "/bump/podAnnotations"),
+        ({"bump.trustedStores": ["file:///srv/models"]}, "/bump/trustedStores/0"),
+        ({"bump.trustedStores": ["azureblob://models?sv=secret"]}, "/bump/trustedStores/0"),
+        ({"bump.trustedStores": ["s3://a", "s3://a"]}, "/bump/trustedStores"),
         (
             {"bump.registryCredentialsSecret": "regcred", "bump.extraArgs": ["--docker-config=/x"]},
             "bump.extraArgs has --docker-config and bump.registryCredentialsSecret is set: keep one",
