@@ -8,33 +8,61 @@ with the auth every registry in use speaks, and nothing more. The contract with 
 - Digests: `HEAD /v2/<repo>/manifests/<tag>` with Accept for OCI and Docker manifests and
   indexes; the digest is the `Docker-Content-Digest` header (else sha256 of a `GET` body).
 - Auth: anonymous first; on `401` the `WWW-Authenticate` challenge says how. `Basic` sends the
-  Docker config credentials. `Bearer realm=..,service=..,scope=..` (Docker Hub, ACR, GHCR,
-  Distribution's token auth) fetches a token from the realm — with basic credentials, or for an
-  `identitytoken` (ACR's refresh token) by the OAuth2 `refresh_token` grant — caches it per
-  scope until it expires, and retries once.
+  Docker config credentials. `Bearer realm=..,service=..` (Docker Hub, ACR, GHCR, Distribution's
+  token auth) fetches a token for `repository:<repo>:pull` from the realm — with basic
+  credentials, or for an `identitytoken` (ACR's refresh token) by the OAuth2 `refresh_token`
+  grant — caches it per scope until it expires, and retries once.
 - Faults become `RegistryError` subclasses with one-line messages: unreachable or slow
-  (`RegistryUnavailable`, timeouts are per request), refused (`RegistryAuthError`), missing
-  (`NotFound`). Nothing is retried beyond the one auth round trip: bump reports and carries on.
+  (`RegistryUnavailable`), refused (`RegistryAuthError`), missing (`NotFound`), misbehaving
+  (`RegistryRefused`). Nothing is retried beyond the one auth round trip: bump reports the app's
+  row as failed and carries on with the others.
+
+The registry is not trusted. A tenant names it in a ModelApp and may run it, while the bump
+holds the platform's credentials and serves every tenant in turn. So (docs/updates.md):
+
+- Credentials go only to the host they are configured for. `Authorization` is dropped on a
+  redirect to another origin (scheme, host, port); a redirect from HTTPS to plain HTTP is
+  refused; a `Link` to another origin or another repository is refused.
+- A token realm gets credentials (and any request at all) only over HTTPS, or plain HTTP to a
+  loopback or `insecure` host, and only on the registry's own host name (any port), on a
+  built-in companion host (`KNOWN_REALMS`: Docker Hub's `auth.docker.io`), or on a host the
+  platform trusts for that registry (`trusted_realms`, e.g. GitLab's `gitlab.com` for
+  `registry.gitlab.com`). The token goes back to the registry host only.
+- Every exchange has a total deadline (`timeout`, connect to last byte, redirects included), not
+  just a socket timeout, which a registry trickling one byte at a time would reset for ever;
+  every call (a whole listing, a digest with its auth round trip) has another (`call_timeout`).
+  Every body is read up to `max_body` bytes; compressed bodies are refused (we ask for none).
+- A listing stops with an error past `max_pages` pages or `max_tags` tags, and a tag the CRD
+  would refuse (`TAG_PATTERN`) fails the listing rather than reaching a spec patch.
+- Text a registry sends (error codes, URLs, headers) reaches a message only as a short repr.
 
 Plain HTTP is used only for loopback registries and ones named in `insecure` (as Docker does).
+Host name resolution is left to the system resolver and its own timeouts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import json
 import os
 import re
+import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
@@ -46,9 +74,19 @@ MANIFEST_TYPES = (
 )
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
 DIGEST_PATTERN = re.compile(r"^sha256:[a-f0-9]{64}$")
+#: A tag as the CRD's image pattern accepts it (spec.IMAGE_PATTERN's tag part; a unit test compares).
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+#: Token services that live on another host than their registry's API, by registry API host.
+KNOWN_REALMS: Mapping[str, frozenset[str]] = {DOCKER_HUB_API: frozenset({"auth.docker.io"})}
+_HOST_PATTERN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_ERROR_CODE = re.compile(r"^[A-Z][A-Z_]{0,63}$")
+_TOKEN_TEXT = re.compile(r"^[\x21-\x7e]+$")
 _CHALLENGE_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
 _LINK_NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
-_MAX_PAGES = 10_000
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+#: What the bump does with an app whose registry misbehaved (the end of every refusal message).
+SKIPPED = "this app's image is left as it is"
 
 
 class RegistryError(Exception):
@@ -65,6 +103,11 @@ class RegistryAuthError(RegistryError):
 
 class NotFound(RegistryError):
     """The repository or the tag does not exist."""
+
+
+class RegistryRefused(RegistryError):
+    """The registry did what the bump will not go along with: pointed credentials or requests at
+    another host, sent too much, or sent something no registry would. Not worth retrying as is."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +137,7 @@ class ImageRef:
 def parse_image(reference: str) -> ImageRef:
     """Split `[registry/]repo[:tag][@sha256:...]` the way Docker normalises names."""
     rest, _, digest = reference.partition("@")
-    if digest and not DIGEST_PATTERN.match(digest):
+    if digest and not DIGEST_PATTERN.fullmatch(digest):
         raise ValueError(f"image {reference!r} has a malformed digest")
     slash = rest.rfind("/")
     colon = rest.rfind(":")
@@ -176,10 +219,170 @@ class _Token:
     expires: float
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """A point on the monotonic clock that an exchange must finish by, and the limit it stands for
+    (named in the message when it runs out)."""
+
+    at: float
+    seconds: float
+    what: str
+
+    @classmethod
+    def start(cls, seconds: float, what: str) -> _Budget:
+        return cls(time.monotonic() + seconds, seconds, what)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """One HTTP answer, its body read whole within the size cap and the deadline."""
+
+    method: str
+    url: str
+    status: int
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return _clean(urlsplit(self.url).path)
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError if it is not (nesting too deep for the parser included)."""
+        try:
+            return json.loads(self.body)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+# --- the total deadline of one exchange ---------------------------------------------------------
+
+_IN_FLIGHT = threading.local()
+
+
+class _Deadline:
+    """Shuts the sockets of the exchange in flight once its time is up.
+
+    A socket timeout bounds each read, so a registry that sends one byte just inside it (in the
+    TLS handshake, the headers or the body) holds the bump for ever. A timer closes that door:
+    it shuts the connection (through a duplicate descriptor that this object owns, so it never
+    touches a descriptor that was closed and reused meanwhile) and the blocked read ends at once.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._duplicates: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        _IN_FLIGHT.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        _IN_FLIGHT.deadline = None
+        self._timer.cancel()
+        with self._lock:
+            for duplicate in self._duplicates:
+                duplicate.close()
+            self._duplicates.clear()
+
+    def watch(self, sock: socket.socket) -> None:
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:
+            return  # already closed: nothing left to hold us
+        with self._lock:
+            self._duplicates.append(duplicate)
+            if self.expired:
+                _shut(duplicate)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for duplicate in self._duplicates:
+                _shut(duplicate)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # the peer or urllib3 got there first
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watch(sock: socket.socket | None) -> None:
+    deadline = getattr(_IN_FLIGHT, "deadline", None)
+    if isinstance(deadline, _Deadline) and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """A urllib3 connection that hands its socket to the exchange's `_Deadline`: when it is made
+    (before any TLS handshake) and each time it is used for a response (a kept-alive one too)."""
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _watch(sock)
+        return sock
+
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same for HTTPS (the MRO puts the watching before urllib3's TLS connection)."""
+
+
+class _WatchedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: dict[str, type[urllib3.HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with watched connections, direct or through a proxy from the environment."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_WATCHED_POOLS)
+        return manager
+
+
+class _NoNetrc(requests.auth.AuthBase):
+    """Set as the session's auth so that requests never adds `~/.netrc` credentials (a `default`
+    entry there would go to any host a tenant names)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
 class RegistryClient:
     """Talks to any number of registries; caches auth per (registry, scope) for its lifetime.
 
-    `requests_made` counts HTTP requests (token fetches included) so bump can report them.
+    `requests_made` counts HTTP exchanges (token fetches and redirect hops included) so bump can
+    report them. The limits are keyword arguments (module docstring): `timeout` for one request
+    from connect to last byte, `call_timeout` for one `list_tags` or `resolve_digest` with every
+    page, redirect and auth round trip, `max_body` bytes per answer, `max_pages` and `max_tags`
+    per listing, `max_redirects` per request. `trusted_realms` maps a registry host (as written in
+    image references; `docker.io` for Docker Hub) to the token-service host names it may use
+    beyond its own host name and `KNOWN_REALMS`.
     """
 
     def __init__(
@@ -187,71 +390,196 @@ class RegistryClient:
         *,
         config: DockerConfig | None = None,
         timeout: float = 10.0,
+        call_timeout: float = 120.0,
         page_size: int = 1000,
+        max_pages: int = 1000,
+        max_tags: int = 100_000,
+        max_body: int = 8 * 1024 * 1024,
+        max_redirects: int = 5,
         insecure: Iterable[str] = (),
+        trusted_realms: Mapping[str, Iterable[str]] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self._config = config or DockerConfig()
         self._timeout = timeout
+        self._call_timeout = call_timeout
         self._page_size = page_size
-        self._insecure = frozenset(insecure) | LOOPBACK
+        self._max_pages = max_pages
+        self._max_tags = max_tags
+        self._max_body = max_body
+        self._max_redirects = max_redirects
+        self._insecure = frozenset(host.lower() for host in insecure) | LOOPBACK
+        self._trusted = {
+            _api_host(registry): frozenset(host.lower() for host in hosts)
+            for registry, hosts in (trusted_realms or {}).items()
+        }
         self._session = session or requests.Session()
+        self._session.auth = _NoNetrc()
+        adapter = _WatchedAdapter()
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
         self._auth: dict[tuple[str, str], _Token] = {}
         self.requests_made = 0
 
     def list_tags(self, ref: ImageRef) -> list[str]:
-        """Every tag of the repository, following pagination; raises RegistryError."""
-        url: str | None = f"{self._base(ref.registry)}/v2/{ref.repository}/tags/list?n={self._page_size}"
+        """Every tag of the repository, following pagination on the registry's host; raises RegistryError."""
+        budget = _Budget.start(self._call_timeout, "listing")
+        base = self._base(ref.registry)
+        path = f"/v2/{ref.repository}/tags/list"
+        url: str | None = f"{base}{path}?n={self._page_size}"
         tags: list[str] = []
         seen: set[str] = set()
-        while url is not None and url not in seen and len(seen) < _MAX_PAGES:
+        while url is not None:
+            if len(seen) >= self._max_pages:
+                raise RegistryRefused(
+                    f"{ref.key}: the tag list runs past {self._max_pages} pages; {SKIPPED} "
+                    "(prune the repository's tags, or raise max_pages if they are all wanted)"
+                )
             seen.add(url)
-            response = self._call("GET", url, ref, headers={"Accept": "application/json"})
-            tags.extend(_tags_of(response, ref))
-            url = _next_page(response, url)
+            answer = self._call("GET", url, ref, {"Accept": "application/json"}, budget)
+            tags.extend(_tags_of(answer, ref))
+            if len(tags) > self._max_tags:
+                raise RegistryRefused(
+                    f"{ref.key}: the tag list holds more than {self._max_tags} tags; {SKIPPED} "
+                    "(prune the repository's tags, or raise max_tags if they are all wanted)"
+                )
+            url = _next_page(answer, ref, base, path)
+            if url in seen:
+                raise RegistryRefused(f"{ref.key}: the next-page link leads back to a page already read; {SKIPPED}")
         return tags
 
     def resolve_digest(self, ref: ImageRef, tag: str) -> str:
         """The manifest digest the tag points at now (`sha256:...`)."""
+        if not TAG_PATTERN.fullmatch(tag):
+            raise RegistryError(f"{ref.key}: {_clean(tag)} is not a valid tag; {SKIPPED}")
+        budget = _Budget.start(self._call_timeout, "digest lookup")
         url = f"{self._base(ref.registry)}/v2/{ref.repository}/manifests/{tag}"
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
-        response = self._call("HEAD", url, ref, headers=headers)
-        digest = response.headers.get("Docker-Content-Digest", "")
+        answer = self._call("HEAD", url, ref, headers, budget)
+        digest = answer.headers.get("Docker-Content-Digest", "")
         if not digest:
-            digest = "sha256:" + hashlib.sha256(self._call("GET", url, ref, headers=headers).content).hexdigest()
-        if not DIGEST_PATTERN.match(digest):
-            raise RegistryError(f"{ref.key}:{tag}: registry returned a malformed digest {digest!r}")
+            digest = "sha256:" + hashlib.sha256(self._call("GET", url, ref, headers, budget).body).hexdigest()
+        if not DIGEST_PATTERN.fullmatch(digest):
+            raise RegistryError(f"{ref.key}:{tag}: registry returned a malformed digest {_clean(digest)}; {SKIPPED}")
         return digest
 
     def _base(self, registry: str) -> str:
-        host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
-        scheme = "http" if host.rsplit(":", 1)[0] in self._insecure or host in self._insecure else "https"
+        host = _api_host(registry)
+        if not _HOST_PATTERN.fullmatch(host):
+            raise RegistryError(f"{_clean(registry)} is not a registry host[:port]; {SKIPPED}")
+        parts = urlsplit(f"//{host}")
+        scheme = "http" if _plain_http_ok(parts.hostname or "", parts.netloc, self._insecure) else "https"
         return f"{scheme}://{host}"
 
-    def _call(self, method: str, url: str, ref: ImageRef, *, headers: dict[str, str]) -> requests.Response:
+    def _call(self, method: str, url: str, ref: ImageRef, headers: dict[str, str], budget: _Budget) -> _Answer:
         """One request with auth: cached credentials first, one challenge round trip on 401."""
         scope = f"repository:{ref.repository}:pull"
         token = self._auth.get((ref.registry, scope))
         if token is not None and token.expires > time.monotonic():
             headers = {**headers, "Authorization": token.header}
-        response = self._send(method, url, ref, headers)
-        if response.status_code == 401:
-            token = self._authenticate(response, ref, scope)
+        answer = self._send(method, url, ref, headers, budget)
+        if answer.status == 401:
+            token = self._authenticate(answer, ref, scope, budget)
             self._auth[(ref.registry, scope)] = token
-            response = self._send(method, url, ref, {**headers, "Authorization": token.header})
-        _raise_for_status(response, ref, url)
-        return response
+            answer = self._send(method, url, ref, {**headers, "Authorization": token.header}, budget)
+        _raise_for_status(answer, ref)
+        return answer
 
-    def _send(self, method: str, url: str, ref: ImageRef, headers: Mapping[str, str]) -> requests.Response:
+    def _send(self, method: str, url: str, ref: ImageRef, headers: Mapping[str, str], budget: _Budget) -> _Answer:
+        """One request, redirects followed: `Authorization` only to the origin of `url` (our
+        registry's), never over a downgrade to plain HTTP, all hops within one deadline."""
+        origin = _origin(url, ref)
+        request = _Budget.start(self._timeout, "request")
+        deadline = request if request.at <= budget.at else budget
+        bare = {name: value for name, value in headers.items() if name.lower() != "authorization"}
+        for _ in range(self._max_redirects + 1):
+            answer = self._exchange(method, url, ref, headers if _origin(url, ref) == origin else bare, deadline)
+            location = answer.headers.get("Location")
+            if answer.status not in _REDIRECTS or not location:
+                return answer
+            url = self._redirect_target(answer, location, ref)
+        raise RegistryRefused(
+            f"{ref.key}: more than {self._max_redirects} redirects for {method} {_clean(urlsplit(url).path)}; {SKIPPED}"
+        )
+
+    def _redirect_target(self, answer: _Answer, location: str, ref: ImageRef) -> str:
+        target = urljoin(answer.url, location.strip())
+        parts = urlsplit(target)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise RegistryRefused(
+                f"{ref.key}: {answer.method} {answer.path} redirects to {_clean(target)}, not an http(s) URL; {SKIPPED}"
+            )
+        if parts.scheme == "http" and not _plain_http_ok(parts.hostname, parts.netloc, self._insecure):
+            raise RegistryRefused(
+                f"{ref.key}: {answer.method} {answer.path} redirects to plain HTTP on {_clean(parts.netloc)}; "
+                f"only loopback and --insecure-registry hosts are read over HTTP, so {SKIPPED}"
+            )
+        return target
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        ref: ImageRef,
+        headers: Mapping[str, str],
+        budget: _Budget,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> _Answer:
+        """One HTTP request and its whole answer (no redirects), within `budget` and `max_body`."""
+        left = budget.left()
+        late = f"{ref.key}: no answer within {budget.seconds:g}s (the {budget.what} limit); {SKIPPED} this run"
+        if left <= 0:
+            raise RegistryUnavailable(late)
         self.requests_made += 1
         try:
-            return self._session.request(method, url, headers=dict(headers), timeout=self._timeout)
+            with _Deadline(left) as deadline:
+                response = self._session.request(
+                    method,
+                    url,
+                    headers={**headers, "Accept-Encoding": "identity"},
+                    params=params,
+                    data=data,
+                    timeout=left,
+                    stream=True,
+                    allow_redirects=False,
+                )
+                try:
+                    body = self._read_body(response, method, ref)
+                finally:
+                    response.close()
+                if deadline.expired:
+                    raise RegistryUnavailable(late)
         except requests.Timeout:
-            raise RegistryUnavailable(f"{ref.key}: no answer within {self._timeout:g}s") from None
+            raise RegistryUnavailable(late) from None
         except requests.RequestException as exc:
-            raise RegistryUnavailable(f"{ref.key}: cannot reach the registry ({type(exc).__name__})") from None
+            if deadline.expired:
+                raise RegistryUnavailable(late) from None
+            host = _clean(urlsplit(url).netloc)
+            raise RegistryUnavailable(
+                f"{ref.key}: cannot reach {host} ({type(exc).__name__}); {SKIPPED} this run"
+            ) from None
+        return _Answer(method, url, response.status_code, response.headers, body)
 
-    def _authenticate(self, challenge: requests.Response, ref: ImageRef, scope: str) -> _Token:
+    def _read_body(self, response: requests.Response, method: str, ref: ImageRef) -> bytes:
+        if method == "HEAD":
+            return b""
+        where = f"{ref.key}: {method} {_clean(urlsplit(response.url).path)}"
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in {"", "identity"}:
+            raise RegistryRefused(f"{where} answered with a {_clean(encoding)} body it was not asked for; {SKIPPED}")
+        declared = response.headers.get("Content-Length", "").strip()
+        if declared.isdigit() and int(declared) > self._max_body:
+            raise RegistryRefused(f"{where} announced {declared} bytes, over the {self._max_body}-byte cap; {SKIPPED}")
+        body = bytearray()
+        for chunk in response.raw.stream(_CHUNK, decode_content=False):
+            body += chunk
+            if len(body) > self._max_body:
+                raise RegistryRefused(f"{where} sent more than {self._max_body} bytes; {SKIPPED}")
+        return bytes(body)
+
+    def _authenticate(self, challenge: _Answer, ref: ImageRef, scope: str, budget: _Budget) -> _Token:
         header = challenge.headers.get("WWW-Authenticate", "")
         scheme, _, params_text = header.partition(" ")
         params = dict(_CHALLENGE_PARAM.findall(params_text))
@@ -261,88 +589,181 @@ class RegistryClient:
                 raise RegistryAuthError(f"{ref.key}: the registry wants a login and the docker config has none")
             return _Token(_basic(credentials), expires=float("inf"))
         if scheme.lower() == "bearer" and params.get("realm"):
-            return self._fetch_token(ref, params, params.get("scope") or scope, credentials)
-        raise RegistryAuthError(f"{ref.key}: unsupported auth challenge {header[:80]!r}")
+            realm = check_realm(params["realm"], ref, trusted=self._trusted, insecure=self._insecure)
+            service = params.get("service", "")
+            return self._fetch_token(ref, realm, service=service, scope=scope, credentials=credentials, budget=budget)
+        raise RegistryAuthError(f"{ref.key}: unsupported auth challenge {_clean(header, 80)}")
 
     def _fetch_token(
-        self, ref: ImageRef, params: Mapping[str, str], scope: str, credentials: Credentials | None
+        self, ref: ImageRef, realm: str, *, service: str, scope: str, credentials: Credentials | None, budget: _Budget
     ) -> _Token:
         """The token dance: GET realm?service&scope (basic auth if we have it), or the OAuth2
-        refresh-token grant for an identity token; `token` or `access_token` in the JSON answer."""
-        realm, service = params["realm"], params.get("service", "")
-        self.requests_made += 1
-        try:
-            if credentials is not None and credentials.identity_token:
-                form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token}
-                form |= {"service": service, "scope": scope, "client_id": "modelapp"}
-                response = self._session.post(realm, data=form, timeout=self._timeout)
-            else:
-                auth = (credentials.username, credentials.password) if credentials and credentials.username else None
-                query = {"service": service, "scope": scope}
-                response = self._session.get(realm, params=query, auth=auth, timeout=self._timeout)
-        except requests.RequestException as exc:
-            raise RegistryUnavailable(f"{ref.key}: token service {realm} unreachable ({type(exc).__name__})") from None
-        if response.status_code in {401, 403}:
-            raise RegistryAuthError(f"{ref.key}: token service refused the credentials ({response.status_code})")
-        _raise_for_status(response, ref, realm)
-        return _token_from(response, ref)
+        refresh-token grant for an identity token; `token` or `access_token` in the JSON answer.
+        The scope is ours, never the challenge's: a token is asked for this repository only.
+        No redirects: a token service answers where it said it would."""
+        request = _Budget.start(self._timeout, "request")
+        deadline = request if request.at <= budget.at else budget
+        if credentials is not None and credentials.identity_token:
+            form = {"grant_type": "refresh_token", "refresh_token": credentials.identity_token}
+            form |= {"service": service, "scope": scope, "client_id": "modelapp"}
+            answer = self._exchange("POST", realm, ref, {}, deadline, data=form)
+        else:
+            headers = {"Authorization": _basic(credentials)} if credentials and credentials.username else {}
+            answer = self._exchange("GET", realm, ref, headers, deadline, params={"service": service, "scope": scope})
+        if answer.status in {401, 403}:
+            raise RegistryAuthError(f"{ref.key}: token service refused the credentials ({answer.status})")
+        if answer.status in _REDIRECTS:
+            raise RegistryRefused(
+                f"{ref.key}: the token service redirects ({answer.status}); "
+                f"tokens are fetched without redirects, so {SKIPPED}"
+            )
+        _raise_for_status(answer, ref)
+        return _token_from(answer, ref)
 
 
-def _basic(credentials: Credentials) -> str:
-    return "Basic " + base64.b64encode(f"{credentials.username}:{credentials.password}".encode()).decode()
+# --- pure rules -----------------------------------------------------------------------------------
 
 
-def _token_from(response: requests.Response, ref: ImageRef) -> _Token:
+def check_realm(
+    realm: str, ref: ImageRef, *, trusted: Mapping[str, frozenset[str]], insecure: frozenset[str] = LOOPBACK
+) -> str:
+    """`realm` if the bump may send this registry's credentials there, else RegistryRefused.
+
+    The rule: HTTPS (plain HTTP only to a loopback or insecure host), and the realm's host name is
+    the registry's own (any port: Distribution's token server often runs beside it), a built-in
+    companion (`KNOWN_REALMS`), or one the platform trusts for this registry (`trusted`, keyed by
+    registry API host). Anonymous token requests obey it too, so a registry cannot make the bump
+    call hosts of its choosing.
+    """
+    registry = _api_host(ref.registry)
     try:
-        body = response.json()
+        parts = urlsplit(realm)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        host, parts = "", urlsplit("")
+    if parts.scheme not in {"http", "https"} or not host or parts.username is not None:
+        raise RegistryRefused(f"{ref.key}: the token realm {_clean(realm, 80)} is not an http(s) URL; {SKIPPED}")
+    if parts.scheme == "http" and not _plain_http_ok(host, parts.netloc, insecure):
+        raise RegistryRefused(
+            f"{ref.key}: the token realm {_clean(realm, 80)} is plain HTTP, so credentials would cross the network "
+            f"in clear; {SKIPPED} (use an https realm, or name the host with --insecure-registry if it is meant)"
+        )
+    own = (urlsplit(f"//{registry}").hostname or "").lower()
+    if host != own and host not in KNOWN_REALMS.get(registry, frozenset()) | trusted.get(registry, frozenset()):
+        raise RegistryRefused(
+            f"{ref.key}: the token realm is on {_clean(host)}, which is not this registry's host; {SKIPPED} "
+            f"(if {_clean(host)} is the registry's token service, trust it for {registry} with trusted_realms)"
+        )
+    return realm
+
+
+def _api_host(registry: str) -> str:
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+def _plain_http_ok(hostname: str, netloc: str, insecure: frozenset[str]) -> bool:
+    """Whether a host may be spoken to over plain HTTP: loopback, or named (with or without port)."""
+    hostname, netloc = hostname.lower(), netloc.lower()
+    return bool({hostname, f"[{hostname}]", netloc} & insecure)
+
+
+def _origin(url: str, ref: ImageRef) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL: where credentials for it may go."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise RegistryRefused(f"{ref.key}: {_clean(url, 80)} has a port that is not a number; {SKIPPED}") from None
+    return parts.scheme, (parts.hostname or "").lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _clean(text: str, limit: int = 120) -> str:
+    """Registry-sent text as a message may show it: as is when it is short printable ASCII, else a
+    cut repr (no control characters reach a log line or an Event)."""
+    if len(text) <= limit and re.fullmatch(r"[\x21-\x7e]*", text):
+        return text
+    return repr(text[:limit])
+
+
+def _basic(credentials: Credentials | None) -> str:
+    username, password = (credentials.username, credentials.password) if credentials else ("", "")
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _token_from(answer: _Answer, ref: ImageRef) -> _Token:
+    try:
+        body = answer.json()
     except ValueError:
         raise RegistryAuthError(f"{ref.key}: token service answered with something other than JSON") from None
     value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
     if not isinstance(value, str) or not value:
         raise RegistryAuthError(f"{ref.key}: token service answer holds no token")
+    if not _TOKEN_TEXT.fullmatch(value):
+        raise RegistryRefused(f"{ref.key}: the token service sent a token with spaces or control characters; {SKIPPED}")
     lifetime = body.get("expires_in", 60)
     lifetime = lifetime if isinstance(lifetime, int | float) and lifetime > 0 else 60
     return _Token(f"Bearer {value}", expires=time.monotonic() + float(lifetime) - 5)
 
 
-def _raise_for_status(response: requests.Response, ref: ImageRef, url: str) -> None:
-    status = response.status_code
+def _raise_for_status(answer: _Answer, ref: ImageRef) -> None:
+    status = answer.status
     if status < 400:
         return
-    code = _error_code(response)
-    where = f"{ref.key}: {response.request.method if response.request else ''} {url.partition('?')[0]}"
+    code = _error_code(answer)
+    where = f"{ref.key}: {answer.method} {answer.path}"
     if status in {401, 403}:
         raise RegistryAuthError(f"{where} refused ({status} {code})".rstrip())
     if status == 404:
-        what = "no such tag or digest" if "/manifests/" in url else "no such repository"
+        what = "no such tag or digest" if "/manifests/" in answer.url else "no such repository"
         raise NotFound(f"{where}: not found, {what} ({code or 404})")
     if status == 429 or status >= 500:
         raise RegistryUnavailable(f"{where}: registry answered {status} {code}".rstrip())
     raise RegistryError(f"{where}: registry answered {status} {code}".rstrip())
 
 
-def _error_code(response: requests.Response) -> str:
-    """The first `errors[].code` of a Distribution error body (`NAME_UNKNOWN`, ...), if any."""
+def _error_code(answer: _Answer) -> str:
+    """The first `errors[].code` of a Distribution error body (`NAME_UNKNOWN`, ...), if it looks like one."""
     try:
-        errors = response.json().get("errors") or []
-        return str(errors[0].get("code", "")) if errors else ""
-    except (ValueError, AttributeError, IndexError):
+        errors = answer.json().get("errors") or []
+        code = str(errors[0].get("code", "")) if errors else ""
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
         return ""
+    return code if _ERROR_CODE.fullmatch(code) else ""
 
 
-def _tags_of(response: requests.Response, ref: ImageRef) -> list[str]:
+def _tags_of(answer: _Answer, ref: ImageRef) -> list[str]:
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
-        raise RegistryError(f"{ref.key}: tag list is not JSON") from None
+        raise RegistryError(f"{ref.key}: tag list is not JSON; {SKIPPED}") from None
     tags = body.get("tags") if isinstance(body, dict) else None
     if tags is None:
         return []  # Distribution answers `"tags": null` for a repository with no tags left
     if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-        raise RegistryError(f"{ref.key}: tag list has an unexpected shape")
+        raise RegistryError(f"{ref.key}: tag list has an unexpected shape; {SKIPPED}")
+    invalid = [tag for tag in tags if not TAG_PATTERN.fullmatch(tag)]
+    if invalid:
+        raise RegistryRefused(
+            f"{ref.key}: the tag list holds {len(invalid)} name(s) that are not valid tags, such as "
+            f"{_clean(invalid[0], 40)}; no registry stores such tags, so {SKIPPED}"
+        )
     return list(tags)
 
 
-def _next_page(response: requests.Response, url: str) -> str | None:
-    match = _LINK_NEXT.search(response.headers.get("Link", ""))
-    return urljoin(url, match.group(1)) if match else None
+def _next_page(answer: _Answer, ref: ImageRef, base: str, path: str) -> str | None:
+    """The next page's URL, only on the registry's origin and for this repository's listing."""
+    match = _LINK_NEXT.search(answer.headers.get("Link", ""))
+    if not match:
+        return None
+    target = urljoin(answer.url, str(match.group(1)).strip())
+    if _origin(target, ref) != _origin(base, ref):
+        raise RegistryRefused(
+            f"{ref.key}: the next-page link points to another host ({_clean(urlsplit(target).netloc)}); "
+            f"tag pages are read from the registry's own host only, so {SKIPPED}"
+        )
+    if urlsplit(target).path != path:
+        raise RegistryRefused(
+            f"{ref.key}: the next-page link points to another listing ({_clean(urlsplit(target).path)}); {SKIPPED}"
+        )
+    return target
