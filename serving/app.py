@@ -36,6 +36,7 @@ from modelapp_serving.routes import (
     Served,
     body_format,
     method_label,
+    read_body,
 )
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -70,7 +71,7 @@ def create_app(
     return app
 
 
-def _view(route: Route, served: Served) -> Callable[..., Response]:
+def _view(route: Route, served: Served, max_body_bytes: int) -> Callable[..., Response]:
     """A Flask view for one row of the route table: read the body by the shared rules, call the handler."""
 
     def view(**params: str) -> Response:
@@ -82,7 +83,8 @@ def _view(route: Route, served: Served) -> Callable[..., Response]:
                 encoding=request.headers.get("Content-Encoding"),
                 header_length=request.headers.get("Inference-Header-Content-Length"),
             )
-            body = Body(request.get_data(cache=False), header_length)
+            data = read_body(request.environ["wsgi.input"], request.environ.get("CONTENT_LENGTH"), limit=max_body_bytes)
+            body = Body(data, header_length)
         reply = route.handler(served, params, body)
         return Response(reply.payload, content_type=reply.content_type, headers=list(reply.headers))
 
@@ -122,7 +124,9 @@ def build_app(dataplane: DataPlane, metrics: Metrics, *, max_body_bytes: int = D
 
     served = Served(dataplane, metrics)
     for route in ROUTES:
-        app.add_url_rule(route.rule, endpoint=route.rule, view_func=_view(route, served), methods=[route.method])
+        app.add_url_rule(
+            route.rule, endpoint=route.rule, view_func=_view(route, served, max_body_bytes), methods=[route.method]
+        )
     _observe_requests(app, metrics)
     app.wsgi_app = ModelCallPath(  # type: ignore[method-assign]
         app.wsgi_app, served, max_body_bytes=max_body_bytes

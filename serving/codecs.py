@@ -29,6 +29,14 @@ import orjson
 from modelapp_serving.errors import InferenceError, InvalidInput
 
 MAX_DIMS = 32
+# A shape's non-zero dimensions multiply to at most this: far beyond any body, within what numpy can
+# describe (an empty [0, 10**30] tensor otherwise fails inside numpy, after every check has passed).
+MAX_SHAPE_ELEMENTS = 1 << 40
+# Parsed JSON costs far more memory than its text: 16 MiB of `[],` is 5.6 million Python lists,
+# ~470 MB in a worker. Bodies over PRECHECK_BYTES are counted (a C-speed byte count) before parsing.
+PRECHECK_BYTES = 64 * 1024
+MAX_JSON_CONTAINERS = 1 << 18  # lists and objects (nested rows included)
+MAX_JSON_ELEMENTS = 1 << 22  # commas + 1: values in all lists and objects together
 _LENGTH_PREFIX = struct.Struct("<I")
 
 DATATYPES: dict[str, np.dtype[Any]] = {
@@ -71,8 +79,32 @@ class InferRequest:
 # --- JSON ---------------------------------------------------------------------------------------
 
 
+def json_precheck(data: bytes) -> None:
+    """Refuse a large body whose parse would cost many times its size, before parsing it (400).
+
+    Counts `[`, `{` and `,` bytes, strings included, so it can only over-count: a legitimate tensor
+    is sent flat (one list per tensor) or as binary tensors and stays far below both bounds.
+    """
+    if len(data) <= PRECHECK_BYTES:
+        return
+    containers = data.count(b"[") + data.count(b"{")
+    if containers > MAX_JSON_CONTAINERS:
+        raise InvalidInput(
+            f"the JSON body holds too many lists and objects ({containers}, at most {MAX_JSON_CONTAINERS}); "
+            "send tensor data flat in row-major order with its shape, or as binary tensors"
+        )
+    elements = data.count(b",") + 1
+    if elements > MAX_JSON_ELEMENTS:
+        raise InvalidInput(
+            f"the JSON body holds too many values ({elements}, at most {MAX_JSON_ELEMENTS}); "
+            "send large tensors with the binary tensor extension"
+        )
+
+
 def loads(data: bytes) -> Any:
-    """Parse a JSON body; malformed JSON, NaN/Infinity literals and nesting over 1024 are a 400."""
+    """Parse a JSON body; malformed JSON, NaN/Infinity literals, nesting over 1024 and bodies too
+    costly to parse (`json_precheck`) are a 400."""
+    json_precheck(data)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -114,12 +146,18 @@ def _dtype(name: str, datatype: Any) -> np.dtype[Any]:
 
 
 def decode_shape(name: str, shape: Any) -> tuple[int, ...]:
-    """A request's shape: a list of at most 32 non-negative integers."""
+    """A request's shape: at most 32 non-negative integers whose non-zero ones multiply to at most 2**40."""
     if not isinstance(shape, list) or len(shape) > MAX_DIMS:
         raise InvalidInput(f"input {name!r}: shape must be a list of at most {MAX_DIMS} integers")
+    elements = 1
     for dim in shape:
         if type(dim) is not int or dim < 0:
             raise InvalidInput(f"input {name!r}: shape {shape!r} must hold non-negative integers")
+        elements *= max(dim, 1)
+        if elements > MAX_SHAPE_ELEMENTS:
+            raise InvalidInput(
+                f"input {name!r}: shape {shape!r} is too large (its non-zero dimensions multiply past 2**40)"
+            )
     return tuple(shape)
 
 

@@ -3,9 +3,9 @@
 The model loaders, the codecs and the dataplane raise the domain errors below and know nothing of
 HTTP; the Flask app turns any exception into a response with `to_response`, and only here. The
 contract with clients: every error body is JSON `{"error": "<one-line message>"}`; a client's
-mistake is always a 4xx (400 malformed input, 404 unknown model or route, 405 wrong method, 413 body
-over the limit, 415 wrong content type), 503 means "not ready yet, retry", and 500 is reserved for
-faults of the server or of the model itself.
+mistake is always a 4xx (400 malformed input, 404 unknown model or route, 405 wrong method, 408
+body not sent in time, 413 body over the limit, 415 wrong content type), 503 means "not ready yet,
+retry", and 500 is reserved for faults of the server or of the model itself.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import logging
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+BODY_OVER_LIMIT = "request body is over the size limit"
 
 
 class ServingError(Exception):
@@ -46,6 +48,12 @@ class PayloadTooLarge(ServingError):
     """The body is over the configured limit."""
 
     status = 413
+
+
+class RequestTimeout(ServingError):
+    """The client did not send its request body within the read timeout."""
+
+    status = 408
 
 
 class UnsupportedMediaType(ServingError):
@@ -89,5 +97,5 @@ def _http_message(code: int, exc: HTTPException) -> str:
     if code == 405:
         return "method not allowed for this endpoint"
     if code == 413:
-        return "request body is over the size limit"
+        return BODY_OVER_LIMIT
     return exc.description or exc.name

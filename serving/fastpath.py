@@ -21,8 +21,19 @@ from http import HTTPStatus
 from typing import Any
 
 from modelapp_serving import codecs
-from modelapp_serving.errors import InvalidInput, ServingError, to_response
-from modelapp_serving.routes import JSON, MODEL_CALLS, Body, BodyKind, Route, Served, body_format, method_label
+from modelapp_serving.errors import ServingError, to_response
+from modelapp_serving.routes import (
+    JSON,
+    MODEL_CALLS,
+    Body,
+    BodyKind,
+    Route,
+    Served,
+    body_format,
+    decimal,
+    method_label,
+    read_body,
+)
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -35,8 +46,8 @@ def body_plan(environ: dict[str, Any], *, max_body_bytes: int, binary_allowed: b
 
     None sends the request to Flask: it answers every case this path does not handle.
     """
-    length = environ.get("CONTENT_LENGTH") or ""
-    if not length.isdigit() or int(length) > max_body_bytes:
+    length = decimal(environ.get("CONTENT_LENGTH") or "")
+    if length is None or length > max_body_bytes:
         return None
     if not binary_allowed and "HTTP_INFERENCE_HEADER_CONTENT_LENGTH" in environ:
         return None  # rare (a binary header on a JSON-only route): Flask answers it
@@ -49,7 +60,7 @@ def body_plan(environ: dict[str, Any], *, max_body_bytes: int, binary_allowed: b
         )
     except ServingError:
         return None
-    return int(length), header_length
+    return length, header_length
 
 
 class ModelCallPath:
@@ -89,9 +100,7 @@ class ModelCallPath:
         length, header_length = plan
         headers: list[tuple[str, str]]
         try:
-            data = environ["wsgi.input"].read(length) if length else b""
-            if len(data) != length:
-                raise InvalidInput(f"the request body ended after {len(data)} of {length} bytes")
+            data = read_body(environ["wsgi.input"], str(length), limit=self.max_body_bytes)
             reply = route.handler(self.served, params, Body(data, header_length))
             status, payload = 200, reply.payload
             headers = [("Content-Type", reply.content_type), *reply.headers]

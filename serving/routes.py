@@ -3,9 +3,10 @@
 Why one table: the Flask app (`app.py`) and the lean model-call path in front of it (`fastpath.py`)
 answer the same routes. Each route is declared once here -- method, path rule, handler, what body
 it takes -- and both are built from it: Flask registers every row, the fast path takes the rows
-that carry a body. The metrics `endpoint` label is the row's rule, whichever path answers, so the
-two cannot drift apart. The rules both paths apply to a request -- the version check, the
-content-type rules -- live here once each.
+that carry a body. The metrics `endpoint` label is the row's rule and the `method` label one of the
+table's methods (else `other`), whichever path answers, so labels cannot drift apart and stay
+bounded whatever a client sends. The rules both paths apply to a request -- the version check, the
+content-type rules, reading the body within the limit -- live here once each.
 
 Handlers are the thin layer between HTTP and the dataplane: path parameters and the body in, a
 `Reply` out, domain errors raised (mapped to HTTP by `errors.to_response`, nowhere else). No Flask
@@ -18,17 +19,27 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from modelapp_serving import codecs
 from modelapp_serving.dataplane import DataPlane
-from modelapp_serving.errors import InvalidInput, ModelNotFound, ModelNotReady, UnsupportedMediaType
+from modelapp_serving.errors import (
+    BODY_OVER_LIMIT,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from modelapp_serving.metrics import Metrics
 
 JSON = "application/json"
 OCTET_STREAM = "application/octet-stream"
 UNMATCHED = "unmatched"  # the endpoint label of a request no row matches
+OTHER_METHOD = "other"  # the method label of a method no row declares
 _BINARY_TYPES = frozenset({"", OCTET_STREAM, JSON})
+_READ_CHUNK = 1 << 16
 
 
 class BodyKind(enum.Enum):
@@ -98,8 +109,38 @@ def mimetype_of(content_type: str) -> str:
 
 
 def decimal(value: str) -> int | None:
-    """A header's decimal number, else None."""
-    return int(value) if value.isdigit() else None
+    """A header's plain ASCII decimal number, else None (`str.isdigit` also takes '²' and other digits)."""
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def read_body(stream: IO[bytes], content_length: str | None, *, limit: int) -> bytes:
+    """The whole body, never more than `limit` bytes: 413 past it, counted for chunked bodies too.
+
+    A client too slow to send it (the worker's read deadline, `worker.py`) gets a 408.
+    """
+    try:
+        if content_length:
+            length = decimal(content_length)
+            if length is None:
+                raise InvalidInput("Content-Length must be a decimal number")
+            if length > limit:
+                raise PayloadTooLarge(BODY_OVER_LIMIT)
+            data = stream.read(length) if length else b""
+            if len(data) != length:
+                raise InvalidInput(f"the request body ended after {len(data)} of {length} bytes")
+            return data
+        chunks: list[bytes] = []
+        total = 0
+        while True:  # no length given (chunked): read what comes, one byte past the limit at most
+            chunk = stream.read(min(_READ_CHUNK, limit + 1 - total))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise PayloadTooLarge(BODY_OVER_LIMIT)
+    except TimeoutError:
+        raise RequestTimeout("the request body was not received within the read timeout; send it at once") from None
 
 
 def body_format(kind: BodyKind, *, content_type: str, encoding: str | None, header_length: str | None) -> int | None:
@@ -215,5 +256,5 @@ METHODS: frozenset[str] = frozenset({route.method for route in ROUTES} | {"HEAD"
 
 
 def method_label(method: str) -> str:
-    """The metrics `method` label."""
-    return method
+    """The metrics `method` label: a table method, else one shared label (clients may invent methods)."""
+    return method if method in METHODS else OTHER_METHOD

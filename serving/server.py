@@ -1,4 +1,4 @@
-"""`modelapp-serving serve`: gunicorn (gthread workers) around the Flask app factory.
+"""`modelapp-serving serve`: gunicorn (gthread workers, gated: `worker.py`) around the Flask app factory.
 
 Order matters here. PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported, so
 this module imports neither the app nor the metrics at the top; it points the variable at a fresh
@@ -12,7 +12,9 @@ with `create_app` after the fork (no preloading), which starts loading the model
 
 Settings beyond the command line (environment): MODELAPP_THREADS (threads per worker, default 4),
 MODELAPP_MAX_BODY_BYTES (default 16 MiB), MODELAPP_ORT_THREADS (onnxruntime intra-op threads, 1),
-MODELAPP_TIMEOUT (gunicorn worker timeout in seconds, default 120).
+MODELAPP_TIMEOUT (gunicorn worker timeout in seconds, default 120), MODELAPP_HEADER_TIMEOUT (seconds
+a connection may take to send its request head, default 10), MODELAPP_READ_TIMEOUT (seconds a
+worker thread waits for the rest of a request and for a client to take its response, default 30).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class ServeOptions:
     model_class: str | None
     max_body_bytes: int
     timeout: int
+    header_timeout: int = 10
+    read_timeout: int = 30
 
 
 def _env_int(name: str, default: int) -> int:
@@ -70,6 +74,8 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         model_class=args.model_class,
         max_body_bytes=_env_int("MODELAPP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         timeout=_env_int("MODELAPP_TIMEOUT", 120),
+        header_timeout=_env_int("MODELAPP_HEADER_TIMEOUT", 10),
+        read_timeout=_env_int("MODELAPP_READ_TIMEOUT", 30),
     )
 
 
@@ -92,10 +98,13 @@ class ServingApplication(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
+        from modelapp_serving.worker import gated_worker
+
+        worker_class = gated_worker(header_timeout=self.options.header_timeout, read_timeout=self.options.read_timeout)
         settings: dict[str, Any] = {
             "bind": [f"{self.options.host}:{self.options.port}"],
             "workers": self.options.workers,
-            "worker_class": "gthread",
+            "worker_class": worker_class,
             "threads": self.options.threads,
             "timeout": self.options.timeout,
             "graceful_timeout": 30,

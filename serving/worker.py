@@ -1,0 +1,192 @@
+"""gunicorn's threaded worker, made to hold slow clients in its poller instead of its threads.
+
+Why: gthread hands a connection to one of a worker's few threads as soon as a byte arrives, and
+the thread then blocks on the socket until the whole request head (and later the body) is in. A
+handful of clients that open connections and send a few bytes now and then (slowloris) therefore
+hold every thread of every worker, and the liveness probe, which needs a thread too, goes
+unanswered until the kubelet restarts a pod that is perfectly healthy.
+
+What this worker does differently (everything else is gthread's):
+
+- A connection, new or kept alive, stays in the worker's poller until its request is buffered: the
+  head complete, and the body too when it has a `Content-Length` that fits `GATE_BYTES` (else the
+  first `GATE_BYTES` of it). The bytes are read without blocking in the poller and handed to the
+  request parser, so a thread is taken only by a request it can start on at once. A connection
+  whose request is not buffered within `header_timeout` seconds is closed.
+- Once a thread has a request, reading it (the head's remainder, the body, a chunked body) has a
+  deadline of `read_timeout` seconds in all, not per read: a client trickling a large body holds
+  a thread for at most that long. A read past the deadline raises `TimeoutError` in the app
+  (answered 408 by `routes.read_body`) or in gunicorn's parser (the connection is closed).
+
+What it does not do: limit connections per client (a load balancer's job); gunicorn's
+`worker_connections` still caps connections per worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import selectors
+import socket
+import time
+from collections import deque
+from functools import partial
+from typing import Any
+
+from gunicorn import http
+from gunicorn.workers.gthread import ThreadWorker
+
+GATE_BYTES = 64 * 1024  # bytes of a request buffered in the poller before a thread takes it
+_HEAD_END = b"\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+
+
+def buffered_enough(data: bytes | bytearray, *, gate_bytes: int = GATE_BYTES) -> bool:
+    """Whether a thread may take a connection holding `data`: its head is complete and its body in (pure).
+
+    A body without a Content-Length (chunked) or over `gate_bytes` is read by the thread, under the
+    read deadline. So are heads longer than `gate_bytes`: gunicorn's parser refuses them at once.
+    """
+    if len(data) >= gate_bytes:
+        return True
+    end = data.find(_HEAD_END)
+    if end < 0:
+        return False
+    head = bytes(data[: end + 2])
+    match = _CONTENT_LENGTH.search(head)
+    if match is None:
+        return True
+    return len(data) - (end + len(_HEAD_END)) >= min(int(match.group(1)), gate_bytes - end - len(_HEAD_END))
+
+
+class DeadlineSocket:
+    """A socket whose reads share one deadline: each `recv` may wait only for the time left."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+
+    def recv(self, size: int) -> bytes:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request was not received within the read timeout")
+        prior = self.sock.gettimeout()
+        self.sock.settimeout(left)
+        try:
+            return self.sock.recv(size)
+        finally:
+            self.sock.settimeout(prior)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gthread, with requests buffered in the poller first and a deadline on reading them.
+
+    gunicorn has no setting for either timeout, so they are class attributes: `gated_worker(...)`
+    makes a subclass with the values `serve` was given, before the workers fork.
+    """
+
+    header_timeout = 10.0
+    read_timeout = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gated: deque[Any] = deque()  # connections waiting for their request, oldest first
+
+    def accept(self, listener: socket.socket) -> None:
+        """Like gthread's accept, but the new connection waits in the poller for its request."""
+        try:
+            client_sock, client_addr = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return  # another worker took it, or the client gave up
+        self.nr_conns += 1
+        conn = http_conn(self.cfg, client_sock, client_addr, listener.getsockname())
+        self._gate(conn)
+
+    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
+        """A kept-alive connection became readable: its next request is gated like a new one."""
+        self.poller.unregister(client)
+        self.keepalived_conns.remove(conn)
+        self._gate(conn)
+
+    def _gate(self, conn: Any) -> None:
+        conn.buffered = bytearray()
+        conn.timeout = time.monotonic() + self.header_timeout
+        if self._read_available(conn):
+            return
+        self.gated.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_gated_readable, conn))
+
+    def _on_gated_readable(self, conn: Any, client: Any) -> None:
+        if self._read_available(conn):
+            self.poller.unregister(client)
+            self.gated.remove(conn)
+
+    def _read_available(self, conn: Any) -> bool:
+        """Read what the client has sent, without blocking; True once the connection left the gate."""
+        try:
+            while True:
+                data = conn.sock.recv(GATE_BYTES - len(conn.buffered))
+                if not data:  # the client closed before completing its request
+                    self._close(conn)
+                    return True
+                conn.buffered += data
+                if len(conn.buffered) >= GATE_BYTES:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._close(conn)
+            return True
+        if not buffered_enough(conn.buffered):
+            return False
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(conn.buffered))
+        conn.buffered = bytearray()
+        conn.data_ready = True
+        self.enqueue_req(conn)
+        return True
+
+    def _close(self, conn: Any) -> None:
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self) -> None:
+        """gthread's own pending connections, then those whose request did not arrive in time."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self.gated and self.gated[0].timeout <= now:
+            conn = self.gated.popleft()
+            with contextlib.suppress(OSError, KeyError, ValueError):  # already unregistered
+                self.poller.unregister(conn.sock)
+            self._close(conn)
+
+    def handle(self, conn: Any) -> Any:
+        """gthread's handler, with every read of this request sharing one deadline."""
+        if conn.parser is not None and not conn.is_http2:
+            unreader = conn.parser.unreader
+            raw = unreader.sock.sock if isinstance(unreader.sock, DeadlineSocket) else unreader.sock
+            unreader.sock = DeadlineSocket(raw, time.monotonic() + self.read_timeout)
+        return super().handle(conn)
+
+    def handle_request(self, req: Any, conn: Any) -> Any:
+        """gthread's, with sending the response bounded too (a client that never reads it)."""
+        conn.sock.settimeout(self.read_timeout)
+        return super().handle_request(req, conn)
+
+
+def gated_worker(*, header_timeout: float, read_timeout: float) -> type[GatedThreadWorker]:
+    """The worker class with these timeouts (seconds), for gunicorn's `worker_class` setting."""
+    return type(
+        "GatedThreadWorker", (GatedThreadWorker,), {"header_timeout": header_timeout, "read_timeout": read_timeout}
+    )
+
+
+def http_conn(cfg: Any, sock: socket.socket, client: Any, server: Any) -> Any:
+    """gthread's connection object (non-blocking until a thread takes it)."""
+    from gunicorn.workers.gthread import TConn
+
+    return TConn(cfg, sock, client, server)
