@@ -57,3 +57,40 @@ def test_the_apps_own_tests_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     suite.run(result)
     assert result.testsRun >= 7
     assert not result.failures and not result.errors, result.failures + result.errors
+
+
+SCRIPT = (APP.parents[1] / "hack" / "app-ci.sh").read_text()
+REQUIRED = {"APP_DIR", "SERVING_IMAGE", "IMAGE", "TAG", "REGISTRY_USERNAME", "REGISTRY_PASSWORD", "MODEL_URI"}
+
+
+def _template(path: Path) -> tuple[set[str], list[tuple[str, dict[str, str]]]]:
+    """Variables set for the whole pipeline, and (script, step env) of every step that runs a script."""
+    document = yaml.safe_load(path.read_text())
+    if "jobs" in document:  # GitHub Actions
+        pipeline = set(document.get("env", {}))
+        steps = document["jobs"]["release"]["steps"]
+    else:  # Azure Pipelines
+        pipeline = {item["name"] for item in document.get("variables", []) if "name" in item}
+        steps = document["steps"]
+    found = []
+    for step in steps:
+        script = step.get("run") or step.get("bash")
+        if script is not None:
+            found.append((str(script), {str(key): str(value) for key, value in (step.get("env") or {}).items()}))
+    return pipeline, found
+
+
+@pytest.mark.parametrize("template", [".github/workflows/release.yaml", "azure-pipelines.yml"])
+def test_ci_templates_build_only_through_app_ci(template: str) -> None:
+    pipeline, steps = _template(APP / template)
+    for script, _ in steps:
+        assert not re.search(r"\bdocker\b", script), f"{template}: a step builds or pushes by itself: {script}"
+    calls = [(script, env) for script, env in steps if "modelapp/hack/app-ci.sh" in script]
+    assert len(calls) == 2  # the pull-request build and the release
+    for _, env in calls:
+        # Every variable handed to the script is one it reads (a rename there breaks the template here).
+        for name in env:
+            assert re.search(rf"\b{name}\b", SCRIPT), (template, name)
+    (release, release_env), *_ = [(script, env) for script, env in calls if "--no-push" not in script]
+    given = pipeline | set(release_env) | ({"TAG"} if 'TAG="' in release else set())
+    assert given >= REQUIRED, REQUIRED - given
