@@ -173,13 +173,15 @@ pushed_digest() {  # push $1; print its manifest digest, as the registry compute
   sed -n 's/.*digest: \(sha256:[0-9a-f]\{64\}\).*/\1/p' <<<"$out" | tail -n 1
 }
 say "push: $image_ref"
-image_digest=$(pushed_digest "$image_ref") && [ -n "$image_digest" ] \
-  || fail "push: docker push $image_ref failed (output above): may $REGISTRY_USERNAME push to $IMAGE?"
+if ! image_digest=$(pushed_digest "$image_ref") || [ -z "$image_digest" ]; then
+  fail "push: docker push $image_ref failed (output above): may $REGISTRY_USERNAME push to $IMAGE?"
+fi
 echo "image=$image_ref@$image_digest"
 if [ -n "$baked_ref" ]; then
   say "push: $baked_ref"
-  baked_digest=$(pushed_digest "$baked_ref") && [ -n "$baked_digest" ] \
-    || fail "push: docker push $baked_ref failed (output above); $image_ref was pushed"
+  if ! baked_digest=$(pushed_digest "$baked_ref") || [ -z "$baked_digest" ]; then
+    fail "push: docker push $baked_ref failed (output above); $image_ref was pushed"
+  fi
   echo "baked_image=$baked_ref@$baked_digest"
   echo "model_uri=file://$bake_dir"
   echo "model_version=$version"

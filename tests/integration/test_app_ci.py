@@ -307,3 +307,23 @@ def test_bad_inputs_say_what_to_do(registry_basic: Registry, serving_image: Imag
     for variable, (value, message) in cases.items():
         run = run_ci(registry_basic, serving_image, app_repo, **{variable: value})
         assert run.code != 0 and message in run.stderr, (variable, run.stderr)
+
+
+def test_versions_lists_complete_versions_newest_first(
+    azure_container: AzureContainer, published: dict[str, str], tmp_path: Path
+) -> None:
+    """The listing app-ci.sh bakes from: 10 before 9, the half-published 11 left out; none is an error."""
+
+    def versions(uri: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "modelapp_serving.cli", "versions", "--uri", uri, *extra],
+            env={**os.environ, **azure_container.env}, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+
+    listed = versions(azure_container.uri("iris"))
+    assert (listed.returncode, listed.stdout.split()) == (0, ["10", "9"]), listed.stderr
+    assert versions(azure_container.uri("iris"), "--limit", "1").stdout.split() == ["10"]
+    empty = versions(azure_container.uri("nothing-here"))
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert "no complete version under" in empty.stderr and "modelapp-manifest.json" in empty.stderr
