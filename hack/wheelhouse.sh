@@ -10,8 +10,8 @@
 #                                 the project wheel from a commit (git archive) instead of the work
 #                                 tree, e.g. to build what was committed while the tree is mid-edit
 #
-# Versions are pinned to what the development environment (.venv) runs and was tested with:
-# `pip freeze` of .venv is the constraints file of both `pip wheel` here and `pip install` in the
+# Versions are pinned to what the development environment (.venv) runs and was tested with: its
+# installed versions (`pip list --format=freeze`) are the constraints of both `pip wheel` here and `pip install` in the
 # image (it is copied into the wheelhouse as constraints.txt). The wheels are cp311 manylinux wheels,
 # which is why the base image must carry CPython 3.11 (Debian bookworm's python3, or
 # python:3.11-slim-bookworm). The folder sits inside the build context (see .dockerignore).
@@ -35,8 +35,10 @@ say() { echo "wheelhouse: $*" >&2; }
 mkdir -p "$out"
 constraints=$out/constraints.txt
 # Pins for everything but the project itself (it is built from this tree). The image installs
-# with the same file, so a wheel left over from an older pin is never chosen.
-"$python" -m pip freeze --exclude-editable | grep -viE '^(modelapp|-e )' >"$constraints"
+# with the same file, so a wheel left over from an older pin is never chosen. `pip list --format=freeze`
+# rather than `pip freeze`: a package installed from a local file would be pinned as `name @ file:///...`,
+# a path that does not exist inside `docker build`; this way it is `name==version` like every other.
+"$python" -m pip list --format=freeze --exclude-editable | grep -viE '^(modelapp|-e |pip==|setuptools==|wheel==)' >"$constraints"
 
 # The project's own wheel is always rebuilt: the code changes between builds, its version does not.
 rm -f "$out"/modelapp-*.whl
