@@ -410,7 +410,7 @@ class RegistryClient:
         self._max_redirects = max_redirects
         self._insecure = frozenset(host.lower() for host in insecure) | LOOPBACK
         self._trusted = {
-            _api_host(registry): frozenset(host.lower() for host in hosts)
+            _api_host(registry): frozenset(_hostname(host) for host in hosts)
             for registry, hosts in (trusted_realms or {}).items()
         }
         self._session = session or requests.Session()
@@ -419,10 +419,12 @@ class RegistryClient:
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)
         self._auth: dict[tuple[str, str], _Token] = {}
+        self._down: dict[str, str] = {}
         self.requests_made = 0
 
     def list_tags(self, ref: ImageRef) -> list[str]:
         """Every tag of the repository, following pagination on the registry's host; raises RegistryError."""
+        self._refuse_if_down(ref)
         budget = _Budget.start(self._call_timeout, "listing")
         base = self._base(ref.registry)
         path = f"/v2/{ref.repository}/tags/list"
@@ -452,6 +454,7 @@ class RegistryClient:
         """The manifest digest the tag points at now (`sha256:...`)."""
         if not TAG_PATTERN.fullmatch(tag):
             raise RegistryError(f"{ref.key}: {_clean(tag)} is not a valid tag; {SKIPPED}")
+        self._refuse_if_down(ref)
         budget = _Budget.start(self._call_timeout, "digest lookup")
         url = f"{self._base(ref.registry)}/v2/{ref.repository}/manifests/{tag}"
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
@@ -462,6 +465,11 @@ class RegistryClient:
         if not DIGEST_PATTERN.fullmatch(digest):
             raise RegistryError(f"{ref.key}:{tag}: registry returned a malformed digest {_clean(digest)}; {SKIPPED}")
         return digest
+
+    def _refuse_if_down(self, ref: ImageRef) -> None:
+        first = self._down.get(ref.registry)
+        if first is not None:
+            raise RegistryUnavailable(f"{ref.key}: not asked, {ref.registry} already failed this run ({first})")
 
     def _base(self, registry: str) -> str:
         host = _api_host(registry)
@@ -527,12 +535,17 @@ class RegistryClient:
         params: Mapping[str, str] | None = None,
         data: Mapping[str, str] | None = None,
     ) -> _Answer:
-        """One HTTP request and its whole answer (no redirects), within `budget` and `max_body`."""
+        """One HTTP request and its whole answer (no redirects), within `budget` and `max_body`.
+
+        A registry that cannot be reached, or misses a request deadline, is remembered as down for
+        the client's lifetime (one bump run): its other repositories fail at once instead of each
+        costing a timeout. Missing a call deadline (a long listing) marks nothing."""
+        late = f"no answer within {budget.seconds:g}s (the {budget.what} limit)"
         left = budget.left()
-        late = f"{ref.key}: no answer within {budget.seconds:g}s (the {budget.what} limit); {SKIPPED} this run"
         if left <= 0:
-            raise RegistryUnavailable(late)
+            raise RegistryUnavailable(f"{ref.key}: {late}; {SKIPPED} this run")
         self.requests_made += 1
+        failure: str | None = None
         try:
             with _Deadline(left) as deadline:
                 response = self._session.request(
@@ -550,16 +563,17 @@ class RegistryClient:
                 finally:
                     response.close()
                 if deadline.expired:
-                    raise RegistryUnavailable(late)
+                    failure = late
         except requests.Timeout:
-            raise RegistryUnavailable(late) from None
+            failure = late
         except requests.RequestException as exc:
-            if deadline.expired:
-                raise RegistryUnavailable(late) from None
-            host = _clean(urlsplit(url).netloc)
-            raise RegistryUnavailable(
-                f"{ref.key}: cannot reach {host} ({type(exc).__name__}); {SKIPPED} this run"
-            ) from None
+            failure = (
+                late if deadline.expired else f"cannot reach {_clean(urlsplit(url).netloc)} ({type(exc).__name__})"
+            )
+        if failure is not None:
+            if budget.what == "request" or failure != late:
+                self._down.setdefault(ref.registry, failure)  # no repository in it: another tenant may read it
+            raise RegistryUnavailable(f"{ref.key}: {failure}; {SKIPPED} this run")
         return _Answer(method, url, response.status_code, response.headers, body)
 
     def _read_body(self, response: requests.Response, method: str, ref: ImageRef) -> bytes:
@@ -653,9 +667,29 @@ def check_realm(
     if host != own and host not in KNOWN_REALMS.get(registry, frozenset()) | trusted.get(registry, frozenset()):
         raise RegistryRefused(
             f"{ref.key}: the token realm is on {_clean(host)}, which is not this registry's host; {SKIPPED} "
-            f"(if {_clean(host)} is the registry's token service, trust it for {registry} with trusted_realms)"
+            f"(if {_clean(host)} is the registry's token service, trust it for {registry} with trusted_realms: "
+            f"modelapp bump --trusted-realm {registry}={_clean(host)})"
         )
     return realm
+
+
+def parse_trusted_realms(items: Iterable[str]) -> dict[str, frozenset[str]]:
+    """`REGISTRY=HOST` pairs (a repeated command-line option) as RegistryClient's `trusted_realms`."""
+    trusted: dict[str, set[str]] = {}
+    for item in items:
+        registry, _, host = item.partition("=")
+        valid = _HOST_PATTERN.fullmatch(registry) and _HOST_PATTERN.fullmatch(host)
+        if not valid or urlsplit(f"//{host}").port is not None:
+            raise ValueError(
+                f"trusted realm {item!r} is not REGISTRY=HOST with a host name and no port "
+                "(for GitLab: registry.gitlab.com=gitlab.com)"
+            )
+        trusted.setdefault(registry, set()).add(_hostname(host))
+    return {registry: frozenset(hosts) for registry, hosts in trusted.items()}
+
+
+def _hostname(host: str) -> str:
+    return (urlsplit(f"//{host}").hostname or host).lower()
 
 
 def _api_host(registry: str) -> str:

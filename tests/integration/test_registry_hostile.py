@@ -274,10 +274,28 @@ def test_slow_pages_meet_the_listing_deadline(hostile: HostileServer) -> None:
         exchange.answer(200, {"tags": [f"1.0.{page}"]}, {"Link": link})
 
     hostile.route(TAGS, slow_page)
+    hostile.route(MANIFEST, lambda ex: ex.answer(200, headers={"Docker-Content-Digest": DIGEST}))
+    client = client_for(hostile, timeout=1.0, call_timeout=1.2)
     started = time.monotonic()
     with pytest.raises(RegistryUnavailable, match=r"no answer within 1\.2s \(the listing limit\)"):
-        client_for(hostile, timeout=1.0, call_timeout=1.2).list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
+        client.list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
     assert time.monotonic() - started < 3
+    # a long listing is that repository's problem: the registry is not marked down for the run
+    assert client.resolve_digest(parse_image(f"{hostile.host}/{REPOSITORY}"), "1.0.0") == DIGEST
+
+
+def test_a_registry_that_missed_a_deadline_costs_one_timeout_per_run(hostile: HostileServer) -> None:
+    """Its other repositories fail at once, without a request, and without naming the first one."""
+    hostile.route("/v2/", lambda ex: ex.stream(b" ", every=0.2))
+    client = client_for(hostile, timeout=1.0)
+    with pytest.raises(RegistryUnavailable, match=r"no answer within 1s"):
+        client.list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
+    asked = len(hostile.seen)
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailable, match=r"not asked, 127\.0\.0\.1:\d+ already failed this run") as e:
+        client.resolve_digest(parse_image(f"{hostile.host}/other-team/app"), "1.0.0")
+    assert time.monotonic() - started < 0.5 and len(hostile.seen) == asked
+    assert REPOSITORY not in str(e.value).partition("already failed")[2]
 
 
 # --- a listing is bounded and holds only tags the CRD accepts ---------------------------------

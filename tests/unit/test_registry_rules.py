@@ -29,6 +29,7 @@ from modelapp_operator.registry import (
     _origin,
     check_realm,
     parse_image,
+    parse_trusted_realms,
 )
 from modelapp_operator.spec import IMAGE_PATTERN
 
@@ -88,6 +89,22 @@ def test_trusted_realms_are_keyed_as_image_references_write_the_registry() -> No
     """`docker.io` in trusted_realms means Docker Hub's API host, as the docker config does."""
     client = RegistryClient(trusted_realms={"docker.io": ["auth.example.com"]})
     assert client._trusted == {"registry-1.docker.io": frozenset({"auth.example.com"})}
+
+
+def test_trusted_realms_from_the_command_line() -> None:
+    items = ["registry.gitlab.com=gitlab.com", "registry.gitlab.com=Auth.GitLab.com", "[::1]:5000=[::1]"]
+    assert parse_trusted_realms(items) == {
+        "registry.gitlab.com": frozenset({"gitlab.com", "auth.gitlab.com"}),
+        "[::1]:5000": frozenset({"::1"}),
+    }
+
+
+@pytest.mark.parametrize(
+    "item", ["gitlab.com", "=gitlab.com", "registry.gitlab.com=", "r.io=https://x.io", "r.io=x.io:443"]
+)
+def test_trusted_realms_that_are_not_registry_equals_host(item: str) -> None:
+    with pytest.raises(ValueError, match="is not REGISTRY=HOST"):
+        parse_trusted_realms([item])
 
 
 def answer(url: str, link: str) -> _Answer:
