@@ -18,7 +18,7 @@ with the auth every registry in use speaks, and nothing more. The contract with 
   row as failed and carries on with the others.
 
 The registry is not trusted. A tenant names it in a ModelApp and may run it, while the bump
-holds the platform's credentials and serves every tenant in turn. So (docs/updates.md):
+holds the platform's credentials and serves every tenant in turn. So (docs/registry-trust.md):
 
 - Credentials go only to the host they are configured for. `Authorization` is dropped on a
   redirect to another origin (scheme, host, port); a redirect from HTTPS to plain HTTP is
