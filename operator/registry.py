@@ -435,7 +435,7 @@ class RegistryClient:
             if len(seen) >= self._max_pages:
                 raise RegistryRefused(
                     f"{ref.key}: the tag list runs past {self._max_pages} pages; {SKIPPED} "
-                    "(prune the repository's tags, or raise max_pages if they are all wanted)"
+                    "(prune the repository's tags: the bump reads at most that many pages of one repository)"
                 )
             seen.add(url)
             answer = self._call("GET", url, ref, {"Accept": "application/json"}, budget)
@@ -443,7 +443,7 @@ class RegistryClient:
             if len(tags) > self._max_tags:
                 raise RegistryRefused(
                     f"{ref.key}: the tag list holds more than {self._max_tags} tags; {SKIPPED} "
-                    "(prune the repository's tags, or raise max_tags if they are all wanted)"
+                    "(prune the repository's tags: the bump reads at most that many tags of one repository)"
                 )
             url = _next_page(answer, ref, base, path)
             if url in seen:
@@ -469,7 +469,9 @@ class RegistryClient:
     def _refuse_if_down(self, ref: ImageRef) -> None:
         first = self._down.get(ref.registry)
         if first is not None:
-            raise RegistryUnavailable(f"{ref.key}: not asked, {ref.registry} already failed this run ({first})")
+            raise RegistryUnavailable(
+                f"{ref.key}: not asked, {ref.registry} already failed this run ({first}); {SKIPPED} this run"
+            )
 
     def _base(self, registry: str) -> str:
         host = _api_host(registry)
