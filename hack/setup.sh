@@ -32,6 +32,7 @@ fi
 # Each part's own installer (each is idempotent and caches outside the repo).
 hack/install-docker.sh                        # Docker's engine (Debian's docker.io), started if not running
 hack/install-helm.sh >/dev/null               # helm, built from the Go module proxy
+hack/install-node-semver.sh >/dev/null        # npm's semver, the reference the policy tests compare with
 hack/base-image.sh >/dev/null                 # the local Debian base image (debootstrap + docker import)
 hack/install-node.sh                          # the real node's containerd, runc, CNI plugins (Debian)
 .venv/bin/modelapp-cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)

@@ -17,8 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from modelapp_operator.policies import PolicyError, compile_tag_filter
 
 # --- patterns shared with the CRD (the agreement test compares them literally) -------------------
 
@@ -120,6 +122,18 @@ class ImageUpdates(_Model):
 
     policy: str = Field(default="pinned", pattern=POLICY_PATTERN, max_length=107)
     tag_filter: str | None = Field(default=None, max_length=256)
+
+    @field_validator("tag_filter")
+    @classmethod
+    def _tag_filter_runs_in_linear_time(cls, value: str | None) -> str | None:
+        """A filter RE2 refuses (backreferences, lookaround, ...) is reported on the ModelApp when it
+        is applied, rather than found by the nightly bump; see policies.compile_tag_filter."""
+        if value:
+            try:
+                compile_tag_filter(value)
+            except PolicyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
 
 class UpdatesSpec(_Model):
