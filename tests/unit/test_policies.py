@@ -135,6 +135,48 @@ def test_semver_precedence_follows_the_spec() -> None:
     assert parse_semver("v1.2.3+build.5") is not None
 
 
+@pytest.mark.parametrize(
+    ("policy", "candidates", "expected"),
+    [
+        # Issue 9.5: partial versions under > and <= once named a pre-release of the next core.
+        ("semver:>1.4", ["1.4.3", "1.5.0-rc.1"], []),
+        ("semver:>1.4", ["1.4.3", "1.5.0-rc.1", "1.5.0"], ["1.5.0"]),
+        ("semver:>1", ["1.9.0", "2.0.0-rc.1"], []),
+        ("semver:<=1.4", ["1.4.9", "1.5.0-0", "1.4.9-rc.1"], ["1.4.9"]),
+        ("semver:<1.4", ["1.3.9", "1.4.0-rc.1"], ["1.3.9"]),
+        ("semver:>=1.5.0-rc.0", ["1.5.0-rc.1", "1.6.0-rc.1", "1.6.0"], ["1.6.0", "1.5.0-rc.1"]),
+        ("semver:~1.2.3-beta.2", ["1.2.3-beta.1", "1.2.3-beta.4", "1.2.4-beta.1", "1.2.9"], ["1.2.9", "1.2.3-beta.4"]),
+        ("semver:^0.0.3", ["0.0.3", "0.0.4", "0.1.0"], ["0.0.3"]),
+        ("semver:^0.0", ["0.0.9", "0.1.0"], ["0.0.9"]),
+        ("semver:~>1.2", ["1.2.9", "1.3.0"], ["1.2.9"]),
+        ("semver:1.2 - 1.4", ["1.1.9", "1.2.0", "1.4.9", "1.5.0"], ["1.4.9", "1.2.0"]),
+        ("semver:>=v1.2,<v2", ["v1.9.0", "2.0.0"], ["v1.9.0"]),
+        ("semver:>*||1.0.0", ["1.0.0", "2.0.0"], ["1.0.0"]),
+        ("semver:*", ["1.2.3-01", "01.2.3", "1.2.3-rc.01", "1.2.3", "9007199254740992.0.0"], ["1.2.3"]),
+    ],
+)
+def test_semver_agrees_with_node_semver_on_known_cases(policy: str, candidates: list[str], expected: list[str]) -> None:
+    """Hand-picked cases of tests/unit/test_policies_node_semver.py's property, without node."""
+    assert rank(parse_policy(policy), candidates) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("semver:||^1", "empty alternative"),
+        ("semver:~=1.2", "not a version or comparator"),
+        ("semver:^01.2", "not a version or comparator"),
+        ("semver:^1.2-rc.1", "not a version or comparator"),
+        ("semver:>", "not a version or comparator"),
+        ("semver:< = v0", "not a version or comparator"),
+        ("semver:>=9007199254740992", "above 9007199254740991"),
+    ],
+)
+def test_ranges_node_semver_refuses_or_reads_loosely_are_refused(text: str, message: str) -> None:
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(text)
+
+
 def test_prerelease_needs_a_prerelease_comparator() -> None:
     assert rank(parse_policy("semver:^1.4"), ["1.5.0-rc.1"]) == []
     assert not parse_range("^1.4").admits(parse_semver("2.0.0-rc.1"))  # type: ignore[arg-type]
