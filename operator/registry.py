@@ -46,6 +46,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import http.cookiejar
 import json
 import os
 import re
@@ -415,6 +416,9 @@ class RegistryClient:
         }
         self._session = session or requests.Session()
         self._session.auth = _NoNetrc()
+        # No cookies: auth is by header per request, and a cookie one registry sets for a parent
+        # domain (a tenant's `*.azurecr.io`) would otherwise travel to the platform's registry.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         adapter = _WatchedAdapter()
         self._session.mount("https://", adapter)
         self._session.mount("http://", adapter)

@@ -202,6 +202,17 @@ def test_token_realm_over_plain_http_is_refused(hostile: HostileServer, bystande
     assert bystander.seen == []
 
 
+def test_cookies_are_neither_kept_nor_sent(hostile: HostileServer, bystander: HostileServer) -> None:
+    """A cookie set for a parent domain would reach other registries under it; the bump keeps none."""
+    cookie = {"Set-Cookie": "sid=tenant-session; Path=/", "Location": f"{bystander.url}{TAGS}"}
+    hostile.route(TAGS, lambda ex: ex.answer(307, headers=cookie))
+    hostile.route(MANIFEST, lambda ex: ex.answer(200, headers={"Docker-Content-Digest": DIGEST}))
+    client = client_for(hostile)
+    client.list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
+    client.resolve_digest(parse_image(f"{hostile.host}/{REPOSITORY}"), "1.0.0")
+    assert [seen.cookie for seen in hostile.seen + bystander.seen] == [None, None, None]
+
+
 def test_token_with_control_characters_is_refused(hostile: HostileServer) -> None:
     hostile.route("/token", lambda ex: ex.answer(200, {"token": "abc\r\nX-Injected: 1"}))
     hostile.route(TAGS, bearer(f"{hostile.url}/token"))
@@ -218,6 +229,12 @@ def test_endless_body_is_cut_at_the_cap(hostile: HostileServer) -> None:
     with pytest.raises(RegistryRefused, match=r"GET /v2/team/app/tags/list sent more than 262144 bytes"):
         client_for(hostile, max_body=256 * 1024).list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
     assert time.monotonic() - started < 3
+
+
+def test_endless_chunked_body_is_cut_at_the_cap(hostile: HostileServer) -> None:
+    hostile.route(TAGS, lambda ex: ex.stream_chunked(b"0" * 4096))
+    with pytest.raises(RegistryRefused, match=r"sent more than 262144 bytes"):
+        client_for(hostile, max_body=256 * 1024).list_tags(parse_image(f"{hostile.host}/{REPOSITORY}"))
 
 
 def test_announced_huge_body_is_refused_unread(hostile: HostileServer) -> None:
