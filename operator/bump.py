@@ -221,8 +221,6 @@ def _plan_model(
     spec: ModelAppSpec, policy: Policy, models: ModelCatalog, quarantine: Quarantine, *, key: StoreKey
 ) -> FieldPlan:
     """Newest complete allowed version; versions that failed with the current image are passed over."""
-    if spec.model.version == "latest":
-        return FieldPlan("", "version 'latest' is resolved by the operator at each reconcile", "unchanged")
     current = _image_identity(spec.image)
     excluded = {version for image, version in quarantine.pairs if _image_identity(image) & current}
     try:

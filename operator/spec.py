@@ -67,6 +67,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
 
 
+#: Why `version: latest` is refused (the CRD says the same, in a CEL rule): a version that moves by itself
+#: would roll out whatever was published last, unreviewed, with no digest pinned before it runs, past the
+#: quarantine (which names concrete versions), and would need the operator to read every tenant's store
+#: credentials. Following the newest version is the nightly bump's job, which pins the digest it checked.
+LATEST_REFUSED = (
+    "version 'latest' is not a version: name a concrete one (e.g. \"7\") and set "
+    "updates.model.policy: latest so that the nightly bump moves it to the newest complete version "
+    "(docs/updates.md)"
+)
+
+
 class ModelSource(_Model):
     """Where the model version lives and how to verify it (see docs/contracts.md)."""
 
@@ -74,6 +85,13 @@ class ModelSource(_Model):
     version: str = Field(pattern=VERSION_PATTERN, max_length=128)
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN, max_length=64)
     credentials_secret: str | None = Field(default=None, pattern=SECRET_NAME_PATTERN, max_length=253)
+
+    @field_validator("version")
+    @classmethod
+    def _concrete(cls, version: str) -> str:
+        if version == "latest":
+            raise ValueError(LATEST_REFUSED)
+        return version
 
 
 class ServiceSpec(_Model):

@@ -150,6 +150,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any]]] = [
     ("wrong service type", {"service": {"type": "Ingress"}}),
     ("bad uri", {"model": {"uri": "http://example.com", "version": "1"}}),
     ("huge image", {"image": "a" * 600}),
+    ("version latest", {"model": {"uri": "file:///m", "version": "latest"}}),
 ]
 
 

@@ -46,9 +46,17 @@ def test_full_spec_round_trips_under_camel_case_names() -> None:
         args=["-m", "app"],
         modelClass="app.model:Iris",
         updates={"model": {"policy": "latest"}, "image": {"policy": "semver:^1.4", "tagFilter": "^1\\."}},
-        rollout={"progressDeadlineSeconds": 120, "autoRollback": False, "smokeTest": {
-            "protocol": "v2", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}],
-            "expected": [{"name": "label", "data": [0.0]}], "tolerance": 0.01, "timeoutSeconds": 5}},
+        rollout={
+            "progressDeadlineSeconds": 120,
+            "autoRollback": False,
+            "smokeTest": {
+                "protocol": "v2",
+                "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]}],
+                "expected": [{"name": "label", "data": [0.0]}],
+                "tolerance": 0.01,
+                "timeoutSeconds": 5,
+            },
+        },
     )
     spec = parse_spec(raw)
     assert spec.model_dump(by_alias=True, exclude_none=True) == raw
@@ -140,3 +148,11 @@ def test_spec_is_immutable() -> None:
     with pytest.raises(ValueError, match="frozen"):
         spec.replicas = 2  # type: ignore[misc]
     assert isinstance(spec, ModelAppSpec)
+
+
+def test_version_latest_is_refused_with_what_to_do_instead() -> None:
+    """`version: latest` would move by itself, unpinned and past the quarantine: refused, pointing at the bump."""
+    with pytest.raises(InvalidSpec, match=r"spec.model.version: .*'latest' is not a version.*updates.model.policy"):
+        parse_spec({"image": "registry.example.com/iris:1", "model": {"uri": "azureblob://models/iris",
+                                                                      "version": "latest"}})  # fmt: skip
+    assert parse_spec({"image": "r.example/iris:1", "model": {"uri": "azureblob://m/iris", "version": "latest-7"}})
