@@ -46,6 +46,30 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 #: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that
 #: became available would wait for all of them before its ModelApp could say Ready.
 CHILD_THREADS = 16
+#: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
+CONFLICT_RETRY_SECONDS = 60
+
+
+class NameTaken(Exception):
+    """A child's name is taken by an object this ModelApp does not control: it is never adopted or changed."""
+
+    def __init__(self, kind: str, namespace: str, name: str, holder: str, *, earlier_self: bool = False) -> None:
+        super().__init__(
+            f"{kind} {namespace}/{name} already exists and belongs to {holder}, not to this ModelApp: it is left "
+            f"untouched and nothing is rolled out. Rename the ModelApp, or delete that {kind} if it is unused."
+        )
+        self.kind = kind
+        #: The holder is an earlier ModelApp of the same name, deleted and re-created: its children are about
+        #: to be garbage-collected, so look again soon.
+        self.earlier_self = earlier_self
+
+
+def controller_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(kind, name, uid) of the object's controller, if it has one."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("kind", "")), str(ref.get("name", "")), str(ref.get("uid", ""))
+    return None
 
 
 class Engine:
@@ -68,12 +92,10 @@ class Engine:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.store.drop(kind, namespace, name)
 
-    def _read(self, kind: str, name: str, namespace: str, *, miss: bool = True) -> Mapping[str, Any] | None:
-        """The object from the store; on a miss from the API server when `miss` (else None), remembered."""
-        known = self.store.get(kind, namespace, name)
-        if known is not None or not miss:
-            return known
-        return self.remember(kind, kube.get(kind, name, namespace))
+    def _read_app(self, name: str, namespace: str) -> Mapping[str, Any] | None:
+        """The ModelApp from the store; on a miss from the API server, remembered."""
+        known = self.store.get(KIND, namespace, name)
+        return known if known is not None else self.remember(KIND, kube.get(KIND, name, namespace))
 
     # -- one pass ------------------------------------------------------------------------------------
 
@@ -95,18 +117,22 @@ class Engine:
             raise
 
     def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
-        app = self._read(KIND, name, namespace)
+        app = self._read_app(name, namespace)
         if app is None or app["metadata"].get("deletionTimestamp"):
             return
         spec = self._parse(app, strict=everything)
         if spec is None:
             return
-        observed = self._read("Deployment", name, namespace, miss=reason != "create")
-        decision = self._decide(app, spec, observed)
-        applied_spec = decision.effective.apply_to(spec)
-        stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
-        deployment = stored.get("Deployment", observed)
-        service = stored.get("Service") or self._read("Service", name, namespace, miss=reason != "create")
+        try:
+            observed = self._child(app, "Deployment", miss=reason != "create")
+            decision = self._decide(app, spec, observed)
+            applied_spec = decision.effective.apply_to(spec)
+            stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
+            deployment = stored.get("Deployment", observed)
+            service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
+        except NameTaken as exc:
+            self._blocked(app, exc, everything=everything)
+            return
         if self._write_status(app, applied_spec, decision, deployment, service):
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
@@ -114,6 +140,17 @@ class Engine:
         if decision.spent:
             spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
             self.remember(KIND, kube.patch(KIND, name, namespace, spent))
+
+    def _blocked(self, app: Mapping[str, Any], exc: NameTaken, *, everything: bool) -> None:
+        """Say why nothing is rolled out; a ModelApp event retries later (the other object may go away)."""
+        meta, old = app["metadata"], app.get("status") or {}
+        new = status.blocked_status(generation=meta.get("generation", 0), reason="NameTaken", message=str(exc),
+                                    old=old, now=now())  # fmt: skip
+        patch = status.status_patch(old, new)
+        if patch:
+            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
+        if everything:
+            raise kopf.TemporaryError(str(exc), delay=5 if exc.earlier_self else CONFLICT_RETRY_SECONDS) from None
 
     def _parse(self, app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
         """The spec; or None (child events leave invalid specs alone); or, when `strict`, a written
@@ -142,12 +179,37 @@ class Engine:
             decision = rollout.decide(seen.with_smoke(verdict)) if verdict else decision
         return decision
 
-    def _ensure(self, manifest: Mapping[str, Any]) -> Mapping[str, Any]:
-        """The child as stored: applied only when it is unknown, missing or drifted (no-op detection)."""
-        meta = manifest["metadata"]
-        known = self.store.get(manifest["kind"], meta["namespace"], meta["name"])
-        if known is not None and not builders.drifted({k: manifest[k] for k in ("metadata", "spec")}, known):
-            return known
+    def _owned(self, app: Mapping[str, Any], child: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+        """`child` when this ModelApp controls it (or it does not exist); NameTaken otherwise."""
+        if child is None:
+            return None
+        holder = controller_of(child)
+        if holder is not None and holder[0] == KIND and holder[2] == app["metadata"]["uid"]:
+            return child
+        meta = child["metadata"]
+        earlier = holder is not None and holder[:2] == (KIND, app["metadata"]["name"])
+        raise NameTaken(child.get("kind") or "object", meta.get("namespace", ""), meta.get("name", ""),
+                        f"{holder[0]} {holder[1]}" if holder else "no controller", earlier_self=earlier)  # fmt: skip
+
+    def _child(self, app: Mapping[str, Any], kind: str, *, miss: bool = True) -> Mapping[str, Any] | None:
+        """The live child of `kind` (children are named as their ModelApp) from the store, or on a miss from
+        the API server when `miss`; None when it does not exist. One that exists and is not controlled by
+        this ModelApp (a Service of another app with the same name) raises NameTaken: a ModelApp never
+        adopts, redirects or reports as its own what it does not own."""
+        meta = app["metadata"]
+        known = self.store.get(kind, meta["namespace"], meta["name"])
+        if known is not None:
+            return self._owned(app, known)
+        if not miss:
+            return None
+        # Remembered only once known to be ours: the watches see only our labelled children, so a foreign
+        # object kept in the store would never be forgotten when it is deleted.
+        return self.remember(kind, self._owned(app, kube.get(kind, meta["name"], meta["namespace"])))
+
+    def _ensure(self, manifest: Mapping[str, Any], current: Mapping[str, Any] | None) -> Mapping[str, Any]:
+        """The child as stored: applied only when it is missing or has drifted (no-op detection)."""
+        if current is not None and not builders.drifted({k: manifest[k] for k in ("metadata", "spec")}, current):
+            return current
         return self.store.put(manifest["kind"], kube.apply(manifest))
 
     def _apply_children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, everything: bool,
@@ -159,7 +221,9 @@ class Engine:
         meta = app["metadata"]
         children = builders.build_children(meta["name"], meta["namespace"], spec, self._ctx)
         wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
-        stored = {m["kind"]: self._ensure(m) for m in wanted if everything or m["kind"] == "Deployment"}
+        targets = [m for m in wanted if everything or m["kind"] == "Deployment"]
+        current = [self._child(app, m["kind"]) for m in targets]  # every name checked before anything is written
+        stored = {m["kind"]: self._ensure(m, live) for m, live in zip(targets, current, strict=True)}
         for kind, child in children.absent if everything else []:
             if resumed or self.store.get(kind, meta["namespace"], child) is not None:
                 kube.delete(kind, child, meta["namespace"])
@@ -239,4 +303,4 @@ def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger
         kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
 
 
-__all__ = ["CHILD_THREADS", "Engine"]
+__all__ = ["CHILD_THREADS", "Engine", "NameTaken", "controller_of"]

@@ -191,11 +191,20 @@ def compute_status(
 
 def invalid_status(*, generation: int, message: str, old: Obj, now: str) -> dict[str, Any]:
     """An unusable spec: Ready False/InvalidSpec; what runs keeps running and `model`/`image` say so."""
+    return blocked_status(generation=generation, reason="InvalidSpec", message=message, old=old, now=now,
+                          resolved="the spec cannot be read")  # fmt: skip
+
+
+def blocked_status(*, generation: int, reason: str, message: str, old: Obj, now: str,
+                   resolved: str = "") -> dict[str, Any]:  # fmt: skip
+    """Nothing can be rolled out until something outside the operator changes (an invalid spec, a child's
+    name taken by an object this ModelApp does not own): Ready False with `reason`; what runs keeps
+    running, and `model`/`image`/`url` keep saying what it is."""
     conditions = [
-        Condition(MODEL_RESOLVED, "Unknown", "InvalidSpec", "the spec cannot be read"),
-        Condition(READY, "False", "InvalidSpec", message),
-        Condition(PROGRESSING, "False", "InvalidSpec", "nothing is rolled out until the spec is fixed"),
-        Condition(DEGRADED, "True", "InvalidSpec", message),
+        Condition(MODEL_RESOLVED, "Unknown", reason, resolved or message),
+        Condition(READY, "False", reason, message),
+        Condition(PROGRESSING, "False", reason, "nothing is rolled out until this is fixed"),
+        Condition(DEGRADED, "True", reason, message),
     ]
     status: dict[str, Any] = {
         "observedGeneration": generation,
