@@ -61,10 +61,24 @@ class ApiClient:
 
     def ready(self) -> bool:
         """True when `/readyz` answers 200; False when it answers otherwise or not at all."""
+        return self.readyz_problem() is None
+
+    def readyz_problem(self) -> str | None:
+        """None when `/readyz` answers 200, else what went wrong, for a timeout's message.
+
+        The failed checks of a 500, or the connection's error: "connection refused" (not listening
+        yet), a certificate that does not match the address (the TLS error names it), a timeout.
+        """
         try:
-            return self.request("GET", "/readyz").status == 200
-        except OSError:
-            return False
+            resp = self.request("GET", "/readyz?verbose")
+        except ssl.SSLError as err:
+            return f"TLS to {self._host}:{self._port} failed: {err.reason or err}"
+        except OSError as err:
+            return f"{self._host}:{self._port}: {err.strerror or err}"
+        if resp.status == 200:
+            return None
+        failed = [line.strip() for line in resp.body.decode(errors="replace").splitlines() if "failed" in line]
+        return f"/readyz answered HTTP {resp.status}" + (f": {'; '.join(failed[:5])}" if failed else "")
 
     def create(self, path: str, obj: dict[str, Any]) -> bool:
         """POST `obj`; True if created, False if it already existed (409). Other statuses raise."""

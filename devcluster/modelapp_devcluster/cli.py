@@ -19,7 +19,7 @@ from modelapp_devcluster.binaries import ensure_binaries
 from modelapp_devcluster.errors import ClusterError
 from modelapp_devcluster.layout import Ports, Settings
 from modelapp_devcluster.local import ClusterStatus, LocalCluster
-from modelapp_devcluster.node import RealNode
+from modelapp_devcluster.node import RealNode, check_host, check_network
 from modelapp_devcluster.node_config import NodeSettings
 
 
@@ -61,8 +61,15 @@ def _guard(func: Any) -> Any:
 
 def cmd_up(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
+    with cluster.exclusive("up --real-node" if args.real_node else "up"):  # a second `up` is refused, naming us
+        return _up(cluster, args)
+
+
+def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
     if args.real_node:  # the bridge first: the API server binds to its address
         node_settings = _real_node_settings(cluster.settings.kwok_nodes)
+        check_host()
+        check_network(node_settings)
         node_host.ensure_bridge(node_settings.bridge, node_settings.node_ip,
                                 ipaddress.ip_network(node_settings.pod_subnet).prefixlen)
     cluster.up(timeout=args.timeout)
@@ -86,6 +93,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     cluster = _cluster(args)
+    if not cluster.state_dir.is_dir():
+        _report(f"nothing was running (no state folder {cluster.state_dir})")
+        return 0
+    with cluster.exclusive("down"):
+        return _down(cluster)
+
+
+def _down(cluster: LocalCluster) -> int:
     real = RealNode(cluster.state_dir)
     loadbalancer.stop(cluster.state_dir)
     if any(real.status().values()):  # the real node first, while the API server can still delete its Node

@@ -42,7 +42,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelapp_devcluster import node_build, node_config, node_host, pki, versions
+from modelapp_devcluster import node_build, node_config, node_host, pki, ports, versions
 from modelapp_devcluster.api import ApiClient
 from modelapp_devcluster.errors import ClusterError
 from modelapp_devcluster.layout import Layout, RunRecord
@@ -119,6 +119,7 @@ class RealNode:
         node_host.ensure_sysctls()
         net = ipaddress.ip_network(self.settings.pod_subnet)
         node_host.ensure_bridge(self.settings.bridge, self.settings.node_ip, net.prefixlen)
+        self._check_ports()
         timings.measure("configure", started)
         for name, step in (("registry", self._start_registry), ("containerd", self._start_containerd),
                            ("kubelet", lambda: self._start_kubelet(bins.kubelet, control, timeout)),
@@ -129,6 +130,14 @@ class RealNode:
             timings.measure(name, started)
         report(f"node {self.settings.name} Ready at {self.settings.node_ip} ({_fmt(timings.steps)})")
         return timings
+
+    def _check_ports(self) -> None:
+        """Every address a part that is not running yet listens on must be free: else one line naming each."""
+        running = {part for part in PARTS if self.procs.alive(part)}
+        taken = node_config.port_conflicts(node_config.listeners(self.settings), running, ports.listen_problem)
+        if taken:
+            raise ClusterError(f"the real node cannot start: {'; '.join(taken)}. Stop what holds them (an earlier "
+                               "node of another state folder: `modelapp-cluster down --state-dir` that folder)")
 
     def _write_files(self, control: ControlPlane) -> None:
         paths, settings = self.paths, self.settings
@@ -298,6 +307,15 @@ class RealNode:
     def _ctr(self, *args: str, check: bool = True) -> Any:
         return node_host.run(["ctr", "--address", str(self.paths.containerd_socket), "--namespace", "k8s.io",
                               *args], check=check, timeout=120)
+
+
+def check_network(settings: NodeSettings) -> None:
+    """Before the bridge is made: no other interface may already hold part of the pod subnet."""
+    interfaces = node_config.parse_ip_addr(node_host.run(["ip", "-o", "-4", "addr", "show"]).stdout)
+    clash = node_config.subnet_conflicts(settings, interfaces)
+    if clash:
+        raise ClusterError(f"the real node's pod subnet {settings.pod_subnet} overlaps {', '.join(clash)}: pods "
+                           "would be unreachable. Remove that network, or run the real node on a machine without it")
 
 
 def check_host() -> None:

@@ -13,7 +13,7 @@ dir), documents out (dicts, or TOML text for containerd). No I/O; `node.py` writ
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -350,3 +350,59 @@ def registry_config(settings: NodeSettings, paths: NodePaths) -> dict[str, objec
         },
         "http": {"addr": settings.registry_host, "headers": {"X-Content-Type-Options": ["nosniff"]}},
     }
+
+
+# -- before anything starts: what the node needs free -----------------------------------------------------------
+@dataclass(frozen=True)
+class Listener:
+    """One address a node part listens on: checked free before that part starts (issue 11)."""
+
+    part: str
+    what: str
+    host: str
+    port: int
+
+
+def listeners(settings: NodeSettings) -> list[Listener]:
+    """Every address the node's parts listen on (their configs above are the source of these numbers)."""
+    return [
+        Listener("registry", "registry", "127.0.0.1", settings.registry_port),
+        Listener("kubelet", "kubelet API", settings.node_ip, settings.kubelet_port),
+        Listener("kubelet", "kubelet healthz", "127.0.0.1", 10248),
+        Listener("kube-proxy", "kube-proxy healthz", "127.0.0.1", 10256),
+        Listener("kube-proxy", "kube-proxy metrics", "127.0.0.1", 10249),
+    ]
+
+
+def port_conflicts(wanted: Sequence[Listener], running: set[str],
+                   problem: Callable[[str, int], str | None]) -> list[str]:
+    """One line per address a part that is not running yet cannot listen on (pure given `problem`).
+
+    A part of ours that runs already holds its own ports, which is fine: `up` keeps it. `problem`
+    answers for host:port ("in use by pid 42 (nginx)", or None when it is free).
+    """
+    found = []
+    for listener in wanted:
+        if listener.part in running:
+            continue
+        why = problem(listener.host, listener.port)
+        if why:
+            found.append(f"{listener.host}:{listener.port} ({listener.what}) is {why}")
+    return found
+
+
+def parse_ip_addr(text: str) -> list[tuple[str, str]]:
+    """(interface, address/prefix) pairs from `ip -o -4 addr show` (pure)."""
+    pairs = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[2] == "inet":
+            pairs.append((words[1], words[3]))
+    return pairs
+
+
+def subnet_conflicts(settings: NodeSettings, interfaces: Sequence[tuple[str, str]]) -> list[str]:
+    """Interfaces other than our bridge whose network overlaps the pod subnet: routing to pods would break."""
+    pods = ipaddress.ip_network(settings.pod_subnet)
+    return [f"{name} ({cidr})" for name, cidr in interfaces
+            if name != settings.bridge and ipaddress.ip_interface(cidr).network.overlaps(pods)]

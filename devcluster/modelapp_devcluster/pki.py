@@ -5,7 +5,10 @@ Keys are ECDSA P-256 (fast to make, accepted by every component; service-account
 signed ES256). Identities follow Kubernetes' built-in RBAC bindings: the admin and kwok are in
 `system:masters`; kube-controller-manager and kube-scheduler use the user names their default
 ClusterRoleBindings expect. `ensure_pki` only creates what is missing, so `up` after `down` keeps
-the same CA and kubeconfigs stay valid.
+the same CA and kubeconfigs stay valid, with one exception: the API server's certificate is issued
+again when its addresses do not cover the ones asked for (a state folder first used on loopback,
+then with `--real-node` on the bridge), when another CA signed it, or when it is about to expire;
+otherwise every client would fail TLS and `up` would wait out its timeout (issue 11).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -122,6 +126,34 @@ def apiserver_names(service_ip: str, advertise_address: str) -> tuple[tuple[str,
     return dns, ips
 
 
+def missing_names(cert: x509.Certificate, *, dns: tuple[str, ...], ips: tuple[str, ...]) -> list[str]:
+    """The DNS names and IP addresses of `dns` and `ips` that `cert`'s SANs do not cover."""
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [*dns, *ips]
+    have_dns = set(sans.get_values_for_type(x509.DNSName))
+    have_ips = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+    return [n for n in dns if n not in have_dns] + [ip for ip in ips if str(ipaddress.ip_address(ip)) not in have_ips]
+
+
+def reissue_reason(cert: x509.Certificate, ca_cert: x509.Certificate, *, dns: tuple[str, ...],
+                   ips: tuple[str, ...], now: dt.datetime) -> str | None:
+    """Why a server certificate on disk can no longer serve (None when it can): pure, for `ensure_pki`."""
+    missing = missing_names(cert, dns=dns, ips=ips)
+    if missing:
+        return f"it does not cover {', '.join(missing)}"
+    if cert.issuer != ca_cert.subject:
+        return "another CA signed it"
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return "the cluster CA's signature on it does not verify"
+    if cert.not_valid_after_utc - now < dt.timedelta(days=7):
+        return f"it expires on {cert.not_valid_after_utc:%Y-%m-%d}"
+    return None
+
+
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
     path.write_bytes(data)
     if private:
@@ -154,11 +186,13 @@ def _ensure_front_proxy(pki_dir: Path, now: dt.datetime) -> None:
                  functools.partial(issue, ca_cert, ca_key, common_name=FRONT_PROXY_CLIENT, now=now))
 
 
-def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str) -> None:
+def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str,
+               bind_address: str | None = None) -> list[str]:
     """Create whatever part of the PKI is missing under `pki_dir`; existing files are kept.
 
     Files: ca.{crt,key}, apiserver.{crt,key}, <client>.{crt,key} for each of CLIENTS, sa.{key,pub},
-    front-proxy-ca.{crt,key} and front-proxy-client.{crt,key}.
+    front-proxy-ca.{crt,key} and front-proxy-client.{crt,key}. The API server's certificate is
+    replaced when `reissue_reason` finds one; returns one line per replaced file, for the report.
     """
     pki_dir.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -172,6 +206,16 @@ def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str) -> Non
     if not isinstance(loaded, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{ca_key_path} is not an ECDSA key")
     dns, ips = apiserver_names(service_ip, advertise_address)
+    if bind_address is not None and bind_address not in ips:
+        ips = (*ips, bind_address)
+    replaced = []
+    server_crt = pki_dir / "apiserver.crt"
+    if server_crt.exists() and (pki_dir / "apiserver.key").exists():
+        reason = reissue_reason(x509.load_pem_x509_certificate(server_crt.read_bytes()), ca_cert, dns=dns, ips=ips,
+                                now=now)
+        if reason:
+            server_crt.unlink()
+            replaced.append(f"the API server's certificate was issued again: {reason}")
     _ensure_leaf(pki_dir, "apiserver", lambda: issue(ca_cert, loaded, common_name="kube-apiserver", now=now,
                                                      dns_names=dns, ips=ips, server=True))
     for client in CLIENTS:
@@ -183,3 +227,4 @@ def ensure_pki(pki_dir: Path, *, service_ip: str, advertise_address: str) -> Non
         key = new_key()
         _write(sa_key, key_pem(key), private=True)
         _write(pki_dir / "sa.pub", public_pem(key))
+    return replaced
