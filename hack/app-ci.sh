@@ -32,8 +32,8 @@
 #   model_uri=file:///opt/models/NAME  model_version=V  model_sha256=HEX   (for the ModelApp)
 # Progress and every error go to standard error; each error names its step and what to do.
 # Secrets never reach a command line or the log: the password goes to `docker login
-# --password-stdin`, store credentials to `docker run -e NAME`, into a Docker config folder of
-# this run's own that is deleted at exit.
+# --password-stdin`, into a Docker config folder of this run's own (deleted at exit; the runner's
+# own config and credential helpers are never written), store credentials to `docker run -e NAME`.
 set -euo pipefail
 
 say() { echo "app-ci: $*" >&2; }
@@ -83,12 +83,10 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# A Docker config of this run's own: the login below never outlives it, nor lands in the runner's
-# config. Earlier logins (e.g. the one that pulls SERVING_IMAGE) are carried over.
-config_home=${DOCKER_CONFIG:-$HOME/.docker}
-mkdir -p "$work/docker"
-[ -f "$config_home/config.json" ] && cp "$config_home/config.json" "$work/docker/config.json"
-export DOCKER_CONFIG=$work/docker
+# Login and push use a Docker config of this run's own, so the push credentials never outlive the
+# run; build and fetch use the runner's (its earlier logins pull SERVING_IMAGE).
+push_config=$work/docker-config
+mkdir -m 700 "$push_config"
 # Debian's docker.io has no buildx; the Dockerfile needs nothing BuildKit-only.
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 
@@ -118,7 +116,8 @@ for name in AZURE_STORAGE_CONNECTION_STRING AZURE_STORAGE_SAS_TOKEN AZURE_STORAG
   AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL; do
   [ -n "${!name:-}" ] && store_env+=(--env "$name")
 done
-serving_run=(docker run --rm --network "${APP_CI_NETWORK:-host}" --user "$(id -u):$(id -g)" "${store_env[@]}")
+serving_run=(docker run --rm --network "${APP_CI_NETWORK:-host}" --user "$(id -u):$(id -g)" --read-only
+  --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges "${store_env[@]}")
 
 baked_ref=""
 if [ -n "$model_uri" ]; then
@@ -162,13 +161,13 @@ fi
 
 # --- push ----------------------------------------------------------------------------------------
 say "login: $registry as $REGISTRY_USERNAME"
-printf '%s' "$REGISTRY_PASSWORD" | docker login --username "$REGISTRY_USERNAME" --password-stdin "$registry" \
+printf '%s' "$REGISTRY_PASSWORD" | docker --config "$push_config" login --username "$REGISTRY_USERNAME" --password-stdin "$registry" \
   >"$work/login.log" 2>&1 \
   || fail "login: docker login to $registry as $REGISTRY_USERNAME was refused ($(grep -v '^WARNING' "$work/login.log" | tail -n 1)): check REGISTRY_USERNAME and REGISTRY_PASSWORD (a token with push rights); nothing was pushed"
 
 pushed_digest() {  # push $1; print its manifest digest, as the registry computed it
   local out
-  out=$(docker push "$1" 2>&1) || { echo "$out" >&2; return 1; }
+  out=$(docker --config "$push_config" push "$1" 2>&1) || { echo "$out" >&2; return 1; }
   echo "$out" >&2
   sed -n 's/.*digest: \(sha256:[0-9a-f]\{64\}\).*/\1/p' <<<"$out" | tail -n 1
 }

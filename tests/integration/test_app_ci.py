@@ -154,7 +154,10 @@ def test_release_pushes_the_tested_image_and_a_baked_variant_that_serves(  # noq
     local_tags: list[str],
     tmp_path: Path,
 ) -> None:
-    run = run_ci(registry_basic, serving_image, app_repo, MODEL_URI=azure_container.uri("iris"), **azure_container.env)
+    runner_config = tmp_path / "runner-docker-config"  # the CI runner's own Docker config
+    runner_config.mkdir()
+    run = run_ci(registry_basic, serving_image, app_repo, MODEL_URI=azure_container.uri("iris"),
+                 DOCKER_CONFIG=str(runner_config), **azure_container.env)  # fmt: skip
     out = run.outputs
     local_tags += [out.get("image", "").partition("@")[0], out.get("baked_image", "").partition("@")[0]]
     assert run.code == 0, run.stderr[-4000:]
@@ -163,6 +166,7 @@ def test_release_pushes_the_tested_image_and_a_baked_variant_that_serves(  # noq
     # No secret in what CI would log.
     for secret in (PUSHER[1], azure_container.env["AZURE_STORAGE_CONNECTION_STRING"].split("AccountKey=")[1][:20]):
         assert secret not in run.stdout + run.stderr
+    assert list(runner_config.iterdir()) == []  # the push login never outlives the run
 
     # The pushed image is in the registry under the printed digest; anonymous is refused.
     image, digest = out["image"].split("@")
