@@ -186,6 +186,7 @@ def test_release_pushes_the_tested_image_and_a_baked_variant_that_serves(  # noq
 
     # Pulled back from the registry, the baked image serves the model from its own file system, as a pod runs it.
     pull_back(registry_basic, out["baked_image"], tmp_path / "docker-config")
+    local_tags.append(out["baked_image"])  # pulled by digest: removed by digest
     container = run_container(
         "--user", "1000:1000", "--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL",
         "--publish", "127.0.0.1::8080", out["baked_image"],
