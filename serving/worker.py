@@ -16,7 +16,10 @@ What this worker does differently (everything else is gthread's):
 - Once a thread has a request, reading it (the head's remainder, the body, a chunked body) has a
   deadline of `read_timeout` seconds in all, not per read: a client trickling a large body holds
   a thread for at most that long. A read past the deadline raises `TimeoutError` in the app
-  (answered 408 by `routes.read_body`) or in gunicorn's parser (the connection is closed).
+  (answered 408 by `routes.read_body`) or in gunicorn's parser (the connection is closed). Sending
+  the response is bounded by `read_timeout` too (`SO_SNDTIMEO`), for clients that never read it.
+- A head asking for `Expect: 100-continue` is answered `100 Continue` from the poller, so that the
+  client sends its body (curl waits a second for it otherwise).
 
 What it does not do: limit connections per client (a load balancer's job); gunicorn's
 `worker_connections` still caps connections per worker.
@@ -28,6 +31,7 @@ import contextlib
 import re
 import selectors
 import socket
+import struct
 import time
 from collections import deque
 from functools import partial
@@ -39,6 +43,14 @@ from gunicorn.workers.gthread import ThreadWorker
 GATE_BYTES = 64 * 1024  # bytes of a request buffered in the poller before a thread takes it
 _HEAD_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.IGNORECASE)
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def expects_continue(data: bytes | bytearray) -> bool:
+    """Whether a complete head asks for `100 Continue` before its body (curl does for bodies over 1 KiB)."""
+    end = data.find(_HEAD_END)
+    return end >= 0 and _EXPECT_CONTINUE.search(bytes(data[: end + 2])) is not None
 
 
 def buffered_enough(data: bytes | bytearray, *, gate_bytes: int = GATE_BYTES) -> bool:
@@ -102,6 +114,9 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return  # another worker took it, or the client gave up
         self.nr_conns += 1
+        # Sending a response is bounded by the kernel (a client that never reads it), set once here.
+        seconds = int(self.read_timeout)
+        client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
         conn = http_conn(self.cfg, client_sock, client_addr, listener.getsockname())
         self._gate(conn)
 
@@ -113,42 +128,60 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def _gate(self, conn: Any) -> None:
         conn.buffered = bytearray()
+        conn.continued = False  # `100 Continue` sent for this request
+        conn.gone = False  # the client closed or broke the connection before its request was in
         conn.timeout = time.monotonic() + self.header_timeout
         if self._read_available(conn):
-            return
-        self.gated.append(conn)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_gated_readable, conn))
+            self.gated.append(conn)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_gated_readable, conn))
 
     def _on_gated_readable(self, conn: Any, client: Any) -> None:
-        if self._read_available(conn):
-            self.poller.unregister(client)
-            self.gated.remove(conn)
+        if self._read_available(conn, gated=True):
+            return  # still waiting for the rest of the request
+        self.poller.unregister(client)
+        self.gated.remove(conn)
+        self._leave_gate(conn)
 
-    def _read_available(self, conn: Any) -> bool:
-        """Read what the client has sent, without blocking; True once the connection left the gate."""
-        try:
-            while True:
-                data = conn.sock.recv(GATE_BYTES - len(conn.buffered))
-                if not data:  # the client closed before completing its request
-                    self._close(conn)
-                    return True
-                conn.buffered += data
-                if len(conn.buffered) >= GATE_BYTES:
-                    break
+    def _read_available(self, conn: Any, *, gated: bool = False) -> bool:
+        """Read what the client has sent, without blocking; True while its request is still incomplete.
+
+        A connection that is done waiting (complete, closed, broken) is handed on or closed here,
+        after `_on_gated_readable` took it off the poller (`gated`).
+        """
+        try:  # one read per readiness event: what is not here yet makes the socket readable again
+            data = conn.sock.recv(GATE_BYTES - len(conn.buffered))
         except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self._close(conn)
             return True
-        if not buffered_enough(conn.buffered):
-            return False
+        except OSError:
+            gone = True
+        else:
+            gone = not data  # the client closed before completing its request
+            conn.buffered += data
+        if gone:
+            conn.gone = True
+        elif not buffered_enough(conn.buffered):
+            if not conn.continued and expects_continue(conn.buffered):
+                # The client waits for this before sending its body (gunicorn would send it only
+                # once a thread has the request); a second 100 later is allowed by HTTP/1.1.
+                conn.continued = True
+                with contextlib.suppress(OSError):  # a broken socket shows at the next read
+                    conn.sock.send(CONTINUE)
+            return True
+        if not gated:
+            self._leave_gate(conn)
+        return False
+
+    def _leave_gate(self, conn: Any) -> None:
+        """A thread for a buffered request; the end for a connection the client closed or broke."""
+        if conn.gone:
+            self._close(conn)
+            return
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
         conn.parser.unreader.unread(bytes(conn.buffered))
         conn.buffered = bytearray()
         conn.data_ready = True
         self.enqueue_req(conn)
-        return True
 
     def _close(self, conn: Any) -> None:
         self.nr_conns -= 1
@@ -171,11 +204,6 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
             raw = unreader.sock.sock if isinstance(unreader.sock, DeadlineSocket) else unreader.sock
             unreader.sock = DeadlineSocket(raw, time.monotonic() + self.read_timeout)
         return super().handle(conn)
-
-    def handle_request(self, req: Any, conn: Any) -> Any:
-        """gthread's, with sending the response bounded too (a client that never reads it)."""
-        conn.sock.settimeout(self.read_timeout)
-        return super().handle_request(req, conn)
 
 
 def gated_worker(*, header_timeout: float, read_timeout: float) -> type[GatedThreadWorker]:

@@ -220,3 +220,23 @@ def test_many_tiny_json_containers_are_refused_before_parsing(server: ServeProce
     assert_client_error(exchange(server, post("/score", score)), 400, "too many")
     assert worker_rss_kib(server) - before < 50_000, "a worker's peak memory grew by more than 50 MB"
     assert_healthy(server)
+
+
+def test_a_client_expecting_100_continue_gets_it_at_once(server: ServeProcess, iris: Iris) -> None:
+    """curl sends `Expect: 100-continue` for bodies over 1 KiB and waits for the go-ahead."""
+    row = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [150, 4], "data": iris.features.tolist()}]}
+    body = json.dumps(row).encode()
+    head = f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(head.encode() + b"Connection: close\r\n\r\n")
+        sock.settimeout(2)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.settimeout(10)
+        sock.sendall(body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    final = data[data.index(b"HTTP/1.1 2") :] if b"HTTP/1.1 2" in data else data
+    assert final.startswith(b"HTTP/1.1 200 "), data[:300]
+    reply = json.loads(final.partition(b"\r\n\r\n")[2])
+    assert reply["outputs"][0]["data"] == iris.estimator.predict(iris.features).tolist()
