@@ -18,8 +18,9 @@ import shutil
 import statistics
 import subprocess
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +155,9 @@ def combine(server: str, model: str, rounds: list[dict[str, Any]]) -> LoadResult
 Starter = Callable[[VersionDir, str, int, Path], Server]
 
 
-def starters(baseline: Baseline | None = None) -> dict[str, Starter]:
-    """Each server under test: how to start it on a model of a given format (`ours-before`: `baseline`)."""
+def starters(baseline: Baseline | None = None, also: Sequence[Baseline] = ()) -> dict[str, Starter]:
+    """Each server under test: how to start it on a model of a given format (`ours-before`: `baseline`,
+    `ours@REV`: each of `also`, more revisions measured in the same rounds)."""
     found: dict[str, Starter] = {
         "ours": lambda model, fmt, workers, logs: start_ours(model, workers=workers, logs=logs, tag=fmt),
         "kserve": lambda model, fmt, workers, logs: start_kserve(
@@ -169,7 +171,13 @@ def starters(baseline: Baseline | None = None) -> dict[str, Starter]:
         found["ours-before"] = lambda model, fmt, workers, logs: start_ours(
             model, workers=workers, logs=logs, tag=fmt, baseline=baseline
         )
+    for extra in also:
+        found[f"ours@{extra.rev}"] = partial(_start_revision, extra)
     return found
+
+
+def _start_revision(revision: Baseline, model: VersionDir, fmt: str, workers: int, logs: Path) -> Server:
+    return start_ours(model, workers=workers, logs=logs, tag=fmt, baseline=revision)
 
 
 def run_inference(
@@ -179,6 +187,7 @@ def run_inference(
     scratch: Path,
     only: list[str] | None = None,
     baseline: Baseline | None = None,
+    also: Sequence[Baseline] = (),
 ) -> list[LoadResult]:
     """Per model: start every server, then measure them in interleaved rounds.
 
@@ -188,7 +197,7 @@ def run_inference(
     """
     results: list[LoadResult] = []
     for model_format, model in models.items():
-        table = starters(baseline)
+        table = starters(baseline, also)
         names = [name for name in table if not only or name in only]
         servers = {name: table[name](model, model_format, settings.workers, scratch / "logs") for name in names}
         try:

@@ -3,6 +3,7 @@
     hack/bench-serving.sh                # or: .venv/bin/python -m benchmarks.serving.run
     .venv/bin/python -m benchmarks.serving.run --only inference --seconds 10
     hack/bench-serving.sh --baseline 09de185        # adds `ours-before` rows: that revision of serving/
+    hack/bench-serving.sh --only inference --servers ours --baseline af021d5 --also 7262238   # + `ours@7262238`
 
 Raw results go to `benchmarks/results/serving-<UTC time>.json` (gitignored); the tables are printed
 as Markdown, ready for benchmarks/README.md. The competitors' virtualenvs are created on first use
@@ -42,6 +43,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fetch-repeats", type=int, default=2)
     parser.add_argument("--fetch-tunings", default="", help="extra rows of ours, e.g. 4x4,16x4 (CHUNK_MIBxWORKERS)")
     parser.add_argument("--baseline", help="git revision of serving/ to run beside the current one (ours-before)")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="REV", help="inference only: more revisions as `ours@REV` rows"
+    )
     return parser.parse_args()
 
 
@@ -66,12 +70,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="modelapp-bench-") as scratch_name:
         scratch = Path(scratch_name)
         before = export(args.baseline, scratch / "baseline") if args.baseline else None
+        also = [export(rev, scratch / f"also-{rev}") for rev in args.also]
         if servers and before is not None:
             servers.append("ours-before")
+        if servers:
+            servers += [f"ours@{rev}" for rev in args.also]
         if "inference" in parts:
             print("inference", flush=True)
             runs = inference.run_inference(
-                iris_versions(scratch), settings=settings, scratch=scratch, only=servers, baseline=before
+                iris_versions(scratch), settings=settings, scratch=scratch, only=servers, baseline=before, also=also
             )
             report["inference"] = inference.as_rows(runs)
         if "fetch" in parts:

@@ -142,7 +142,7 @@ def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str, baselin
         "--sha256",
         model.digest,
     ]
-    name = f"ours-{tag}" if baseline is None else f"ours-before-{tag}"
+    name = f"ours-{tag}" if baseline is None else f"ours-{baseline.rev}-{tag}"
     env = None if baseline is None else baseline.env()
     return _start(name, command, port=port, logs=logs, cwd=model.path.parent, env=env)
 
