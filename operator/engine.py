@@ -18,8 +18,11 @@ Engine at startup, keep it in kopf's memo, and hand it every event.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -35,9 +38,9 @@ from modelapp_operator.names import (
     ROLLED_BACK,
     now,
 )
-from modelapp_operator.revisions import parse_revisions
+from modelapp_operator.revisions import Pair, parse_revisions
 from modelapp_operator.settings import OperatorConfig
-from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
+from modelapp_operator.spec import InvalidSpec, ModelAppSpec, SmokeTest, check_name, parse_spec
 from modelapp_operator.turns import Turns
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -46,6 +49,12 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 #: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that
 #: became available would wait for all of them before its ModelApp could say Ready.
 CHILD_THREADS = 16
+#: Smoke tests run in a pool of their own, never in a pass: a pass only starts one and reads its verdict
+#: once it is in. So the pods of one app (the tenant's code) can hold at most one of these threads for at
+#: most `smoke.BUDGET_SECONDS`, and never a kopf worker, a child thread or another app's turn.
+SMOKE_THREADS = 4
+SMOKE_RETRY_SECONDS = 5.0
+SmokeCheck = Callable[[str, str, SmokeTest, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
 #: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
 CONFLICT_RETRY_SECONDS = 60
 
@@ -75,12 +84,17 @@ def controller_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
 class Engine:
     """The operator's state for one process: what it knows (`store`), whose turn it is, its child threads."""
 
-    def __init__(self, config: OperatorConfig, *, smoke_transport: smoke.TransportFor = smoke.proxy_transport) -> None:
+    def __init__(self, config: OperatorConfig, *, smoke_check: SmokeCheck = smoke.check_pods) -> None:
         self.config = config
         self.store = cache.Store()
         self.turns = Turns()
         self.child_pool = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
-        self.smoke_transport = smoke_transport
+        self.smoke_pool = ThreadPoolExecutor(max_workers=SMOKE_THREADS, thread_name_prefix="modelapp-smoke")
+        self.smoke_transport = smoke.TRANSPORTS[config.smoke_transport]
+        self._smoke_check = smoke_check
+        self._smoke_lock = threading.Lock()
+        #: (namespace, name, pair) -> None while its check runs, then its verdict until a pass records it.
+        self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
 
@@ -125,7 +139,7 @@ class Engine:
             return
         try:
             observed = self._child(app, "Deployment", miss=reason != "create")
-            decision = self._decide(app, spec, observed)
+            decision = self._decide(app, spec, observed, logger)
             applied_spec = decision.effective.apply_to(spec)
             stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
             deployment = stored.get("Deployment", observed)
@@ -167,17 +181,51 @@ class Engine:
             self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], new))
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
-    def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec,
-                deployment: Mapping[str, Any] | None) -> rollout.Decision:  # fmt: skip
+    def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None,
+                logger: Logger) -> rollout.Decision:  # fmt: skip
         meta = app["metadata"]
         seen = rollout.Observation(spec=spec, revisions=parse_revisions(app.get("status")), deployment=deployment,
                                    annotations=meta.get("annotations") or {}, now=now())  # fmt: skip
         decision = rollout.decide(seen)
         test = spec.rollout.smoke_test
         if decision.smoke_due and test is not None:
-            verdict = smoke.check_pods(meta["name"], meta["namespace"], test, decision.effective, self.smoke_transport)
+            verdict = self.smoke_verdict(meta["name"], meta["namespace"], test, decision.effective, logger)
             decision = rollout.decide(seen.with_smoke(verdict)) if verdict else decision
         return decision
+
+    def smoke_verdict(self, name: str, namespace: str, test: SmokeTest, pair: Pair,
+                      logger: Logger) -> rollout.SmokeVerdict | None:  # fmt: skip
+        """The verdict of the smoke test of `pair` once it is in (handed out once: the pass records it in
+        status.revisions); until then None, and a check is started in the smoke pool if none runs. When it
+        ends, a pass of this ModelApp is asked for, which reads the verdict here."""
+        key = (namespace, name, pair)
+        with self._smoke_lock:
+            if key in self._verdicts:
+                verdict = self._verdicts[key]
+                if verdict is not None:
+                    del self._verdicts[key]
+                return verdict
+            self._verdicts[key] = None
+
+        def check() -> None:
+            try:
+                verdict = self._smoke_check(name, namespace, test, pair, self.smoke_transport)
+            except Exception as exc:  # the API server could not list the pods: try again at the next pass
+                logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
+                verdict = None
+            with self._smoke_lock:
+                if verdict is None:
+                    self._verdicts.pop(key, None)  # no ready pod (yet): a pass in a few seconds starts it again
+                else:
+                    self._verdicts[key] = verdict
+            again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
+            if verdict is None:
+                threading.Timer(SMOKE_RETRY_SECONDS, contextvars.copy_context().run, [again]).start()
+            else:
+                again()
+
+        self.smoke_pool.submit(contextvars.copy_context().run, check)
+        return None
 
     def _owned(self, app: Mapping[str, Any], child: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """`child` when this ModelApp controls it (or it does not exist); NameTaken otherwise."""

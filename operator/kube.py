@@ -27,10 +27,12 @@ configuration (kubeconfig or in-cluster) is chosen once per process (`use_kubeco
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -238,22 +240,46 @@ def patch(kind: str, name: str, namespace: str | None, body: Mapping[str, Any]) 
     return _call("PATCH", _path(kind, name, namespace), body=dict(body), content_type="application/merge-patch+json")
 
 
-def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *,
-                   timeout: float) -> tuple[int, bytes]:  # fmt: skip
+def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *, timeout: float,
+                   limit: int) -> tuple[int, bytes]:  # fmt: skip
     """POST JSON to a pod's port through the API server's pod proxy; (HTTP status, body bytes).
 
     The path is `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/<path>`: the operator needs no network route
-    to pod IPs, only RBAC `create` on `pods/proxy`.
+    to pod IPs, only RBAC `create` on `pods/proxy`. The answer is read as it streams, at most `limit`
+    bytes and within `timeout` seconds in all (a pod that trickles an endless answer cannot hold the
+    operator): past either, `ApiError` (status 0) says which.
     """
     api = api_client()
     url = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
     params = api.param_serialize("POST", url, header_params=headers, body=body, auth_settings=["BearerToken"])
+    deadline = time.monotonic() + timeout
+    response = None
     try:
         response = api.call_api(*params, _request_timeout=(min(timeout, 10.0), timeout))
-        response.read()  # type: ignore[no-untyped-call]
+        data = read_bounded(response.response.stream(64 * 1024), limit=limit, deadline=deadline)
     except ApiException as exc:
         raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
+    except ApiError:
+        raise
     except Exception as exc:  # urllib3 timeouts and connection errors
         raise ApiError(0, f"{type(exc).__name__}: {exc}") from None
-    return int(response.status), bytes(response.data or b"")
+    finally:
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.response.release_conn()
+    return int(response.status), data
+
+
+def read_bounded(chunks: Iterable[bytes], *, limit: int, deadline: float) -> bytes:
+    """Join streamed chunks, refusing more than `limit` bytes or a stream still going at `deadline`."""
+    parts: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(0, f"the answer is larger than {limit} bytes")
+        if time.monotonic() > deadline:
+            raise ApiError(0, "the answer did not end within its timeout")
+        parts.append(chunk)
+    return b"".join(parts)

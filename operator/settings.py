@@ -15,6 +15,9 @@ Environment (all optional except where noted in the chart):
   Not more: a reconcile that creates a Service waits for the API server's ClusterIP allocation, which gets
   slower the more run at once (1,000-app burst: 81 s with 32, 65 s with 12, 69 s with 6; a Service apply
   took 2.1 s, 0.58 s, 0.24 s). The API client's connection pool (`kube.POOL_SIZE`) is larger than both.
+- `MODELAPP_SMOKE_TRANSPORT` (default direct): how the smoke test reaches a new revision's pods: `direct`
+  (their IPs; the operator runs in the cluster's pod network, no RBAC on pods/proxy) or `proxy` (the API
+  server's pod proxy, for an operator outside the pod network; the chart then grants create on pods/proxy).
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
 """
 
@@ -52,6 +55,7 @@ class OperatorConfig:
     peering_lifetime: int = 30
     posting_level: str = "WARNING"
     workers: int = 12
+    smoke_transport: str = "direct"
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
@@ -73,6 +77,9 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     level = env.get("MODELAPP_POSTING_LEVEL", "WARNING").upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         raise ConfigError(f"MODELAPP_POSTING_LEVEL={level!r}: not a log level")
+    transport = env.get("MODELAPP_SMOKE_TRANSPORT", "direct")
+    if transport not in {"direct", "proxy"}:
+        raise ConfigError(f"MODELAPP_SMOKE_TRANSPORT={transport!r}: use direct (pod IPs) or proxy (the API server's)")
     namespaces = tuple(ns.strip() for ns in env.get("MODELAPP_NAMESPACES", "").split(",") if ns.strip())
     return OperatorConfig(
         serving_image=env.get("MODELAPP_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
@@ -85,4 +92,5 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         peering_lifetime=_int(env, "MODELAPP_PEERING_LIFETIME", 30, 15, 600),
         posting_level=level,
         workers=_int(env, "MODELAPP_WORKERS", 12, 1, 60),
+        smoke_transport=transport,
     )

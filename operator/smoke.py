@@ -3,16 +3,22 @@
 `check_pods` is what the engine calls: it finds up to `PODS` ready pods of the new pair and asks each.
 `request_for` and `judge` are pure (spec in, request/verdict out). `run` sends the request through a
 `Transport` — a callable `(path, json body, timeout) -> (HTTP status, body bytes)` — so the same code
-talks to a pod through the API server's pod proxy in the operator (`pod_transport`, docs/rollouts.md)
-and to a `modelapp-serving serve` process on 127.0.0.1 in the tests (`http_transport`).
+talks to a pod straight at its IP (`direct_transport`, the default), through the API server's pod proxy
+(`proxy_transport`, for an operator outside the cluster's pod network), and to a `modelapp-serving serve`
+process on 127.0.0.1 in the tests (`http_transport`).
 A transport error counts as a failed answer after `attempts` tries: a pod that passed its readiness probe
 but cannot answer one request is not a good revision.
+
+The tenant owns the app image, so the pod's answer is hostile input: it is read at most `MAX_ANSWER`
+bytes, and the whole check of one revision ends within `BUDGET_SECONDS` however slowly its pods answer
+(a verdict that says so), so no app can hold the operator's threads or memory.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,10 +29,14 @@ from modelapp_operator.rollout import SmokeVerdict
 from modelapp_operator.spec import SmokeTest
 
 Transport = Callable[[str, Mapping[str, Any], float], tuple[int, bytes]]
-#: How the smoke test reaches a pod: (namespace, pod name) -> transport.
-TransportFor = Callable[[str, str], Transport]
+#: How the smoke test reaches a pod: (namespace, the pod as listed) -> transport.
+TransportFor = Callable[[str, Mapping[str, Any]], Transport]
 #: At most this many ready pods of a new revision get the golden request.
 PODS = 3
+#: The most of a pod's answer that is read (a golden answer is a few hundred bytes).
+MAX_ANSWER = 1024 * 1024
+#: The whole check of one revision, every pod and attempt included, ends within this many seconds.
+BUDGET_SECONDS = 60.0
 
 
 class TransportError(RuntimeError):
@@ -104,13 +114,21 @@ def _mismatch(got: Sequence[Any], want: Sequence[float], tolerance: float) -> st
     return None
 
 
-def run(test: SmokeTest, model: str, transport: Transport, *, attempts: int = 3) -> SmokeVerdict:
-    """Send the golden request; transport errors are retried, then count as a failure."""
+def run(test: SmokeTest, model: str, transport: Transport, *, attempts: int = 3,
+        deadline: float | None = None) -> SmokeVerdict:  # fmt: skip
+    """Send the golden request; transport errors are retried, then count as a failure. `deadline`
+    (time.monotonic()) bounds every attempt together."""
     path, body = request_for(test, model)
     error = ""
-    for _ in range(attempts):
+    for tried in range(attempts):
+        timeout = float(test.timeout_seconds)
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic())
+            if timeout <= 0:
+                return SmokeVerdict(False, f"no answer within the smoke test's budget of {BUDGET_SECONDS:g} s "
+                                           f"after {tried} attempt(s): {error or 'too slow'}")  # fmt: skip
         try:
-            status, data = transport(path, body, float(test.timeout_seconds))
+            status, data = transport(path, body, timeout)
         except TransportError as exc:
             error = str(exc)
             continue
@@ -125,50 +143,72 @@ def _is_ready(pod: Mapping[str, Any]) -> bool:
     )
 
 
-def ready_pods(name: str, namespace: str, pair: Pair) -> list[str]:
+def ready_pods(name: str, namespace: str, pair: Pair) -> list[Mapping[str, Any]]:
     """Ready pods whose template annotations name `pair` (pods carry their template's annotations)."""
     pods = kube.list_objects("Pod", namespace, selector=selector(name))
-    return [p["metadata"]["name"] for p in pods
-            if Pair.from_template({"spec": {"template": p}}) == pair and _is_ready(p)]  # fmt: skip
+    return [p for p in pods if Pair.from_template({"spec": {"template": p}}) == pair and _is_ready(p)]
 
 
 def check_pods(name: str, namespace: str, test: SmokeTest, pair: Pair,
                transport_for: TransportFor) -> SmokeVerdict | None:  # fmt: skip
-    """The golden request to up to PODS ready pods of `pair`; None when none is ready (yet)."""
+    """The golden request to up to PODS ready pods of `pair`, all within BUDGET_SECONDS; None when no pod
+    is ready (yet)."""
+    deadline = time.monotonic() + BUDGET_SECONDS
     pods = ready_pods(name, namespace, pair)[:PODS]
     for pod in pods:
-        verdict = run(test, name, transport_for(namespace, pod))
+        verdict = run(test, name, transport_for(namespace, pod), deadline=deadline)
         if not verdict.passed:
-            return SmokeVerdict(False, f"pod {pod}: {verdict.message}")
+            return SmokeVerdict(False, f"pod {pod['metadata']['name']}: {verdict.message}")
     return SmokeVerdict(True, f"{len(pods)} pod(s) answered as expected") if pods else None
 
 
-def proxy_transport(namespace: str, pod: str) -> Transport:
-    """The serving port of a pod, through the API server's pod proxy (the operator's way)."""
-    return pod_transport(namespace, pod, PORT)
+def direct_transport(namespace: str, pod: Mapping[str, Any]) -> Transport:
+    """Straight to the pod's IP and serving port (the default: no RBAC on pods/proxy needed, but the
+    operator must reach the pod network, as it does when it runs in the cluster)."""
+    ip = str((pod.get("status") or {}).get("podIP") or "")
+    if not ip:
+        def unreachable(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+            raise TransportError(f"pod {namespace}/{pod['metadata']['name']} has no IP yet")
+
+        return unreachable
+    host = f"[{ip}]" if ":" in ip else ip
+    return http_transport(f"http://{host}:{PORT}")
+
+
+def proxy_transport(namespace: str, pod: Mapping[str, Any]) -> Transport:
+    """The serving port of a pod, through the API server's pod proxy (needs `create` on `pods/proxy`)."""
+    return pod_transport(namespace, str(pod["metadata"]["name"]), PORT)
 
 
 def pod_transport(namespace: str, pod: str, port: int) -> Transport:
-    """Through the API server's pod proxy (what the operator uses; needs `create` on `pods/proxy`)."""
+    """Through the API server's pod proxy."""
 
     def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
         try:
-            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout)
+            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout, limit=MAX_ANSWER)
         except kube.ApiError as exc:
             raise TransportError(str(exc)) from None
 
     return send
 
 
+TRANSPORTS: dict[str, TransportFor] = {"direct": direct_transport, "proxy": proxy_transport}
+
+
 def http_transport(base_url: str) -> Transport:
-    """Straight to a server (tests: a `modelapp-serving serve` on 127.0.0.1)."""
+    """Straight to a server: a pod's IP, or in the tests a `modelapp-serving serve` on 127.0.0.1. The answer
+    is streamed, at most MAX_ANSWER bytes, and must end within `timeout` in all (a trickle cannot hold it)."""
     import requests
 
     def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+        deadline = time.monotonic() + timeout
         try:
-            response = requests.post(base_url.rstrip("/") + path, json=dict(body), timeout=timeout)
+            with requests.post(base_url.rstrip("/") + path, json=dict(body), timeout=timeout, stream=True) as answer:
+                data = kube.read_bounded(answer.iter_content(64 * 1024), limit=MAX_ANSWER, deadline=deadline)
+                return answer.status_code, data
         except requests.RequestException as exc:
             raise TransportError(f"{type(exc).__name__}: {exc}") from None
-        return response.status_code, response.content
+        except kube.ApiError as exc:
+            raise TransportError(str(exc).removeprefix("HTTP 0: ")) from None
 
     return send
