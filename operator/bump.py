@@ -54,7 +54,7 @@ from modelapp_operator.names import (
     now,
 )
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
-from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image
+from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image, parse_trusted_realms
 from modelapp_operator.revisions import Revision, parse_revisions
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
 from modelapp_serving.stores import Store, StoreError, open_store
@@ -430,6 +430,12 @@ def add_parsers(subparsers: Any) -> None:
         "--insecure-registry", action="append", default=[], help="Registry host reached over plain HTTP (repeatable)."
     )
     parser.add_argument(
+        "--trusted-realm", action="append", default=_env_list("MODELAPP_BUMP_TRUSTED_REALMS"), metavar="REGISTRY=HOST",
+        help="A token-service host that REGISTRY may send the bump's login to, besides its own host and Docker "
+        "Hub's (repeatable; also $MODELAPP_BUMP_TRUSTED_REALMS), e.g. registry.gitlab.com=gitlab.com "
+        "(docs/registry-trust.md).",
+    )  # fmt: skip
+    parser.add_argument(
         "--trusted-store", action="append", default=_env_list("MODELAPP_BUMP_TRUSTED_STORES"), metavar="URI_PREFIX",
         help="A store (URI prefix, e.g. azureblob://models) that apps naming no credentialsSecret may read with "
         "the bump's own credentials or identity (repeatable; also $MODELAPP_BUMP_TRUSTED_STORES, comma-separated). "
@@ -445,9 +451,15 @@ def _env_list(name: str) -> list[str]:
 def main(args: argparse.Namespace) -> int:
     try:
         config = DockerConfig.load(args.docker_config)
+        try:
+            realms = parse_trusted_realms(args.trusted_realm)
+        except ValueError as exc:
+            print(f"modelapp bump: --trusted-realm: {exc}", file=sys.stderr)
+            return 1
         kube.use_kubeconfig(args.kubeconfig)
         namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace())
-        registry = RegistryClient(config=config, timeout=args.registry_timeout, insecure=args.insecure_registry)
+        registry = RegistryClient(config=config, timeout=args.registry_timeout, insecure=args.insecure_registry,
+                                  trusted_realms=realms)  # fmt: skip
         outcome = run_bump(namespace=namespace, dry_run=args.dry_run, registry=registry,
                            trusted_stores=args.trusted_store)  # fmt: skip
     except (RegistryError, OSError) as exc:
