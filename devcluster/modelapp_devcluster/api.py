@@ -71,6 +71,8 @@ class ApiClient:
         """
         try:
             resp = self.request("GET", "/readyz?verbose")
+        except ssl.SSLCertVerificationError as err:  # e.g. "IP address mismatch, certificate is not valid for ..."
+            return f"TLS to {self._host}:{self._port} failed: {err.verify_message or err.reason}"
         except ssl.SSLError as err:
             return f"TLS to {self._host}:{self._port} failed: {err.reason or err}"
         except OSError as err:

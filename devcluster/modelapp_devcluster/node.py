@@ -115,6 +115,7 @@ class RealNode:
         bins = node_build.ensure_node_binaries(report=report)
         timings.measure("binaries", started)
         started = time.monotonic()
+        self._restart_stale(control, report)
         self._write_files(control)
         node_host.ensure_sysctls()
         net = ipaddress.ip_network(self.settings.pod_subnet)
@@ -130,6 +131,16 @@ class RealNode:
             timings.measure(name, started)
         report(f"node {self.settings.name} Ready at {self.settings.node_ip} ({_fmt(timings.steps)})")
         return timings
+
+    def _restart_stale(self, control: ControlPlane, report: Report) -> None:
+        """Stop kubelet or kube-proxy when they run against another API server than this control plane's."""
+        servers = {"kubelet": _kubeconfig_server(self.paths.kubelet_kubeconfig),
+                   "kube-proxy": _kubeconfig_server(self.paths.proxy_kubeconfig)}
+        running = {part for part in servers if self.procs.alive(part)}
+        for part in node_config.stale_parts(servers, control.server, running):
+            report(f"node: {part} runs against {servers[part]}, the control plane is at {control.server}: "
+                   "restarting it")
+            self.procs.stop(part)
 
     def _check_ports(self) -> None:
         """Every address a part that is not running yet listens on must be free: else one line naming each."""
@@ -330,6 +341,15 @@ def check_host() -> None:
 
 def _with_cluster_ranges(settings: NodeSettings, control: ControlPlane) -> NodeSettings:
     return dataclasses.replace(settings, service_cidr=control.service_cidr, cluster_cidr=control.pod_cidr)
+
+
+def _kubeconfig_server(path: Path) -> str | None:
+    """The API server a kubeconfig written by `_write_files` names (None when there is none)."""
+    try:
+        server = yaml.safe_load(path.read_text())["clusters"][0]["cluster"]["server"]
+    except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError):
+        return None
+    return server if isinstance(server, str) else None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -406,3 +406,13 @@ def subnet_conflicts(settings: NodeSettings, interfaces: Sequence[tuple[str, str
     pods = ipaddress.ip_network(settings.pod_subnet)
     return [f"{name} ({cidr})" for name, cidr in interfaces
             if name != settings.bridge and ipaddress.ip_interface(cidr).network.overlaps(pods)]
+
+
+def stale_parts(servers: Mapping[str, str | None], current: str, running: set[str]) -> list[str]:
+    """Running parts whose kubeconfig names another API server than `current` (pure).
+
+    After a killed run, or a control plane restarted on another port or address, kubelet and
+    kube-proxy may still run against the old one; `up` keeps running parts, so these must be
+    restarted, or the Node never turns Ready and `up` waits out its timeout.
+    """
+    return [part for part, server in servers.items() if part in running and server != current]

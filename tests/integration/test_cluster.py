@@ -11,6 +11,7 @@ so the shared one is never disturbed. Waits poll with deadlines.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -24,6 +25,7 @@ import pytest
 from kubernetes import client, config
 
 from modelapp_devcluster import ClusterError, LocalCluster, pki, processes
+from modelapp_devcluster.api import ApiClient
 from modelapp_devcluster.binaries import find_binary, run_go
 from modelapp_devcluster.layout import Settings
 from modelapp_devcluster.versions import ETCD, KUBERNETES
@@ -358,3 +360,21 @@ def test_an_address_not_on_this_machine_is_refused_before_anything_starts(tmp_pa
         cluster.up(timeout=30)
     assert str(exc.value) == "the API server would listen on 192.0.2.1, which is not an address of this machine"
     assert cluster.status().running == []
+
+
+def test_a_health_check_that_fails_says_what_it_saw(tmp_path: Path, kube_cluster: LocalCluster) -> None:
+    """What a timed-out `up` quotes: the real API server's TLS refusal, or a port where nothing listens."""
+    other_ca, _ = pki.make_ca("modelapp-local-ca", now=dt.datetime.now(dt.UTC))  # same name, other key
+    (tmp_path / "ca.crt").write_bytes(pki.cert_pem(other_ca))
+    layout = kube_cluster.layout
+    wrong = ApiClient(kube_cluster.server, ca=tmp_path / "ca.crt", cert=layout.cert("admin"), key=layout.key("admin"))
+    problem = wrong.readyz_problem()
+    assert problem is not None
+    assert problem.startswith(f"TLS to 127.0.0.1:{kube_cluster.server.rsplit(':', 1)[1]} failed: "), problem
+    assert "certificate" in problem, problem
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    nobody = ApiClient(f"https://127.0.0.1:{port}", ca=layout.cert("ca"))
+    assert nobody.readyz_problem() == f"127.0.0.1:{port}: Connection refused"
+    assert kube_cluster.admin_client().readyz_problem() is None

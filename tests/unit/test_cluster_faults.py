@@ -190,3 +190,11 @@ def test_another_network_over_the_pod_subnet_is_a_conflict_but_our_own_bridge_is
     interfaces = node_config.parse_ip_addr(IP_ADDR)
     assert node_config.subnet_conflicts(NodeSettings(), interfaces) == ["tun0 (10.244.0.130/25)"]
     assert node_config.subnet_conflicts(NodeSettings(), interfaces[:3]) == []  # a stale bridge of ours is reused
+
+
+def test_node_parts_left_running_against_another_api_server_are_restarted() -> None:
+    """A killed run, then a control plane on another port: kubelet must not keep talking to the old one."""
+    servers = {"kubelet": "https://10.244.0.1:41000", "kube-proxy": "https://10.244.0.1:42000"}
+    assert node_config.stale_parts(servers, "https://10.244.0.1:42000", {"kubelet", "kube-proxy"}) == ["kubelet"]
+    assert node_config.stale_parts(servers, "https://10.244.0.1:42000", {"kube-proxy"}) == []  # starts fresh anyway
+    assert node_config.stale_parts({"kubelet": None}, "https://10.244.0.1:42000", {"kubelet"}) == ["kubelet"]
