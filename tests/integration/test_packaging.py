@@ -73,6 +73,25 @@ def test_the_dev_cluster_wheel_carries_its_package_data(source_copy: Path, tmp_p
     assert "modelapp-cluster = modelapp_devcluster.cli:main" in scripts
 
 
+def test_the_installed_dev_cluster_finds_its_c_sources(source_copy: Path, tmp_path: Path) -> None:
+    """Installed from its wheel, away from this repository, the pause source is still found (no `hack/`)."""
+    _wheel(source_copy / "devcluster", tmp_path / "wheel")
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                              str(target), str(next((tmp_path / "wheel").glob("*.whl")))],
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert install.returncode == 0, install.stderr
+    code = ("import modelapp_devcluster, sys; from importlib import resources; "
+            "print(modelapp_devcluster.__file__); "
+            "print(len(resources.files('modelapp_devcluster').joinpath('data', 'pause', 'pause.c').read_text()))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False,
+                         cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    location, size = run.stdout.split()
+    assert Path(location).is_relative_to(target), f"imported from {location}, not from the installed wheel"
+    assert int(size) > 0
+
+
 def test_the_dev_cluster_never_imports_a_product() -> None:
     """A static check of every module: the dev cluster takes what it needs as parameters or its own constants."""
     offenders = []
