@@ -58,7 +58,7 @@ def _model_rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_a_tenant_never_reads_its_store_with_the_bumps_credentials(
-    kube_cluster: LocalCluster, namespace: str, azure_container: AzureContainer, tmp_path: Path
+    kube_cluster: LocalCluster, modelapp_crds: Path, namespace: str, azure_container: AzureContainer, tmp_path: Path
 ) -> None:
     kube.use_kubeconfig(str(kube_cluster.kubeconfig))
     store = open_store(azure_container.uri(), env=azure_container.env)
