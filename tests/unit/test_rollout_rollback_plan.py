@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from modelapp_operator.rollback import RollbackError, plan_rollback
 from modelapp_operator.names import ANN_RETRY, ANN_ROLLBACK
+from modelapp_operator.rollback import RollbackError, plan_rollback
 
 NOW = "2026-11-24T12:00:00Z"
 
