@@ -10,6 +10,12 @@ the *current* template by comparing those annotations.
 
 The manifests are the complete desired state for server-side apply under one field manager: a field
 we stop sending (e.g. the sha256 annotation after the pin is removed) is removed by the API server.
+
+`spec.pod` (service account, pull Secrets, node selection, extra labels and annotations) is added to the
+pod template only when set, so a ModelApp without it keeps the template it had, and an operator upgrade
+rolls nothing out. Its labels and annotations never replace ours (the spec refuses those keys, and ours
+are written last). A credentials Secret only ever reaches a container running the operator's serving
+image, never one running the tenant's app image (docs/identity.md).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from modelapp_operator.names import (
     LABEL_MANAGED_BY,
     MANAGER,
 )
-from modelapp_operator.spec import ModelAppSpec
+from modelapp_operator.spec import ModelAppSpec, PodSettings
 
 PORT = 8080
 MODEL_MOUNT = "/mnt/models"
@@ -122,9 +128,10 @@ def fetch_container(spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
     args = ["fetch", "--uri", spec.model.uri, "--version", spec.model.version, "--dest", MODEL_DIR]
     if spec.model.sha256:
         args += ["--sha256", spec.model.sha256]
+    image = spec.image if spec.model.uri.startswith("file://") else ctx.serving_image
     container: dict[str, Any] = {
         "name": "fetch-model",
-        "image": spec.image if spec.model.uri.startswith("file://") else ctx.serving_image,
+        "image": image,
         "command": ["modelapp-serving"],
         "args": args,
         # The one-line reason of a failed fetch (e.g. a digest mismatch) lands in the pod's status.
@@ -133,7 +140,9 @@ def fetch_container(spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
         "resources": _resources(spec),
         "volumeMounts": [{"name": "model", "mountPath": MODEL_MOUNT}, {"name": "tmp", "mountPath": TMP_MOUNT}],
     }
-    if spec.model.credentials_secret:
+    # The spec refuses a Secret with file://, but a spec rebuilt around a last-good pair (revisions.apply_to)
+    # skips validation: the tenant's own image must never hold a Secret, whatever the spec says.
+    if spec.model.credentials_secret and image == ctx.serving_image:
         container["envFrom"] = [{"secretRef": {"name": spec.model.credentials_secret}}]
     return container
 
@@ -194,9 +203,52 @@ def _probe(path: str, *, period: int, initial_delay: int = 0) -> dict[str, Any]:
     }
 
 
-def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
-    """Non-root, read-only, no service-account token (the app never talks to the API server)."""
+#: Pod annotations that keep the cloud-identity webhooks from giving the app container the identity's token
+#: and variables (Azure Workload Identity's list is `;`-separated, EKS's `,`-separated): only fetch-model
+#: needs the store. Written when a serviceAccountName is set; a pod annotation of the same key wins.
+IDENTITY_SKIP_APP = {
+    "azure.workload.identity/skip-containers": "app",
+    "eks.amazonaws.com/skip-containers": "app",
+}
+
+
+def template_metadata(name: str, spec: ModelAppSpec) -> dict[str, Any]:
+    """The pod template's labels and annotations: the tenant's (spec.pod) first, ours on top."""
+    pod = spec.pod or PodSettings()
+    skip = IDENTITY_SKIP_APP if pod.service_account_name else {}
     return {
+        "labels": {**(pod.labels or {}), **labels(name)},
+        "annotations": {**skip, **(pod.annotations or {}), **template_annotations(spec)},
+    }
+
+
+def _placement(pod: PodSettings | None) -> dict[str, Any]:
+    """The pod-spec fields of spec.pod that are set (none at all without it)."""
+    if pod is None:
+        return {}
+    out: dict[str, Any] = {}
+    if pod.service_account_name:
+        out["serviceAccountName"] = pod.service_account_name
+    if pod.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": secret} for secret in pod.image_pull_secrets]
+    if pod.node_selector:
+        out["nodeSelector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        out["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
+    if pod.affinity is not None:
+        affinity = pod.affinity.model_dump(by_alias=True, exclude_none=True)
+        out.update({"affinity": affinity} if affinity else {})
+    return out
+
+
+def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
+    """Non-root, read-only, no service-account token (the app never talks to the API server).
+
+    A serviceAccountName does not bring the token back: cloud identities (Azure Workload Identity, IRSA)
+    come as their own projected token, which their webhooks add, and no container gets a Kubernetes API token.
+    """
+    return {
+        **_placement(spec.pod),
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": {
@@ -225,7 +277,7 @@ def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildCo
             "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
             "revisionHistoryLimit": ctx.revision_history_limit,
             "template": {
-                "metadata": {"labels": labels(name), "annotations": template_annotations(spec)},
+                "metadata": template_metadata(name, spec),
                 "spec": pod_spec(name, spec, ctx),
             },
         },

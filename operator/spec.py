@@ -13,13 +13,15 @@ Field names are the CRD's camelCase names (aliases); Python attributes are snake
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
+from modelapp_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY
 from modelapp_operator.policies import PolicyError, compile_tag_filter
 
 # --- patterns shared with the CRD (the agreement test compares them literally) -------------------
@@ -40,8 +42,19 @@ MODEL_URI_PATTERN = (
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 #: The version digest: sha256 of the manifest's bytes, lowercase hex.
 SHA256_PATTERN = r"^[a-f0-9]{64}$"
-#: A Secret name (DNS-1123 subdomain).
+#: A Secret name (DNS-1123 subdomain); ServiceAccount names follow the same rule.
 SECRET_NAME_PATTERN = r"^[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?$"  # noqa: S105 (a name pattern, not a secret)
+#: A label or annotation key (a Kubernetes qualified name): [DNS-subdomain prefix/]name, the name at most
+#: 63 characters. The prefix's own limit (253) is checked apart (`KEY_PREFIX_TOO_LONG_RE2`).
+LABEL_KEY_PATTERN = (
+    r"^(?:[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_KEY_MAX_LENGTH = 317  # 253 (prefix) + "/" + 63 (name)
+#: A label value: empty, or at most 63 letters, digits, '-', '_', '.', alphanumeric at both ends.
+LABEL_VALUE_PATTERN = r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+#: What a key whose prefix is over 253 characters matches.
+KEY_PREFIX_TOO_LONG_RE2 = r"^[^/]{254,}/"
 #: A container environment variable name (what the API server accepts for env[].name).
 ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 #: `module.path:ClassName` for a user model class (MODELAPP_MODEL_CLASS).
@@ -78,6 +91,15 @@ LATEST_REFUSED = (
 )
 
 
+#: Why a `file://` model takes no credentials Secret (issue 10; the CRD says the same in a CEL rule on `model`):
+#: its fetch runs the tenant's own app image, which would then hold every key of whatever Secret of the
+#: namespace the ModelApp names, and could print one into the pod's status (FallbackToLogsOnError).
+FILE_MODEL_NO_CREDENTIALS = (
+    "credentialsSecret cannot be used with a file:// model: a model baked into the image needs no "
+    "credentials, and its fetch runs the app's own image, which is never given a Secret; remove credentialsSecret"
+)
+
+
 class ModelSource(_Model):
     """Where the model version lives and how to verify it (see docs/contracts.md)."""
 
@@ -92,6 +114,13 @@ class ModelSource(_Model):
         if version == "latest":
             raise ValueError(LATEST_REFUSED)
         return version
+
+    @field_validator("credentials_secret")
+    @classmethod
+    def _no_secret_for_baked_models(cls, secret: str | None, info: ValidationInfo) -> str | None:
+        if secret is not None and str(info.data.get("uri", "")).startswith("file://"):
+            raise ValueError(FILE_MODEL_NO_CREDENTIALS)
+        return secret
 
 
 class ServiceSpec(_Model):
@@ -205,6 +234,171 @@ class RolloutSpec(_Model):
     smoke_test: SmokeTest | None = None
 
 
+# --- where and as whom the pods run (spec.pod) --------------------------------------------------------
+
+#: The labels the operator puts on every pod (builders.labels): the first two are the Deployment's
+#: immutable selector, and the status layer finds a revision's pods by them.
+OUR_POD_LABELS = (
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+)
+#: Keys in the modelapp.io domain (and its subdomains) are the operator's: pod annotations there identify
+#: the revision being rolled out (names.ANN_*), and the status layer trusts them.
+OUR_DOMAIN_RE2 = r"^(?:[^/]*\.)?modelapp\.io/"
+
+POD_LABELS_RESERVED = (
+    "pod.labels cannot set app.kubernetes.io/instance, managed-by, name, component or part-of, nor any key "
+    "under modelapp.io/: the operator sets them (they select the pods and identify the revision); choose other keys"
+)
+POD_ANNOTATIONS_RESERVED = (
+    "pod.annotations cannot use the modelapp.io/ prefix (or a subdomain of it): those annotations are the "
+    "operator's and identify the revision being rolled out; choose another prefix"
+)
+BAD_KEYS = (
+    "every key must be a Kubernetes label key: [prefix/]name, the name at most 63 letters, digits, '-', '_' or '.' "
+    "(alphanumeric at both ends), the optional prefix a lowercase DNS subdomain of at most 253 characters"
+)
+TOLERATION_EXISTS_VALUE = "a toleration with operator Exists matches any value of its key: remove value, or use Equal"
+TOLERATION_SECONDS_NOEXECUTE = (
+    "tolerationSeconds applies only to effect NoExecute (how long the pod stays on a node tainted after it "
+    "started): set effect: NoExecute or remove tolerationSeconds"
+)
+TOLERATION_CONTROL_PLANE = "control-plane taints cannot be tolerated: model servers never run on control-plane nodes"
+#: Taint keys that mark control-plane nodes (the second is the pre-1.24 name, still set by some installers).
+CONTROL_PLANE_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+#: The affinity section is free-form below its three keys; its JSON may be at most this long.
+AFFINITY_MAX_BYTES = 16384
+
+
+def _cel_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
+_KEYS_RULE = f"self.all(k, k.matches(r'{LABEL_KEY_PATTERN}') && !k.matches(r'{KEY_PREFIX_TOO_LONG_RE2}'))"
+#: Every CEL rule (`x-kubernetes-validations`) of the CRD's spec, by path, with its message: the same
+#: refusals the validators below make. tests/unit/test_crd_agreement.py checks the CRD has exactly these.
+CRD_RULES: dict[str, list[tuple[str, str]]] = {
+    "model": [(r"!(has(self.credentialsSecret) && self.uri.startsWith('file://'))", FILE_MODEL_NO_CREDENTIALS)],
+    "model.version": [("self != 'latest'", LATEST_REFUSED)],
+    "pod.nodeSelector": [(_KEYS_RULE, BAD_KEYS)],
+    "pod.tolerations[]": [
+        ("!(self.key in " + _cel_list(CONTROL_PLANE_TAINTS) + ")", TOLERATION_CONTROL_PLANE),
+        (
+            "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            TOLERATION_EXISTS_VALUE,
+        ),
+        (
+            "!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+            TOLERATION_SECONDS_NOEXECUTE,
+        ),
+    ],
+    "pod.tolerations[].key": [(f"!self.matches(r'{KEY_PREFIX_TOO_LONG_RE2}')", BAD_KEYS)],
+    "pod.labels": [
+        (_KEYS_RULE, BAD_KEYS),
+        (f"!self.exists(k, k in {_cel_list(OUR_POD_LABELS)} || k.matches(r'{OUR_DOMAIN_RE2}'))", POD_LABELS_RESERVED),
+    ],
+    "pod.annotations": [
+        (_KEYS_RULE, BAD_KEYS),
+        (f"!self.exists(k, k.matches(r'{OUR_DOMAIN_RE2}'))", POD_ANNOTATIONS_RESERVED),
+    ],
+}
+
+
+def _prefix_fits(key: str) -> str:
+    if re.match(KEY_PREFIX_TOO_LONG_RE2, key):
+        raise ValueError(BAD_KEYS)
+    return key
+
+
+#: A label or annotation key; a label value; an annotation value (free text, bounded).
+LabelKey = Annotated[
+    str, Field(pattern=LABEL_KEY_PATTERN, max_length=LABEL_KEY_MAX_LENGTH), AfterValidator(_prefix_fits)
+]
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE_PATTERN, max_length=63)]
+AnnotationValue = Annotated[str, Field(max_length=4096)]
+
+
+class Toleration(_Model):
+    """A taint the pods tolerate (Kubernetes' Toleration, with a key always named)."""
+
+    key: LabelKey
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = Field(default=None, pattern=LABEL_VALUE_PATTERN, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0, le=31_536_000)
+
+    @field_validator("key")
+    @classmethod
+    def _not_the_control_plane(cls, key: str) -> str:
+        if key in CONTROL_PLANE_TAINTS:
+            raise ValueError(TOLERATION_CONTROL_PLANE)
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _no_value_with_exists(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and info.data.get("operator") == "Exists":
+            raise ValueError(TOLERATION_EXISTS_VALUE)
+        return value
+
+    @field_validator("toleration_seconds")
+    @classmethod
+    def _only_for_no_execute(cls, seconds: int | None, info: ValidationInfo) -> int | None:
+        if seconds is not None and info.data.get("effect") != "NoExecute":
+            raise ValueError(TOLERATION_SECONDS_NOEXECUTE)
+        return seconds
+
+
+class Affinity(_Model):
+    """Kubernetes' Affinity: its three keys are checked here, what is under them by the API server when the
+    Deployment is applied (a typo there is reported on the ModelApp, and what runs keeps running)."""
+
+    node_affinity: dict[str, Any] | None = None
+    pod_affinity: dict[str, Any] | None = None
+    pod_anti_affinity: dict[str, Any] | None = None
+
+    @field_validator("node_affinity", "pod_affinity", "pod_anti_affinity")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value)) > AFFINITY_MAX_BYTES:
+            raise ValueError(f"at most {AFFINITY_MAX_BYTES} bytes of JSON")
+        return value
+
+
+def _reserved_labels(labels: dict[str, str] | None) -> dict[str, str] | None:
+    if labels and any(k in OUR_POD_LABELS or re.match(OUR_DOMAIN_RE2, k) for k in labels):
+        raise ValueError(POD_LABELS_RESERVED)
+    return labels
+
+
+def _reserved_annotations(annotations: dict[str, str] | None) -> dict[str, str] | None:
+    if annotations and any(re.match(OUR_DOMAIN_RE2, k) for k in annotations):
+        raise ValueError(POD_ANNOTATIONS_RESERVED)
+    return annotations
+
+
+class PodSettings(_Model):
+    """Where and as whom the serving pods run: what a platform team sets per cluster, apart from what is
+    served. Every field goes into the pod template, so changing one rolls out a new ReplicaSet."""
+
+    service_account_name: str | None = Field(default=None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    image_pull_secrets: list[Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]] | None = Field(
+        default=None, max_length=16
+    )
+    node_selector: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
+    tolerations: list[Toleration] | None = Field(default=None, max_length=32)
+    affinity: Affinity | None = None
+    labels: Annotated[dict[LabelKey, LabelValue] | None, AfterValidator(_reserved_labels)] = Field(
+        default=None, max_length=32
+    )
+    annotations: Annotated[dict[LabelKey, AnnotationValue] | None, AfterValidator(_reserved_annotations)] = Field(
+        default=None, max_length=32
+    )
+
+
 class ModelAppSpec(_Model):
     """`spec` of a ModelApp: the code image, the model version and how to serve them."""
 
@@ -219,6 +413,7 @@ class ModelAppSpec(_Model):
     model_class: str | None = Field(default=None, pattern=MODEL_CLASS_PATTERN, max_length=256)
     updates: UpdatesSpec = Field(default_factory=UpdatesSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    pod: PodSettings | None = None
 
 
 class InvalidSpec(ValueError):
@@ -247,7 +442,9 @@ _PATTERN_HINTS = {
     MODEL_URI_PATTERN: "not a model location (azureblob://container/prefix, s3://bucket/prefix or file:///path)",
     VERSION_PATTERN: "not a version name (letters, digits, '.', '_', '-'; at most 128)",
     SHA256_PATTERN: "not a sha256 digest (64 lowercase hex characters)",
-    SECRET_NAME_PATTERN: "not a Secret name (DNS-1123 subdomain)",
+    SECRET_NAME_PATTERN: "not a valid name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.')",
+    LABEL_KEY_PATTERN: BAD_KEYS,
+    LABEL_VALUE_PATTERN: "not a label value (at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends)",
     ENV_NAME_PATTERN: "not an environment variable name",
     MODEL_CLASS_PATTERN: "not a model class (module.path:ClassName)",
     POLICY_PATTERN: "not an update policy (pinned, latest, numeric or semver:<range>)",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modelapp_operator import builders as b
-from modelapp_operator.spec import ModelAppSpec, parse_spec
+from modelapp_operator.spec import OUR_POD_LABELS, ModelAppSpec, PodSettings, parse_spec
 
 CTX = b.BuildContext(serving_image="registry.example.com/modelapp-serving:0.1.0")
 DIGEST = "ab" * 32
@@ -214,3 +214,118 @@ def test_drift_detects_edits(edit: Any) -> None:
     live = b.build_deployment("iris", "ml", _spec(), CTX)
     edit(live)
     assert b.drifted(dep, live)
+
+
+# --- spec.pod: where and as whom the pods run (issue 9) ---------------------------------------------------
+
+POD = {
+    "serviceAccountName": "iris-reader",
+    "imagePullSecrets": ["acr-pull"],
+    "nodeSelector": {"kubernetes.io/os": "linux", "agentpool": "gpu"},
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+                    {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "tolerationSeconds": 30}],
+    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                            "labelSelector": {"matchLabels": {"team": "ml"}}}}]}},
+    "labels": {"azure.workload.identity/use": "true", "team": "ml"},
+    "annotations": {"prometheus.io/scrape": "false"},
+}  # fmt: skip
+
+
+def test_pod_settings_reach_the_pod_template() -> None:
+    template = _template(_spec(pod=POD))
+    pod = template["spec"]
+    assert pod["serviceAccountName"] == "iris-reader"
+    assert pod["imagePullSecrets"] == [{"name": "acr-pull"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "agentpool": "gpu"}
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "node.kubernetes.io/unreachable", "operator": "Equal", "effect": "NoExecute", "tolerationSeconds": 30},
+    ]
+    assert pod["affinity"] == POD["affinity"]
+    assert template["metadata"]["labels"]["team"] == "ml"
+    assert template["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert template["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
+
+
+def test_a_service_account_brings_back_no_api_token() -> None:
+    pod = _pod(_spec(pod={"serviceAccountName": "iris-reader"}))
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["initContainers"] + pod["containers"]:
+        assert not any(m["mountPath"].startswith("/var/run/secrets") for m in container["volumeMounts"])
+    assert {v["name"] for v in pod["volumes"]} == {"model", "tmp"}
+
+
+def test_identity_webhooks_skip_the_app_container_unless_told_otherwise() -> None:
+    annotations = _template(_spec(pod={"serviceAccountName": "iris-reader"}))["metadata"]["annotations"]
+    assert annotations["azure.workload.identity/skip-containers"] == "app"
+    assert annotations["eks.amazonaws.com/skip-containers"] == "app"
+    theirs = _spec(
+        pod={"serviceAccountName": "iris-reader", "annotations": {"azure.workload.identity/skip-containers": ""}}
+    )
+    assert _template(theirs)["metadata"]["annotations"]["azure.workload.identity/skip-containers"] == ""
+
+
+def test_without_pod_settings_the_template_is_unchanged() -> None:
+    """An operator upgrade must not roll out every ModelApp: no spec.pod (or an empty one) adds nothing."""
+    bare = _template(_spec())
+    assert _template(_spec(pod={})) == bare
+    placement = {"serviceAccountName", "imagePullSecrets", "nodeSelector", "tolerations", "affinity"}
+    assert not placement & bare["spec"].keys()
+    assert set(bare["metadata"]["annotations"]) == {"modelapp.io/image", "modelapp.io/model-uri",
+                                                     "modelapp.io/model-version"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "pod",
+    [
+        {"serviceAccountName": "other"},
+        {"imagePullSecrets": ["other"]},
+        {"nodeSelector": {"agentpool": "cpu"}},
+        {"tolerations": [{"key": "dedicated", "value": "ml"}]},
+        {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}},
+        {"labels": {"team": "ml"}},
+        {"annotations": {"team": "ml"}},
+    ],
+)
+def test_every_pod_setting_changes_the_template(pod: dict[str, Any]) -> None:
+    assert _template(_spec(pod=pod)) != _template(_spec())
+
+
+def test_pod_labels_and_annotations_never_replace_ours() -> None:
+    """The spec refuses our keys; even a spec built without validation (model_copy) cannot replace them."""
+    spec = _spec()
+    hostile = spec.model_copy(update={"pod": PodSettings.model_construct(
+        labels={"app.kubernetes.io/instance": "other", "app.kubernetes.io/managed-by": "me"},
+        annotations={"modelapp.io/image": "evil:1", "modelapp.io/model-version": "666"})})  # fmt: skip
+    metadata = _template(hostile)["metadata"]
+    assert b.selector("iris").items() <= metadata["labels"].items()
+    assert metadata["annotations"]["modelapp.io/image"] == "registry.example.com/iris-app:1.4.2"
+    assert metadata["annotations"]["modelapp.io/model-version"] == "7"
+
+
+def test_our_labels_are_the_ones_the_spec_reserves() -> None:
+    assert set(b.labels("iris")) == set(OUR_POD_LABELS)
+
+
+# --- issue 10: a Secret never reaches the tenant's own image ---------------------------------------------
+
+
+def test_no_secret_reaches_a_container_running_the_app_image() -> None:
+    """The spec refuses credentialsSecret with file://, but a last-good pair is put in place by model_copy
+    (revisions.apply_to), which skips validation: the builder itself must keep the Secret out."""
+    spec = _spec(model={"uri": "azureblob://models/iris", "version": "7", "credentialsSecret": "blob"})
+    baked = spec.model_copy(update={"model": spec.model.model_copy(update={"uri": "file:///opt/models/iris"})})
+    pod = _pod(baked)
+    for container in pod["initContainers"] + pod["containers"]:
+        if container["image"] == baked.image:
+            assert "envFrom" not in container, container["name"]
+            assert all("valueFrom" not in e for e in container.get("env", [])), container["name"]
+    assert pod["initContainers"][0]["image"] == baked.image
+
+
+def test_the_serving_image_still_gets_the_named_secret() -> None:
+    spec = _spec(model={"uri": "s3://bucket/iris", "version": "7", "credentialsSecret": "s3"})
+    fetch = _pod(spec)["initContainers"][0]
+    assert fetch["image"] == CTX.serving_image and fetch["envFrom"] == [{"secretRef": {"name": "s3"}}]
+    assert "envFrom" not in _pod(_spec())["containers"][0]

@@ -1,10 +1,13 @@
 """The CRD's structural schema and the pydantic spec model describe the same thing.
 
 Design notes: both sides are normalised into one small shape (type, properties, required, enum,
-pattern, bounds, items) and compared node by node, so a field added, renamed or re-bounded on one side
+pattern, bounds, items, map values) and compared node by node, so a field added, renamed or re-bounded on one side
 only fails here with its path. Defaults are compared by behaviour: the CRD's defaults are applied to a
 minimal spec (as the API server would) and the result must equal what pydantic fills in. Also checked:
 every CRD field carries a description (`kubectl explain` reads them) and the CRD's shape is right.
+A structural schema cannot constrain a map's keys, so the CRD does it in CEL rules; those rules and their
+messages must be exactly `spec.CRD_RULES`, which is built from the patterns and messages the pydantic
+validators use, so a key rule or a refusal message changed on one side only fails here too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import yaml
 from modelapp_operator import spec as specmod
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "modelapp.io_modelapps.yaml"
-_CONSTRAINTS = ("pattern", "maxLength", "minimum", "maximum", "maxItems", "enum")
+_CONSTRAINTS = ("pattern", "maxLength", "minimum", "maximum", "maxItems", "maxProperties", "enum")
 
 
 def _crd() -> dict[str, Any]:
@@ -39,6 +42,8 @@ def _norm_crd(node: dict[str, Any]) -> dict[str, Any]:
     if node.get("x-kubernetes-preserve-unknown-fields"):
         return {"type": "free-object"}
     out: dict[str, Any] = {"type": node["type"], **{k: node[k] for k in _CONSTRAINTS if k in node}}
+    if isinstance(node.get("additionalProperties"), dict):  # a map: keys are checked by CEL rules
+        out["values"] = _norm_crd(node["additionalProperties"])
     if "properties" in node:
         out["properties"] = {k: _norm_crd(v) for k, v in node["properties"].items()}
         out["required"] = sorted(node.get("required", []))
@@ -62,6 +67,11 @@ def _norm_pydantic(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]
     if node.get("type") == "object" and node.get("additionalProperties") is True and "properties" not in node:
         return {"type": "free-object"}
     out: dict[str, Any] = {"type": node["type"], **{k: node[k] for k in _CONSTRAINTS if k in node}}
+    if "patternProperties" in node:  # a map with constrained keys (the key rules are compared as CEL rules)
+        (values,) = node["patternProperties"].values()
+        out["values"] = _norm_pydantic(values, defs)
+    elif isinstance(node.get("additionalProperties"), dict):
+        out["values"] = _norm_pydantic(node["additionalProperties"], defs)
     if "const" in node:
         out["enum"] = [node["const"]]
     if "properties" in node:
@@ -122,11 +132,30 @@ def _undescribed(node: dict[str, Any], path: str) -> list[str]:
         missing += _undescribed(sub, f"{path}.{key}")
     if "items" in node:
         missing += _undescribed(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        missing += _undescribed(node["additionalProperties"], f"{path}{{}}")
     return missing
 
 
 def test_every_field_has_a_description() -> None:
     assert _undescribed(_root_schema(), "") == []
+
+
+def _cel_rules(node: dict[str, Any], path: str) -> dict[str, list[tuple[str, str]]]:
+    found: dict[str, list[tuple[str, str]]] = {}
+    if node.get("x-kubernetes-validations"):
+        found[path] = [(r["rule"], r["message"]) for r in node["x-kubernetes-validations"]]
+    for key, sub in node.get("properties", {}).items():
+        found.update(_cel_rules(sub, f"{path}.{key}".lstrip(".")))
+    if "items" in node:
+        found.update(_cel_rules(node["items"], f"{path}[]"))
+    return found
+
+
+def test_cel_rules_and_messages_are_the_spec_models() -> None:
+    """The CRD refuses what the validators refuse, in the same words (`kubectl apply` and `modelapp render`
+    read the same message)."""
+    assert _cel_rules(_root_schema()["properties"]["spec"], "") == specmod.CRD_RULES
 
 
 def test_crd_identity_columns_and_subresources() -> None:

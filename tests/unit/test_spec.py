@@ -156,3 +156,97 @@ def test_version_latest_is_refused_with_what_to_do_instead() -> None:
         parse_spec({"image": "registry.example.com/iris:1", "model": {"uri": "azureblob://models/iris",
                                                                       "version": "latest"}})  # fmt: skip
     assert parse_spec({"image": "r.example/iris:1", "model": {"uri": "azureblob://m/iris", "version": "latest-7"}})
+
+
+# --- spec.pod (issue 9) and no credentials for a baked model (issue 10) -------------------------------------
+
+GOOD_POD = {
+    "serviceAccountName": "iris-reader",
+    "imagePullSecrets": ["acr-pull", "ghcr.io-pull"],
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
+                     "tolerationSeconds": 300}],
+    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "agentpool", "operator": "In", "values": ["gpu"]}]}]}}},
+    "labels": {"azure.workload.identity/use": "true", "team": "ml", "empty": ""},
+    "annotations": {"example.com/owner": "ml-platform, on call", "app.kubernetes.io/instance": "fine as an annotation"},
+}  # fmt: skip
+
+
+def test_pod_settings_round_trip() -> None:
+    spec = parse_spec(_spec(pod=GOOD_POD))
+    assert spec.model_dump(by_alias=True, exclude_none=True)["pod"] == GOOD_POD
+    assert spec.pod is not None and spec.pod.service_account_name == "iris-reader"
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        ({"labels": {"app.kubernetes.io/instance": "x"}}, "spec.pod.labels: Value error, pod.labels cannot set"),
+        ({"labels": {"app.kubernetes.io/managed-by": "me"}}, "spec.pod.labels: Value error, pod.labels cannot set"),
+        ({"labels": {"app.kubernetes.io/name": "other"}}, "the operator sets them"),
+        ({"labels": {"modelapp.io/image": "x"}}, "spec.pod.labels: Value error, pod.labels cannot set"),
+        (
+            {"annotations": {"modelapp.io/image": "evil:1"}},
+            "spec.pod.annotations: Value error, pod.annotations cannot use the modelapp.io/ prefix",
+        ),
+        ({"annotations": {"rollout.modelapp.io/retry-quarantined": "a,1"}}, "cannot use the modelapp.io/ prefix"),
+        ({"labels": {"bad key": "x"}}, "spec.pod.labels.bad key.[key]: every key must be a Kubernetes label key"),
+        ({"labels": {"a/b/c": "x"}}, "spec.pod.labels.a/b/c.[key]: every key must be"),
+        ({"labels": {"Example.com/x": "x"}}, "every key must be"),
+        ({"labels": {"a" * 254 + "/x": "x"}}, "every key must be"),
+        ({"labels": {"x" * 64: "x"}}, "spec.pod.labels"),
+        ({"labels": {"team": "not valid"}}, "spec.pod.labels.team: not a label value"),
+        ({"labels": {"team": "x" * 64}}, "spec.pod.labels.team"),
+        ({"labels": {"use": True}}, "spec.pod.labels.use: Input should be a valid string"),
+        ({"labels": {f"k{i}": "v" for i in range(33)}}, "spec.pod.labels: Dictionary should have at most 32 items"),
+        ({"annotations": {"k": "x" * 4097}}, "spec.pod.annotations.k"),
+        ({"nodeSelector": {"agentpool": "gpu pool"}}, "spec.pod.nodeSelector.agentpool: not a label value"),
+        ({"nodeSelector": {"-bad": "x"}}, "spec.pod.nodeSelector.-bad.[key]: every key must be"),
+        ({"serviceAccountName": "Iris_Reader"}, "spec.pod.serviceAccountName: not a valid name"),
+        ({"imagePullSecrets": [{"name": "acr"}]}, "spec.pod.imagePullSecrets.0: Input should be a valid string"),
+        ({"imagePullSecrets": ["s"] * 17}, "spec.pod.imagePullSecrets: List should have at most 16 items"),
+        ({"tolerations": [{"operator": "Exists"}]}, "spec.pod.tolerations.0.key: Field required"),
+        ({"tolerations": [{"key": "a", "operator": "In"}]}, "spec.pod.tolerations.0.operator: Input should be"),
+        ({"tolerations": [{"key": "a", "effect": "NoRun"}]}, "spec.pod.tolerations.0.effect: Input should be"),
+        (
+            {"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]},
+            "spec.pod.tolerations.0.value: Value error, a toleration with operator Exists",
+        ),
+        (
+            {"tolerations": [{"key": "a", "tolerationSeconds": 5}]},
+            "spec.pod.tolerations.0.tolerationSeconds: Value error, tolerationSeconds applies only to effect NoExecute",
+        ),
+        (
+            {"tolerations": [{"key": "a", "effect": "NoExecute", "tolerationSeconds": -1}]},
+            "spec.pod.tolerations.0.tolerationSeconds: Input should be greater than or equal to 0",
+        ),
+        (
+            {"tolerations": [{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]},
+            "spec.pod.tolerations.0.key: Value error, control-plane taints cannot be tolerated",
+        ),
+        ({"tolerations": [{"key": "a"}] * 33}, "spec.pod.tolerations: List should have at most 32 items"),
+        ({"affinity": {"nodeAfinity": {}}}, "spec.pod.affinity.nodeAfinity: Extra inputs are not permitted"),
+        ({"affinity": {"podAffinity": {"x": "y" * 20000}}}, "spec.pod.affinity.podAffinity: Value error, at most"),
+        ({"affinity": {"podAffinity": []}}, "spec.pod.affinity.podAffinity: Input should be a valid dictionary"),
+        ({"hostNetwork": True}, "spec.pod.hostNetwork: Extra inputs are not permitted"),
+        ({"automountServiceAccountToken": True}, "spec.pod.automountServiceAccountToken: Extra inputs"),
+    ],
+)
+def test_bad_pod_settings_are_refused_naming_the_field(pod: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(_spec(pod=pod))
+    assert expected in str(info.value)
+
+
+def test_a_baked_model_takes_no_credentials_secret() -> None:
+    """Issue 10: the fetch of a file:// model runs the app's own image, which must never hold a Secret."""
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(_spec(model={"uri": "file:///opt/models/iris", "version": "1", "credentialsSecret": "any-secret"}))
+    message = str(info.value)
+    assert message.startswith(
+        "spec.model.credentialsSecret: Value error, credentialsSecret cannot be used with a file://"
+    )
+    assert "needs no credentials" in message and "remove credentialsSecret" in message
+    assert parse_spec(_spec(model={"uri": "s3://bucket/iris", "version": "1", "credentialsSecret": "s3"}))
