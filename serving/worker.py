@@ -13,6 +13,9 @@ What this worker does differently (everything else is gthread's):
   first `GATE_BYTES` of it). The bytes are read without blocking in the poller and handed to the
   request parser, so a thread is taken only by a request it can start on at once. A connection
   whose request is not buffered within `header_timeout` seconds is closed.
+- A request whose body did not fit the gate (chunked, or over `GATE_BYTES`) is streamed by its
+  thread, and at most `threads - 1` threads of a worker stream at once: the others wait in the
+  poller (up to `read_timeout`), so one thread always stays for the probes and complete requests.
 - Once a thread has a request, reading it (the head's remainder, the body, a chunked body) has a
   deadline of `read_timeout` seconds in all, not per read: a client trickling a large body holds
   a thread for at most that long. A read past the deadline raises `TimeoutError` in the app
@@ -43,6 +46,7 @@ from gunicorn.workers.gthread import ThreadWorker
 GATE_BYTES = 64 * 1024  # bytes of a request buffered in the poller before a thread takes it
 _HEAD_END = b"\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,12})[ \t]*\r\n", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding[ \t]*:[^\r\n]*chunked", re.IGNORECASE)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*\r\n", re.IGNORECASE)
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -53,22 +57,33 @@ def expects_continue(data: bytes | bytearray) -> bool:
     return end >= 0 and _EXPECT_CONTINUE.search(bytes(data[: end + 2])) is not None
 
 
-def buffered_enough(data: bytes | bytearray, *, gate_bytes: int = GATE_BYTES) -> bool:
-    """Whether a thread may take a connection holding `data`: its head is complete and its body in (pure).
+PARTIAL, COMPLETE, STREAMING = "partial", "complete", "streaming"
 
-    A body without a Content-Length (chunked) or over `gate_bytes` is read by the thread, under the
-    read deadline. So are heads longer than `gate_bytes`: gunicorn's parser refuses them at once.
+
+def buffer_state(data: bytes | bytearray, *, gate_bytes: int = GATE_BYTES) -> str:
+    """What `data`, the start of a request, allows (pure): wait for more, or hand it to a thread.
+
+    PARTIAL: the head, or a body of known length that fits the gate, is still coming. COMPLETE: the
+    whole request is in. STREAMING: the head is in, and the thread will read the rest of the body
+    (chunked, or longer than the gate holds) under the read deadline; so is a head longer than the
+    gate, which gunicorn's parser refuses at once.
     """
-    if len(data) >= gate_bytes:
-        return True
     end = data.find(_HEAD_END)
     if end < 0:
-        return False
+        return STREAMING if len(data) >= gate_bytes else PARTIAL
     head = bytes(data[: end + 2])
     match = _CONTENT_LENGTH.search(head)
     if match is None:
-        return True
-    return len(data) - (end + len(_HEAD_END)) >= min(int(match.group(1)), gate_bytes - end - len(_HEAD_END))
+        return STREAMING if _CHUNKED.search(head) else COMPLETE
+    received, length = len(data) - (end + len(_HEAD_END)), int(match.group(1))
+    if received >= length:
+        return COMPLETE
+    return STREAMING if len(data) >= gate_bytes else PARTIAL
+
+
+def buffered_enough(data: bytes | bytearray, *, gate_bytes: int = GATE_BYTES) -> bool:
+    """Whether a thread may take a connection holding `data` (its request is COMPLETE or STREAMING)."""
+    return buffer_state(data, gate_bytes=gate_bytes) != PARTIAL
 
 
 class DeadlineSocket:
@@ -106,6 +121,10 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gated: deque[Any] = deque()  # connections waiting for their request, oldest first
+        self.parked: deque[Any] = deque()  # streaming requests waiting for a thread, oldest first
+        self.streaming = 0  # threads reading a body that did not fit the gate
+        # One thread always stays free of streaming bodies, for the probes and complete requests.
+        self.max_streaming = max(1, self.cfg.threads - 1)
 
     def accept(self, listener: socket.socket) -> None:
         """Like gthread's accept, but the new connection waits in the poller for its request."""
@@ -178,10 +197,32 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         if conn.parser is None:
             conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        state = buffer_state(conn.buffered)
         conn.parser.unreader.unread(bytes(conn.buffered))
         conn.buffered = bytearray()
         conn.data_ready = True
-        self.enqueue_req(conn)
+        if state != STREAMING:
+            self.enqueue_req(conn)
+            return
+        conn.timeout = time.monotonic() + self.read_timeout
+        self.parked.append(conn)
+        self._unpark()
+
+    def _unpark(self) -> None:
+        """Give streaming requests a thread while fewer than `max_streaming` threads read one."""
+        while self.parked and self.streaming < self.max_streaming:
+            conn = self.parked.popleft()
+            conn.streaming = True
+            self.streaming += 1
+            self.enqueue_req(conn)
+
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """gthread's; a thread that read a streaming body is free for the next parked one."""
+        if getattr(conn, "streaming", False):
+            conn.streaming = False
+            self.streaming -= 1
+            self._unpark()
+        super().finish_request(conn, fs)
 
     def _close(self, conn: Any) -> None:
         self.nr_conns -= 1
@@ -196,6 +237,8 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
             with contextlib.suppress(OSError, KeyError, ValueError):  # already unregistered
                 self.poller.unregister(conn.sock)
             self._close(conn)
+        while self.parked and self.parked[0].timeout <= now:  # no thread came free in time
+            self._close(self.parked.popleft())
 
     def handle(self, conn: Any) -> Any:
         """gthread's handler, with every read of this request sharing one deadline."""

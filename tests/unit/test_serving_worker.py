@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from modelapp_serving.worker import GATE_BYTES, buffered_enough, expects_continue
+from modelapp_serving.worker import COMPLETE, GATE_BYTES, STREAMING, buffer_state, buffered_enough, expects_continue
 
 HEAD = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -60,3 +60,11 @@ def test_only_a_complete_head_asking_for_it_gets_100_continue() -> None:
     assert not expects_continue(HEAD + b"Expect: 100-continue\r\n")  # head not complete yet
     assert not expects_continue(HEAD + b"Content-Length: 5\r\n\r\n")
     assert not expects_continue(HEAD + b"X-Expect: 100-continue\r\n\r\n")
+
+
+def test_only_bodies_the_gate_cannot_hold_are_streamed_by_a_thread() -> None:
+    assert buffer_state(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == COMPLETE
+    assert buffer_state(HEAD + b"Content-Length: 3\r\n\r\nabc") == COMPLETE
+    assert buffer_state(HEAD + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc") == STREAMING
+    head = HEAD + b"Content-Length: 1000000\r\n\r\n"
+    assert buffer_state(head + b"x" * (GATE_BYTES - len(head))) == STREAMING
