@@ -352,9 +352,70 @@ class Toleration(_Model):
         return seconds
 
 
+# The fields of Kubernetes' affinity types, as far as a typo matters: the API server's server-side apply
+# answers an undeclared field with a 500 ("field not declared in schema"), which would read as an outage,
+# so unknown fields are refused here, naming the path. Values are checked by the API server (a 422 with the
+# field's path). `dict` is a map of strings, `[x]` a list of x.
+_REQUIREMENT = {"key": str, "operator": str, "values": [str]}
+_NODE_TERM = {"matchExpressions": [_REQUIREMENT], "matchFields": [_REQUIREMENT]}
+_SELECTOR = {"matchLabels": dict, "matchExpressions": [_REQUIREMENT]}
+_POD_TERM = {"labelSelector": _SELECTOR, "topologyKey": str, "matchLabelKeys": [str], "mismatchLabelKeys": [str]}
+_AFFINITY_SHAPES: dict[str, Any] = {
+    "node_affinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [_NODE_TERM]},
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": int, "preference": _NODE_TERM}],
+    },
+    "pod_affinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [_POD_TERM],
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": int, "podAffinityTerm": _POD_TERM}],
+    },
+}
+_AFFINITY_SHAPES["pod_anti_affinity"] = _AFFINITY_SHAPES["pod_affinity"]
+#: Why pod (anti-)affinity terms stay in their own namespace: a namespace is a tenant, and a term that names
+#: other namespaces would let one tenant's scheduling probe where another tenant's pods run.
+AFFINITY_OTHER_NAMESPACES = (
+    "pod (anti-)affinity terms apply to pods of the ModelApp's own namespace only: remove namespaces and "
+    "namespaceSelector"
+)
+
+
+def _shape_problem(value: Any, shape: Any, path: str) -> str | None:
+    """The first place where `value` does not fit `shape`, as `path: what is wrong`; None when it fits."""
+    if isinstance(shape, dict):
+        return _object_problem(value, shape, path)
+    if isinstance(shape, list):
+        if not isinstance(value, list):
+            return f"{path}: expected a list"
+        problems = (_shape_problem(item, shape[0], f"{path}[{index}]") for index, item in enumerate(value))
+        return next((p for p in problems if p), None)
+    if shape is dict:
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        return None if ok else f"{path}: expected a map of strings"
+    if shape is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else f"{path}: expected an integer"
+    return None if isinstance(value, str) else f"{path}: expected a string"
+
+
+def _object_problem(value: Any, shape: dict[str, Any], path: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{path}: expected an object"
+    for key, sub in value.items():
+        where = f"{path}.{key}".lstrip(".")
+        if shape is _POD_TERM and key in ("namespaces", "namespaceSelector"):
+            return f"{where}: {AFFINITY_OTHER_NAMESPACES}"
+        problem = (
+            _shape_problem(sub, shape[key], where)
+            if key in shape
+            else f"{where}: not a field here (expected {', '.join(shape)})"
+        )
+        if problem:
+            return problem
+    return None
+
+
 class Affinity(_Model):
-    """Kubernetes' Affinity: its three keys are checked here, what is under them by the API server when the
-    Deployment is applied (a typo there is reported on the ModelApp, and what runs keeps running)."""
+    """Kubernetes' Affinity. The CRD keeps what is under its three keys free; here unknown fields (a typo)
+    and terms reaching other namespaces are refused, and values are left to the API server."""
 
     node_affinity: dict[str, Any] | None = None
     pod_affinity: dict[str, Any] | None = None
@@ -362,9 +423,14 @@ class Affinity(_Model):
 
     @field_validator("node_affinity", "pod_affinity", "pod_anti_affinity")
     @classmethod
-    def _bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None and len(json.dumps(value)) > AFFINITY_MAX_BYTES:
+    def _known_fields_and_bounded(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if len(json.dumps(value)) > AFFINITY_MAX_BYTES:
             raise ValueError(f"at most {AFFINITY_MAX_BYTES} bytes of JSON")
+        problem = _shape_problem(value, _AFFINITY_SHAPES[str(info.field_name)], "")
+        if problem:
+            raise ValueError(problem)
         return value
 
 

@@ -230,6 +230,66 @@ def test_pod_settings_round_trip() -> None:
         ({"affinity": {"nodeAfinity": {}}}, "spec.pod.affinity.nodeAfinity: Extra inputs are not permitted"),
         ({"affinity": {"podAffinity": {"x": "y" * 20000}}}, "spec.pod.affinity.podAffinity: Value error, at most"),
         ({"affinity": {"podAffinity": []}}, "spec.pod.affinity.podAffinity: Input should be a valid dictionary"),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpresions": []}]
+                        }
+                    }
+                }
+            },
+            "spec.pod.affinity.nodeAffinity: Value error, requiredDuringSchedulingIgnoredDuringExecution"
+            ".nodeSelectorTerms[0].matchExpresions: not a field here (expected matchExpressions, matchFields)",
+        ),
+        (
+            {
+                "affinity": {
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 1,
+                                "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname", "namespaceSelector": {}},
+                            }
+                        ]
+                    }
+                }
+            },
+            "podAffinityTerm.namespaceSelector: pod (anti-)affinity terms apply to pods of the ModelApp's own",
+        ),
+        (
+            {
+                "affinity": {
+                    "podAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"topologyKey": "zone", "namespaces": ["other-tenant"]}
+                        ]
+                    }
+                }
+            },
+            "requiredDuringSchedulingIgnoredDuringExecution[0].namespaces: pod (anti-)affinity terms apply",
+        ),
+        (
+            {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": "1"}]}}},
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer",
+        ),
+        (
+            {
+                "affinity": {
+                    "podAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"topologyKey": "zone", "labelSelector": {"matchLabels": {"tier": 1}}}
+                        ]
+                    }
+                }
+            },
+            "labelSelector.matchLabels: expected a map of strings",
+        ),
+        (
+            {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": []}}},
+            "requiredDuringSchedulingIgnoredDuringExecution: expected an object",
+        ),
         ({"hostNetwork": True}, "spec.pod.hostNetwork: Extra inputs are not permitted"),
         ({"automountServiceAccountToken": True}, "spec.pod.automountServiceAccountToken: Extra inputs"),
     ],
