@@ -91,9 +91,9 @@ def test_cluster_rbac_is_least_privilege(render_chart: Render) -> None:
     assert verbs(rules, "", "services") == {"get", "list", "watch", "create", "patch"}
     assert "delete" in verbs(rules, "policy", "poddisruptionbudgets")
     assert verbs(rules, "", "secrets") == set()
-    # Application: the smoke test lists pods and posts through the pod proxy; nothing else on pods.
+    # Application: the smoke test lists pods and posts to their IPs (smokeTransport=direct); nothing else on pods.
     assert verbs(rules, "", "pods") == {"list"}
-    assert verbs(rules, "", "pods/proxy") == {"create"}
+    assert verbs(rules, "", "pods/proxy") == set()
     assert verbs(rules, "", "pods/exec") == set()
     # blockOwnerDeletion on the children's owner references (OwnerReferencesPermissionEnforcement).
     assert verbs(rules, "modelapp.io", "modelapps/finalizers") == {"update"}
@@ -113,7 +113,7 @@ def test_namespaced_rbac_grants_only_the_listed_namespaces(render_chart: Render)
         assert verbs(rules, "modelapp.io", "modelapps") == {"get", "list", "watch", "patch"}
         assert verbs(rules, "apps", "deployments") == {"get", "list", "watch", "create", "patch"}
         assert verbs(rules, "", "pods") == {"list"}
-        assert verbs(rules, "", "pods/proxy") == {"create"}
+        assert verbs(rules, "", "pods/proxy") == set()
         assert verbs(rules, "modelapp.io", "modelapps/finalizers") == {"update"}
     for binding in rendered.all("RoleBinding"):
         assert binding["roleRef"]["kind"] == "Role"
@@ -263,3 +263,25 @@ def test_bad_values_are_refused(render_chart: Render, values: dict[str, Any], me
     rendered = render_chart(values)
     assert rendered.objects == []
     assert message in rendered.error, rendered.error
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED])
+def test_the_pod_proxy_is_granted_only_when_the_smoke_test_uses_it(render_chart: Render,
+                                                                   values: dict[str, Any]) -> None:  # fmt: skip
+    """smokeTransport=proxy: create on pods/proxy (and the operator is told so); direct: neither."""
+    for transport, expected in (("direct", set()), ("proxy", {"create"})):
+        rendered = render_chart({**values, "operator.smokeTransport": transport})
+        assert not rendered.error, rendered.error
+        for role in rendered.all("ClusterRole" if not values else "Role"):
+            if verbs(role["rules"], "", "pods"):
+                assert verbs(role["rules"], "", "pods/proxy") == expected, transport
+        env = {e["name"]: e.get("value") for e in container(rendered.only("Deployment"))["env"]}
+        assert env["MODELAPP_SMOKE_TRANSPORT"] == transport
+    assert render_chart({"operator.smokeTransport": "tunnel"}).error, "the schema refuses other transports"
+
+
+def test_trusted_realms_become_bump_arguments(render_chart: Render) -> None:
+    rendered = render_chart({"bump.enabled": True, "bump.trustedRealms": ["registry.gitlab.com=gitlab.com"]})
+    assert not rendered.error, rendered.error
+    assert "--trusted-realm=registry.gitlab.com=gitlab.com" in container(rendered.only("CronJob"))["args"]
+    assert render_chart({"bump.enabled": True, "bump.trustedRealms": ["not a realm"]}).error
