@@ -29,6 +29,12 @@ class DiscoveryError(Exception):
     """A listing or a lookup failed; the message is one credential-free line for the plan."""
 
 
+def _located(where: str, exc: Exception) -> DiscoveryError:
+    """The store's error, prefixed with the location unless the store's message already starts with it."""
+    text = str(exc)
+    return DiscoveryError(text if text.startswith(where) else f"{where}: {text}")
+
+
 @dataclass(frozen=True)
 class Found:
     """A chosen version: the new value and its digest (image `sha256:...`, model manifest hex)."""
@@ -86,7 +92,7 @@ class ModelCatalog:
         try:
             self._store(key).list_versions(rank=capture)
         except StoreError as exc:
-            return DiscoveryError(f"{key.uri}: {exc}")
+            return _located(key.uri, exc)
         return listed
 
     def manifest_digest(self, key: StoreKey, version: str) -> str | None:
@@ -102,7 +108,7 @@ class ModelCatalog:
         except (ManifestError, NotFoundError):
             return None
         except StoreError as exc:
-            raise DiscoveryError(f"{key.uri}/{version}: {exc}") from None
+            raise _located(f"{key.uri}/{version}", exc) from None
         return digest(data) if manifest.version == version else None
 
     def _store(self, key: StoreKey) -> Store:
@@ -110,7 +116,7 @@ class ModelCatalog:
             try:
                 self._stores[key] = self.opener(key)
             except StoreError as exc:
-                raise DiscoveryError(f"{key.uri}: {exc}") from None
+                raise _located(key.uri, exc) from None
         return self._stores[key]
 
     def request_count(self) -> int:

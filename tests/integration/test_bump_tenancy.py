@@ -88,6 +88,7 @@ def test_a_tenant_never_reads_its_store_with_the_bumps_credentials(
         assert rows[borrower]["result"] == "failed", rows[borrower]
     assert "not UTF-8" in rows["bytes"]["reason"] and rows["bytes"]["result"] == "failed"
     assert "no-such-secret does not exist" in rows["missing"]["reason"]
+    assert rows["borrower"]["reason"].count(uri) == 1, "the location is named once"
     assert full.decode() not in json.dumps(report), "no credential in the report"
     for name in ("borrower", "nosecret", "bytes", "missing"):
         assert (kube.get("ModelApp", name, namespace) or {})["spec"]["model"]["version"] == "1", name
