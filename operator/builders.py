@@ -230,7 +230,7 @@ def _placement(pod: PodSettings | None) -> dict[str, Any]:
     if pod.service_account_name:
         out["serviceAccountName"] = pod.service_account_name
     if pod.image_pull_secrets:
-        out["imagePullSecrets"] = [{"name": secret} for secret in pod.image_pull_secrets]
+        out["imagePullSecrets"] = [{"name": secret.name} for secret in pod.image_pull_secrets]
     if pod.node_selector:
         out["nodeSelector"] = dict(pod.node_selector)
     if pod.tolerations:

@@ -446,14 +446,22 @@ def _reserved_annotations(annotations: dict[str, str] | None) -> dict[str, str] 
     return annotations
 
 
+class SecretReference(_Model):
+    """A Secret of the namespace by name: Kubernetes' own `{name: ...}` shape, so a pod's list pastes as is."""
+
+    name: str = Field(pattern=SECRET_NAME_PATTERN, max_length=253)
+
+
 class PodSettings(_Model):
     """Where and as whom the serving pods run: what a platform team sets per cluster, apart from what is
-    served. Every field goes into the pod template, so changing one rolls out a new ReplicaSet."""
+    served. Every field goes into the pod template, so changing one rolls out a new ReplicaSet.
+
+    One section rather than top-level fields: these are the PodSpec's own names and shapes (a pod's
+    `imagePullSecrets` or `tolerations` paste as they are), they say where and as whom the pods run rather
+    than what is served, and `labels`/`annotations` here cannot be mistaken for the ModelApp's own."""
 
     service_account_name: str | None = Field(default=None, pattern=SECRET_NAME_PATTERN, max_length=253)
-    image_pull_secrets: list[Annotated[str, Field(pattern=SECRET_NAME_PATTERN, max_length=253)]] | None = Field(
-        default=None, max_length=16
-    )
+    image_pull_secrets: list[SecretReference] | None = Field(default=None, max_length=16)
     node_selector: dict[LabelKey, LabelValue] | None = Field(default=None, max_length=32)
     tolerations: list[Toleration] | None = Field(default=None, max_length=32)
     affinity: Affinity | None = None

@@ -220,7 +220,7 @@ def test_drift_detects_edits(edit: Any) -> None:
 
 POD = {
     "serviceAccountName": "iris-reader",
-    "imagePullSecrets": ["acr-pull"],
+    "imagePullSecrets": [{"name": "acr-pull"}],
     "nodeSelector": {"kubernetes.io/os": "linux", "agentpool": "gpu"},
     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
                     {"key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "tolerationSeconds": 30}],
@@ -280,7 +280,7 @@ def test_without_pod_settings_the_template_is_unchanged() -> None:
     "pod",
     [
         {"serviceAccountName": "other"},
-        {"imagePullSecrets": ["other"]},
+        {"imagePullSecrets": [{"name": "other"}]},
         {"nodeSelector": {"agentpool": "cpu"}},
         {"tolerations": [{"key": "dedicated", "value": "ml"}]},
         {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}},

@@ -162,7 +162,7 @@ def test_version_latest_is_refused_with_what_to_do_instead() -> None:
 
 GOOD_POD = {
     "serviceAccountName": "iris-reader",
-    "imagePullSecrets": ["acr-pull", "ghcr.io-pull"],
+    "imagePullSecrets": [{"name": "acr-pull"}, {"name": "ghcr.io-pull"}],
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
                     {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute",
@@ -205,8 +205,9 @@ def test_pod_settings_round_trip() -> None:
         ({"nodeSelector": {"agentpool": "gpu pool"}}, "spec.pod.nodeSelector.agentpool: not a label value"),
         ({"nodeSelector": {"-bad": "x"}}, "spec.pod.nodeSelector.-bad.[key]: every key must be"),
         ({"serviceAccountName": "Iris_Reader"}, "spec.pod.serviceAccountName: not a valid name"),
-        ({"imagePullSecrets": [{"name": "acr"}]}, "spec.pod.imagePullSecrets.0: Input should be a valid string"),
-        ({"imagePullSecrets": ["s"] * 17}, "spec.pod.imagePullSecrets: List should have at most 16 items"),
+        ({"imagePullSecrets": ["acr"]}, "spec.pod.imagePullSecrets.0: Input should be a valid dictionary"),
+        ({"imagePullSecrets": [{"name": "Acr"}]}, "spec.pod.imagePullSecrets.0.name: not a valid name"),
+        ({"imagePullSecrets": [{"name": "s"}] * 17}, "spec.pod.imagePullSecrets: List should have at most 16 items"),
         ({"tolerations": [{"operator": "Exists"}]}, "spec.pod.tolerations.0.key: Field required"),
         ({"tolerations": [{"key": "a", "operator": "In"}]}, "spec.pod.tolerations.0.operator: Input should be"),
         ({"tolerations": [{"key": "a", "effect": "NoRun"}]}, "spec.pod.tolerations.0.effect: Input should be"),
