@@ -11,6 +11,7 @@ Smoke tests need real servers: they are covered by tests/integration/test_rollba
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,19 @@ def _app(namespace: str, image: str, version: str = "1", **rollout: Any) -> dict
         "spec": {"image": image, "model": {"uri": "file:///opt/models/iris", "version": version}, "replicas": 2,
                  "service": {"type": "ClusterIP"}, "rollout": {"progressDeadlineSeconds": DEADLINE, **rollout}},
     }  # fmt: skip
+
+
+def _kubectl_row(namespace: str) -> dict[str, str]:
+    """The ModelApp's row as `kubectl get ma -o wide` gets it: the API server's Table, every column."""
+    api = kube.api_client()
+    params = api.param_serialize(
+        "GET", f"/apis/modelapp.io/v1alpha1/namespaces/{namespace}/modelapps",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}, auth_settings=["BearerToken"],
+    )  # fmt: skip
+    response = api.call_api(*params)
+    table = json.loads(response.read())  # type: ignore[no-untyped-call]
+    (row,) = table["rows"]
+    return dict(zip([c["name"] for c in table["columnDefinitions"]], row["cells"], strict=True))
 
 
 def _get(namespace: str) -> dict[str, Any]:
@@ -143,6 +157,9 @@ def test_broken_pair_is_rolled_back_quarantined_and_skipped(good_app: OperatorPr
     assert rolled["reason"] == "ProgressDeadlineExceeded" and "quarantined" in rolled["message"]
     assert app["status"]["effective"]["source"] == "LastGood" and app["status"]["effective"]["image"] == GOOD
     assert _cond(app, "Degraded")["status"] == "True"
+    row = _kubectl_row(namespace)  # one row, one pair: what serves; the spec's pair only in -o wide
+    assert (row["Ready"], row["Image"], row["Model"]) == ("False", GOOD, "1"), row
+    assert (row["Spec-Image"], row["Applied"]) == (BROKEN, "LastGood"), row
     wait_for("Warning Event", lambda: [e for e in _events(namespace, "RolledBack") if e["type"] == "Warning"])
     # the nightly bump reads the same history: the failed pair is never proposed again
     assert Quarantine.from_status(app["status"]).blocks(BROKEN, "1")

@@ -167,13 +167,17 @@ def test_crd_identity_columns_and_subresources() -> None:
     version = crd["spec"]["versions"][0]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
     assert version["subresources"] == {"status": {}}
-    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
-    assert columns == {
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"] if not c.get("priority")}
+    assert columns == {  # `kubectl get ma`: the pair that serves, from status (never the spec's beside it)
         "Ready": '.status.conditions[?(@.type=="Ready")].status',
+        "Image": ".status.image.ref",
         "Model": ".status.model.version",
-        "Image": ".spec.image",
+        "URL": ".status.url",
         "Age": ".metadata.creationTimestamp",
     }
+    wide = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1}
+    assert wide == {"Spec-Image": ".spec.image", "Spec-Model": ".spec.model.version",
+                    "Applied": ".status.effective.source"}  # fmt: skip
 
 
 @pytest.mark.parametrize("field", ["image", "model"])
