@@ -312,8 +312,9 @@ def tenant_opener(*, trusted_stores: Sequence[str] = (), environ: Mapping[str, s
     values are not text is a StoreError, so it fails the rows of the apps naming it, not the run. The
     bump's own environment (`environ`, default the process's) is used only for a URI under one of
     `trusted_stores` and no Secret named: a tenant cannot borrow the bump's identity for a store of its
-    choosing, nor give a Secret that sets only an endpoint and receive the bump's key with it. A `file://`
-    location (the bump pod's own files) is read only when trusted.
+    choosing, nor give a Secret that sets only an endpoint and receive the bump's key or identity with it
+    (`ambient=False`: no workload identity, IRSA or instance metadata either). A `file://` location (the
+    bump pod's own files) is read only when trusted.
     """
 
     def opener(key: StoreKey) -> Store:
@@ -322,8 +323,10 @@ def tenant_opener(*, trusted_stores: Sequence[str] = (), environ: Mapping[str, s
             raise StoreError(f"{key.uri}: a file:// model is baked into its image; the bump does not read its own "
                              "files for a tenant (list the folder in --trusted-store to allow it)")  # fmt: skip
         if key.secret:
-            return open_store(key.uri, env=_secret_env(key.namespace, key.secret))
-        return open_store(key.uri, env=dict(os.environ if environ is None else environ) if trusted else {})
+            return open_store(key.uri, env=_secret_env(key.namespace, key.secret), ambient=False)
+        if trusted:
+            return open_store(key.uri, env=dict(os.environ if environ is None else environ), ambient=True)
+        return open_store(key.uri, env={}, ambient=False)
 
     return opener
 

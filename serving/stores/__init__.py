@@ -44,8 +44,14 @@ __all__ = [
 _CLIENTS = {"azureblob": "azure-storage-blob and azure-identity", "s3": "boto3"}
 
 
-def open_store(uri: str, *, env: Mapping[str, str] | None = None, settings: TransferSettings | None = None) -> Store:
+def open_store(uri: str, *, env: Mapping[str, str] | None = None, settings: TransferSettings | None = None,
+               ambient: bool = True) -> Store:  # fmt: skip
     """Open the store named by `uri`, with credentials from `env` (default: the process environment).
+
+    `ambient`: whether the process's own identity may be used when `env` holds no key (Azure's
+    DefaultAzureCredential: workload or managed identity; boto3's default chain: IRSA, instance metadata,
+    ~/.aws). A pod fetching its own model wants that; `modelapp bump` opening a tenant's store does not
+    (the identity is the bump's), so it passes False and such stores are read anonymously.
 
     Raises StoreConfigError with a one-line reason for a malformed URI, missing credentials or a missing
     client package.
@@ -57,11 +63,11 @@ def open_store(uri: str, *, env: Mapping[str, str] | None = None, settings: Tran
         if location.scheme == "azureblob":
             from modelapp_serving.stores.azure import AzureBlobStore
 
-            return AzureBlobStore(location, environ, settings)
+            return AzureBlobStore(location, environ, settings, ambient=ambient)
         if location.scheme == "s3":
             from modelapp_serving.stores.s3 import S3Store
 
-            return S3Store(location, environ, settings)
+            return S3Store(location, environ, settings, ambient=ambient)
     except ModuleNotFoundError as exc:
         # An image built without the store clients: one app's row fails, not a whole bump run.
         raise StoreConfigError(

@@ -52,7 +52,7 @@ def _secrets(env: Mapping[str, str]) -> list[str]:
     return [secret for secret in found if secret]
 
 
-def _service(env: Mapping[str, str], settings: TransferSettings, hook: Any) -> BlobServiceClient:
+def _service(env: Mapping[str, str], settings: TransferSettings, hook: Any, *, ambient: bool) -> BlobServiceClient:
     options: dict[str, Any] = {
         "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
         "connection_timeout": 10,
@@ -68,6 +68,8 @@ def _service(env: Mapping[str, str], settings: TransferSettings, hook: Any) -> B
             return BlobServiceClient.from_connection_string(connection_string, **options)
         if account_url and env.get("AZURE_STORAGE_SAS_TOKEN"):
             return BlobServiceClient(account_url, credential=env["AZURE_STORAGE_SAS_TOKEN"].lstrip("?"), **options)
+        if account_url and not ambient:
+            return BlobServiceClient(account_url, credential=None, **options)  # anonymous: no identity of ours
         if account_url:
             from azure.identity import DefaultAzureCredential
 
@@ -105,12 +107,12 @@ def map_error(exc: Exception, what: str, secrets: list[str]) -> StoreError:
 class AzureBlobStore(Store):
     """Versions under `azureblob://<container>/<prefix>`."""
 
-    def __init__(self, location: Location, env: Mapping[str, str], settings: TransferSettings | None = None) -> None:
+    def __init__(self, location: Location, env: Mapping[str, str], settings: TransferSettings | None = None, *,
+                 ambient: bool = True) -> None:  # fmt: skip
         super().__init__(location, settings)
         self._secrets = _secrets(env)
-        self._container: ContainerClient = _service(env, self.settings, self._count).get_container_client(
-            location.container
-        )
+        service = _service(env, self.settings, self._count, ambient=ambient)
+        self._container: ContainerClient = service.get_container_client(location.container)
 
     def _count(self, _request: Any) -> None:
         self.stats.requests += 1

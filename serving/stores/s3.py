@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, PartialCredentialsError
 
@@ -22,6 +23,7 @@ from modelapp_serving.stores.errors import (
     ConflictError,
     CredentialsError,
     NotFoundError,
+    StoreConfigError,
     StoreError,
     TransientError,
     first_line,
@@ -77,14 +79,20 @@ def map_error(exc: Exception, what: str, secrets: list[str]) -> StoreError:
 class S3Store(Store):
     """Versions under `s3://<bucket>/<prefix>`."""
 
-    def __init__(self, location: Location, env: Mapping[str, str], settings: TransferSettings | None = None) -> None:
+    def __init__(self, location: Location, env: Mapping[str, str], settings: TransferSettings | None = None, *,
+                 ambient: bool = True) -> None:  # fmt: skip
         super().__init__(location, settings)
         self._secrets = _secrets(env)
+        # Without keys in `env`, boto3 would look for credentials in the process (environment, ~/.aws, IRSA,
+        # instance metadata): that is the process's own identity, so it is used only when `ambient`;
+        # otherwise requests go unsigned (anonymous).
+        unsigned = not ambient and not env.get("AWS_ACCESS_KEY_ID")
         config = Config(
             retries={"max_attempts": 3, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
             max_pool_connections=self.settings.workers * 2 + 2,
+            **({"signature_version": UNSIGNED} if unsigned else {}),
         )
         session = boto3.session.Session(
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
@@ -92,7 +100,10 @@ class S3Store(Store):
             aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
             region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         )
-        self._client: Any = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config)
+        try:
+            self._client: Any = session.client("s3", endpoint_url=env.get("AWS_ENDPOINT_URL") or None, config=config)
+        except ValueError as exc:  # botocore: "Invalid endpoint: ..."
+            raise StoreConfigError(f"S3 settings: {first_line(exc, self._secrets)} (check AWS_ENDPOINT_URL)") from None
         self._client.meta.events.register("before-send.s3.*", self._count)
         self._bucket = location.container
 

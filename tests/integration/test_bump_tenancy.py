@@ -71,12 +71,15 @@ def test_a_tenant_never_reads_its_store_with_the_bumps_credentials(
     _secret(namespace, "honest", {"AZURE_STORAGE_CONNECTION_STRING": full})
     _secret(namespace, "endpoint-only", {"AZURE_STORAGE_ACCOUNT_URL": azure_container.azurite.account_url.encode()})
     _secret(namespace, "bytes", {"AZURE_STORAGE_CONNECTION_STRING": b"\xff\xfe not text"})
+    _secret(namespace, "bad-endpoint", {"AWS_ENDPOINT_URL": b"::not a url", "AWS_ACCESS_KEY_ID": b"k",
+                                        "AWS_SECRET_ACCESS_KEY": b"s"})  # fmt: skip
     uri = azure_container.uri()
     _app(namespace, "honest", uri, "honest")
     _app(namespace, "borrower", uri, "endpoint-only")
     _app(namespace, "nosecret", uri, None)
     _app(namespace, "bytes", uri, "bytes")
     _app(namespace, "missing", uri, "no-such-secret")
+    _app(namespace, "badurl", "s3://models/iris", "bad-endpoint")
     # The bump's own identity: a full connection string in its environment.
     own = {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": full.decode()}
 
@@ -89,8 +92,9 @@ def test_a_tenant_never_reads_its_store_with_the_bumps_credentials(
     assert "not UTF-8" in rows["bytes"]["reason"] and rows["bytes"]["result"] == "failed"
     assert "no-such-secret does not exist" in rows["missing"]["reason"]
     assert rows["borrower"]["reason"].count(uri) == 1, "the location is named once"
+    assert "check AWS_ENDPOINT_URL" in rows["badurl"]["reason"] and rows["badurl"]["result"] == "failed"
     assert full.decode() not in json.dumps(report), "no credential in the report"
-    for name in ("borrower", "nosecret", "bytes", "missing"):
+    for name in ("borrower", "nosecret", "bytes", "missing", "badurl"):
         assert (kube.get("ModelApp", name, namespace) or {})["spec"]["model"]["version"] == "1", name
 
     # The platform lends the bump's identity to this store on purpose: the app naming no Secret moves.
