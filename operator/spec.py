@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -352,25 +353,54 @@ class Toleration(_Model):
         return seconds
 
 
-# The fields of Kubernetes' affinity types, as far as a typo matters: the API server's server-side apply
-# answers an undeclared field with a 500 ("field not declared in schema"), which would read as an outage,
-# so unknown fields are refused here, naming the path. Values are checked by the API server (a 422 with the
-# field's path). `dict` is a map of strings, `[x]` a list of x.
-_REQUIREMENT = {"key": str, "operator": str, "values": [str]}
-_NODE_TERM = {"matchExpressions": [_REQUIREMENT], "matchFields": [_REQUIREMENT]}
-_SELECTOR = {"matchLabels": dict, "matchExpressions": [_REQUIREMENT]}
-_POD_TERM = {"labelSelector": _SELECTOR, "topologyKey": str, "matchLabelKeys": [str], "mismatchLabelKeys": [str]}
-_AFFINITY_SHAPES: dict[str, Any] = {
-    "node_affinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [_NODE_TERM]},
-        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": int, "preference": _NODE_TERM}],
-    },
-    "pod_affinity": {
+# Kubernetes' affinity types, as far as a mistake would otherwise reach the API server only when the
+# Deployment is applied: server-side apply answers an undeclared field with a 500 ("field not declared in
+# schema") and a bad value with a 422, both far from the ModelApp. So unknown fields, missing required
+# ones, operators and weights are checked here, naming the path; label values and keys are left to the API
+# server. A shape is an `_Object`, `[shape]` (a list of it), `dict` (a map of strings), `str`, or a tuple
+# of the strings allowed (an enum).
+@dataclass(frozen=True)
+class _Object:
+    fields: dict[str, Any]
+    required: tuple[str, ...] = ()
+
+
+_WEIGHT = range(1, 101)
+_NODE_REQUIREMENT = _Object(
+    {"key": str, "operator": ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"), "values": [str]},
+    required=("key", "operator"),
+)
+_LABEL_REQUIREMENT = _Object(
+    {"key": str, "operator": ("In", "NotIn", "Exists", "DoesNotExist"), "values": [str]}, required=("key", "operator")
+)
+_NODE_TERM = _Object({"matchExpressions": [_NODE_REQUIREMENT], "matchFields": [_NODE_REQUIREMENT]})
+_SELECTOR = _Object({"matchLabels": dict, "matchExpressions": [_LABEL_REQUIREMENT]})
+_POD_TERM = _Object(
+    {"labelSelector": _SELECTOR, "topologyKey": str, "matchLabelKeys": [str], "mismatchLabelKeys": [str]},
+    required=("topologyKey",),
+)
+_POD_AFFINITY = _Object(
+    {
         "requiredDuringSchedulingIgnoredDuringExecution": [_POD_TERM],
-        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": int, "podAffinityTerm": _POD_TERM}],
-    },
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            _Object({"weight": _WEIGHT, "podAffinityTerm": _POD_TERM}, required=("weight", "podAffinityTerm"))
+        ],
+    }
+)
+_AFFINITY_SHAPES: dict[str, _Object] = {
+    "node_affinity": _Object(
+        {
+            "requiredDuringSchedulingIgnoredDuringExecution": _Object(
+                {"nodeSelectorTerms": [_NODE_TERM]}, required=("nodeSelectorTerms",)
+            ),
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                _Object({"weight": _WEIGHT, "preference": _NODE_TERM}, required=("weight", "preference"))
+            ],
+        }
+    ),
+    "pod_affinity": _POD_AFFINITY,
+    "pod_anti_affinity": _POD_AFFINITY,
 }
-_AFFINITY_SHAPES["pod_anti_affinity"] = _AFFINITY_SHAPES["pod_affinity"]
 #: Why pod (anti-)affinity terms stay in their own namespace: a namespace is a tenant, and a term that names
 #: other namespaces would let one tenant's scheduling probe where another tenant's pods run.
 AFFINITY_OTHER_NAMESPACES = (
@@ -381,32 +411,42 @@ AFFINITY_OTHER_NAMESPACES = (
 
 def _shape_problem(value: Any, shape: Any, path: str) -> str | None:
     """The first place where `value` does not fit `shape`, as `path: what is wrong`; None when it fits."""
-    if isinstance(shape, dict):
+    if isinstance(shape, _Object):
         return _object_problem(value, shape, path)
     if isinstance(shape, list):
-        if not isinstance(value, list):
-            return f"{path}: expected a list"
-        problems = (_shape_problem(item, shape[0], f"{path}[{index}]") for index, item in enumerate(value))
-        return next((p for p in problems if p), None)
+        return _list_problem(value, shape[0], path)
     if shape is dict:
         ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
         return None if ok else f"{path}: expected a map of strings"
-    if shape is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else f"{path}: expected an integer"
+    if isinstance(shape, range):
+        ok = isinstance(value, int) and not isinstance(value, bool) and value in shape
+        return None if ok else f"{path}: expected an integer from {shape.start} to {shape.stop - 1}"
+    if isinstance(shape, tuple):
+        return None if value in shape else f"{path}: expected one of {', '.join(shape)}"
     return None if isinstance(value, str) else f"{path}: expected a string"
 
 
-def _object_problem(value: Any, shape: dict[str, Any], path: str) -> str | None:
+def _list_problem(value: Any, item_shape: Any, path: str) -> str | None:
+    if not isinstance(value, list):
+        return f"{path}: expected a list"
+    problems = (_shape_problem(item, item_shape, f"{path}[{index}]") for index, item in enumerate(value))
+    return next((p for p in problems if p), None)
+
+
+def _object_problem(value: Any, shape: _Object, path: str) -> str | None:
     if not isinstance(value, dict):
         return f"{path}: expected an object"
+    missing = [key for key in shape.required if key not in value]
+    if missing:
+        return f"{path}: {missing[0]} is required".lstrip(": ")
     for key, sub in value.items():
         where = f"{path}.{key}".lstrip(".")
         if shape is _POD_TERM and key in ("namespaces", "namespaceSelector"):
             return f"{where}: {AFFINITY_OTHER_NAMESPACES}"
         problem = (
-            _shape_problem(sub, shape[key], where)
-            if key in shape
-            else f"{where}: not a field here (expected {', '.join(shape)})"
+            _shape_problem(sub, shape.fields[key], where)
+            if key in shape.fields
+            else f"{where}: not a field here (expected {', '.join(shape.fields)})"
         )
         if problem:
             return problem

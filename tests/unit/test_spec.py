@@ -272,8 +272,57 @@ def test_pod_settings_round_trip() -> None:
             "requiredDuringSchedulingIgnoredDuringExecution[0].namespaces: pod (anti-)affinity terms apply",
         ),
         (
-            {"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": "1"}]}}},
-            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer",
+            {
+                "affinity": {
+                    "podAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {"weight": "1", "podAffinityTerm": {"topologyKey": "zone"}}
+                        ]
+                    }
+                }
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer from 1 to 100",
+        ),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]
+                    }
+                }
+            },
+            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer from 1 to 100",
+        ),
+        (
+            {
+                "affinity": {
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {"labelSelector": {"matchLabels": {"team": "ml"}}}
+                        ]
+                    }
+                }
+            },
+            "spec.pod.affinity.podAntiAffinity: Value error, requiredDuringSchedulingIgnoredDuringExecution[0]: "
+            "topologyKey is required",
+        ),
+        (
+            {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+            "Value error, requiredDuringSchedulingIgnoredDuringExecution: nodeSelectorTerms is required",
+        ),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchExpressions": [{"key": "zone", "operator": "Equals", "values": ["a"]}]}
+                            ]
+                        }
+                    }
+                }
+            },
+            "matchExpressions[0].operator: expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt",
         ),
         (
             {
