@@ -1,0 +1,214 @@
+"""A good app's create -> Ready with and without hostile ModelApps watched by the same operator.
+
+Contracts of the measurement:
+- One `modelapp run` subprocess watches three namespaces: `quiet` (good apps only), `hostile` (the
+  hostile ModelApps) and `crowded` (good apps created while the hostile ones are there).
+- A sample is one good ModelApp created, then waited for: from just before the create request to the
+  first watch event that shows Ready=True at the current generation. Apps are created one at a time.
+- Phase order: every quiet sample, then the hostile apps (waited for until each has a Ready condition),
+  then every crowded sample. The load average is recorded per phase, since the machine is shared.
+- No smoke test anywhere: on kwok a pod's IP is a made-up 10.x address, and a smoke test would send
+  traffic there (directly, or through the API server's pod proxy). Only 127.0.0.1 is ever a target.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.operator import scenarios
+from benchmarks.operator.measure import percentile
+from benchmarks.operator.watch import Obj, Watcher
+from kubernetes import client
+
+GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
+MODELAPPS = f"{GROUP}/{VERSION}/{PLURAL}"
+
+#: A whole pattern Python's `re` backtracks on exponentially against "aaaa...ab"; RE2 matches it in linear time.
+CATASTROPHIC = "(a+)+"
+
+
+def _updates(**image: str) -> dict[str, Any]:
+    return {"updates": {"image": {"policy": "semver:^1.4", **image}}}
+
+
+def _affinity(**kinds: Any) -> dict[str, Any]:
+    return {"pod": {"affinity": kinds}}
+
+
+#: Specs the CRD accepts and the operator refuses (InvalidSpec), each a way a tenant might probe.
+INVALID = {
+    # A pod term reaching into another tenant's namespace (scheduling as a side channel).
+    "reach": _affinity(
+        podAffinity={
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "payments"}},
+                    "topologyKey": "kubernetes.io/hostname",
+                    "namespaces": ["another-tenant"],
+                }
+            ]
+        }
+    ),
+    # An unknown field under affinity (the CRD keeps it; server-side apply would answer 500).
+    "unknown": _affinity(
+        nodeAffinity={
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, "sneaky": 1}
+            ]
+        }
+    ),
+    # A backreference: not linear-time, so RE2 refuses it and so does the operator.
+    "backref": _updates(tagFilter=r"(a)\1"),
+}
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile ModelApp: its name, its kind and the spec overrides it carries."""
+
+    name: str
+    kind: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: A Service of this name, not owned by the app, created first (the name a NameTaken app claims).
+    takes_service: bool = False
+
+
+def hostile_apps(count: int) -> list[Hostile]:
+    """`count` hostile apps, a third NameTaken, a third invalid (the three kinds in turn), the rest catastrophic."""
+    found: list[Hostile] = []
+    for index in range(count):
+        kind = ("name-taken", "invalid", "catastrophic-filter")[index % 3]
+        if kind == "name-taken":
+            found.append(Hostile(f"payments-{index}", kind, takes_service=True))
+        elif kind == "invalid":
+            which = list(INVALID)[(index // 3) % len(INVALID)]
+            found.append(Hostile(f"invalid-{which}-{index}", f"invalid ({which})", INVALID[which]))
+        else:
+            found.append(Hostile(f"regex-{index}", kind, _updates(tagFilter=CATASTROPHIC)))
+    return found
+
+
+def foreign_service(name: str) -> dict[str, Any]:
+    """Another app's Service: no owner, its own selector."""
+    spec = {"type": "ClusterIP", "selector": {"app": "other"}, "ports": [{"port": 80, "targetPort": 9000}]}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": {"team": "other"}},
+        "spec": spec,
+    }
+
+
+def ready(obj: Obj) -> bool:
+    status = obj.get("status") or {}
+    current = status.get("observedGeneration") == obj["metadata"].get("generation")
+    return current and any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions") or [])
+
+
+def ready_reason(obj: Obj) -> str | None:
+    """The Ready condition's reason ("True" when Ready), None before the operator wrote one."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition["type"] == "Ready":
+            return "Ready" if condition["status"] == "True" else str(condition.get("reason"))
+    return None
+
+
+def good_samples(api: client.ApiClient, namespace: str, count: int, *, timeout: float,
+                 prefix: str = "good") -> list[float]:  # fmt: skip
+    """`count` good apps created one at a time; seconds from create to Ready for each."""
+    custom = client.CustomObjectsApi(api)
+    watcher = Watcher(api, MODELAPPS, namespace).start()
+    try:
+        found = []
+        for index in range(count):
+            name = f"{prefix}-{index:02d}"
+            t0 = time.monotonic()
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                   scenarios.body(name, scenarios.app_spec()))  # fmt: skip
+            found.append(watcher.first(name, ready, after=t0, timeout=timeout) - t0)
+        return found
+    finally:
+        watcher.stop()
+
+
+class EventCounter:
+    """Counts watch events on the hostile namespace's ModelApps (each one a write the operator made)."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.count = 0
+        self.latest: dict[str, Obj] = {}
+        self._lock = threading.Lock()
+        self._watcher = Watcher(api, MODELAPPS, namespace, keep=False)
+        self._watcher.listen(self._seen)
+
+    def _seen(self, _: float, kind: str, obj: Obj) -> None:
+        with self._lock:
+            self.count += 1
+            self.latest[obj["metadata"]["name"]] = obj
+
+    def start(self) -> EventCounter:
+        self._watcher.start()
+        return self
+
+    def stop(self) -> None:
+        self._watcher.stop()
+
+    def reasons(self) -> dict[str, str | None]:
+        with self._lock:
+            return {name: ready_reason(obj) for name, obj in self.latest.items()}
+
+
+def create_hostile(api: client.ApiClient, namespace: str, apps: list[Hostile]) -> None:
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    for app in apps:
+        if app.takes_service:
+            core.create_namespaced_service(namespace, foreign_service(app.name))
+        body = scenarios.body(app.name, scenarios.app_spec() | app.extra)
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50_ms": 1000 * percentile(values, 0.5), "p95_ms": 1000 * percentile(values, 0.95),
+            "max_ms": 1000 * max(values), "load_avg_1m": os.getloadavg()[0]}  # fmt: skip
+
+
+def run(api: client.ApiClient, namespaces: dict[str, str], *, good: int, hostile: int, workdir: Path,
+        log: Any) -> dict[str, Any]:  # fmt: skip
+    """The three phases against an operator already watching `namespaces` (quiet, hostile, crowded)."""
+    results: dict[str, Any] = {}
+    log("warm-up: 3 good apps (not counted)")
+    good_samples(api, namespaces["quiet"], 3, timeout=120, prefix="warm")
+    log(f"operator phase 1: {good} good apps, one at a time, no hostile app present")
+    results["quiet"] = summary(good_samples(api, namespaces["quiet"], good, timeout=120))
+    log(f"  {results['quiet']}")
+
+    apps = hostile_apps(hostile)
+    log(f"operator phase 2: {len(apps)} hostile apps ({', '.join(sorted({a.kind for a in apps}))})")
+    counter = EventCounter(api, namespaces["hostile"]).start()
+    create_hostile(api, namespaces["hostile"], apps)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and None in [counter.reasons().get(a.name) for a in apps]:
+        time.sleep(0.5)
+    settled = counter.reasons()
+    if None in [settled.get(a.name) for a in apps]:
+        raise SystemExit(f"hostile apps without a Ready condition after 120 s: {settled}; see {workdir}/operator.log")
+
+    log(f"operator phase 3: {good} good apps, one at a time, beside the hostile ones")
+    events_before, t0 = counter.count, time.monotonic()
+    results["crowded"] = summary(good_samples(api, namespaces["crowded"], good, timeout=120))
+    results["crowded"]["hostile_events"] = counter.count - events_before
+    results["crowded"]["hostile_events_per_s"] = (counter.count - events_before) / (time.monotonic() - t0)
+    log(f"  {results['crowded']}")
+    final = counter.reasons()
+    counter.stop()
+    by_kind: dict[str, dict[str, int]] = {}
+    for app in apps:
+        reasons = by_kind.setdefault(app.kind, {})
+        reasons[str(final.get(app.name))] = reasons.get(str(final.get(app.name)), 0) + 1
+    results["hostile"] = by_kind
+    return results
