@@ -8,20 +8,21 @@ unanswered until the kubelet restarts a pod that is perfectly healthy.
 
 What this worker does differently (everything else is gthread's):
 
-- A connection, new or kept alive, stays in the worker's poller until its request is buffered: the
-  head complete, and the body too when it has a `Content-Length` that fits `GATE_BYTES` (else the
-  first `GATE_BYTES` of it). The bytes are read without blocking in the poller and handed to the
-  request parser, so a thread is taken only by a request it can start on at once. A connection
-  whose request is not buffered within `header_timeout` seconds is closed.
+- A thread that gets a connection first reads what has arrived, without blocking (gthread's own
+  first read, made non-blocking). If the request is not all there -- the head, and the body too
+  when its `Content-Length` fits `GATE_BYTES` -- the bytes are kept and the connection goes back
+  to the worker's poller; the thread is free at once. A connection whose request is not in within
+  `header_timeout` seconds of its first byte (or of being accepted) is closed. So a thread only
+  ever works on a request it can start on, and a trickling client costs a short wake-up per packet.
 - A request whose body did not fit the gate (chunked, or over `GATE_BYTES`) is streamed by its
-  thread, and at most `threads - 1` threads of a worker stream at once: the others wait in the
-  poller (up to `read_timeout`), so one thread always stays for the probes and complete requests.
+  thread, and at most `threads - 1` threads of a worker stream at once: the others wait in a
+  queue (up to `read_timeout`), so one thread always stays for the probes and complete requests.
 - Once a thread has a request, reading it (the head's remainder, the body, a chunked body) has a
   deadline of `read_timeout` seconds in all, not per read: a client trickling a large body holds
   a thread for at most that long. A read past the deadline raises `TimeoutError` in the app
   (answered 408 by `routes.read_body`) or in gunicorn's parser (the connection is closed). Sending
   the response is bounded by `read_timeout` too (`SO_SNDTIMEO`), for clients that never read it.
-- A head asking for `Expect: 100-continue` is answered `100 Continue` from the poller, so that the
+- A head asking for `Expect: 100-continue` is answered `100 Continue` by the gate, so that the
   client sends its body (curl waits a second for it otherwise).
 
 What it does not do: limit connections per client (a load balancer's job); gunicorn's
@@ -109,10 +110,14 @@ class DeadlineSocket:
 
 
 class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gthread, with requests buffered in the poller first and a deadline on reading them.
+    """gthread, with a thread giving back a request that is not in yet, and a deadline on reading it.
 
-    gunicorn has no setting for either timeout, so they are class attributes: `gated_worker(...)`
-    makes a subclass with the values `serve` was given, before the workers fork.
+    The gate runs in the thread that received the connection, at the start of `handle`: one
+    non-blocking read, as gthread's own first read would have been, so the common request costs no
+    extra hand-off. The main thread only keeps the waiting connections in its poller (`_GATE`) and
+    the streaming ones in a queue (`_PARK`), in `finish_request`. gunicorn has no setting for either
+    timeout, so they are class attributes: `gated_worker(...)` makes a subclass with the values
+    `serve` was given, before the workers fork.
     """
 
     header_timeout = 10.0
@@ -120,14 +125,16 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.gated: deque[Any] = deque()  # connections waiting for their request, oldest first
+        self.gated: set[Any] = set()  # connections waiting in the poller for the rest of a request
         self.parked: deque[Any] = deque()  # streaming requests waiting for a thread, oldest first
         self.streaming = 0  # threads reading a body that did not fit the gate
         # One thread always stays free of streaming bodies, for the probes and complete requests.
         self.max_streaming = max(1, self.cfg.threads - 1)
 
+    # --- main thread ----------------------------------------------------------------------------
+
     def accept(self, listener: socket.socket) -> None:
-        """Like gthread's accept, but the new connection waits in the poller for its request."""
+        """Like gthread's accept, but a new connection waits in the poller until it sends something."""
         try:
             client_sock, client_addr = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -137,76 +144,38 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
         seconds = int(self.read_timeout)
         client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", seconds, 0))
         conn = http_conn(self.cfg, client_sock, client_addr, listener.getsockname())
-        self._gate(conn)
+        conn.gate_deadline = time.monotonic() + self.header_timeout
+        self._wait_in_poller(conn)
 
-    def on_client_socket_readable(self, conn: Any, client: Any) -> None:
-        """A kept-alive connection became readable: its next request is gated like a new one."""
-        self.poller.unregister(client)
-        self.keepalived_conns.remove(conn)
-        self._gate(conn)
-
-    def _gate(self, conn: Any) -> None:
-        conn.buffered = bytearray()
-        conn.continued = False  # `100 Continue` sent for this request
-        conn.gone = False  # the client closed or broke the connection before its request was in
-        conn.timeout = time.monotonic() + self.header_timeout
-        if self._read_available(conn):
-            self.gated.append(conn)
-            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_gated_readable, conn))
+    def _wait_in_poller(self, conn: Any) -> None:
+        conn.sock.setblocking(False)
+        self.gated.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_gated_readable, conn))
 
     def _on_gated_readable(self, conn: Any, client: Any) -> None:
-        if self._read_available(conn, gated=True):
-            return  # still waiting for the rest of the request
         self.poller.unregister(client)
-        self.gated.remove(conn)
-        self._leave_gate(conn)
+        self.gated.discard(conn)
+        self.enqueue_req(conn)
 
-    def _read_available(self, conn: Any, *, gated: bool = False) -> bool:
-        """Read what the client has sent, without blocking; True while its request is still incomplete.
-
-        A connection that is done waiting (complete, closed, broken) is handed on or closed here,
-        after `_on_gated_readable` took it off the poller (`gated`).
-        """
-        try:  # one read per readiness event: what is not here yet makes the socket readable again
-            data = conn.sock.recv(GATE_BYTES - len(conn.buffered))
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:
-            gone = True
-        else:
-            gone = not data  # the client closed before completing its request
-            conn.buffered += data
-        if gone:
-            conn.gone = True
-        elif not buffered_enough(conn.buffered):
-            if not conn.continued and expects_continue(conn.buffered):
-                # The client waits for this before sending its body (gunicorn would send it only
-                # once a thread has the request); a second 100 later is allowed by HTTP/1.1.
-                conn.continued = True
-                with contextlib.suppress(OSError):  # a broken socket shows at the next read
-                    conn.sock.send(CONTINUE)
-            return True
-        if not gated:
-            self._leave_gate(conn)
-        return False
-
-    def _leave_gate(self, conn: Any) -> None:
-        """A thread for a buffered request; the end for a connection the client closed or broke."""
-        if conn.gone:
+    def finish_request(self, conn: Any, fs: Any) -> None:
+        """gthread's, plus: a request not in yet waits in the poller, a streaming one for a thread."""
+        result = None if fs.cancelled() or fs.exception() is not None else fs.result()
+        if result is _GATE and self.alive:
+            self._wait_in_poller(conn)
+            return
+        if result is _PARK and self.alive:
+            conn.park_deadline = time.monotonic() + self.read_timeout
+            self.parked.append(conn)
+            self._unpark()
+            return
+        if getattr(conn, "streaming", False):
+            conn.streaming = False
+            self.streaming -= 1
+            self._unpark()
+        if result is _GATE or result is _PARK:  # stopping: no more waiting
             self._close(conn)
             return
-        if conn.parser is None:
-            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
-        state = buffer_state(conn.buffered)
-        conn.parser.unreader.unread(bytes(conn.buffered))
-        conn.buffered = bytearray()
-        conn.data_ready = True
-        if state != STREAMING:
-            self.enqueue_req(conn)
-            return
-        conn.timeout = time.monotonic() + self.read_timeout
-        self.parked.append(conn)
-        self._unpark()
+        super().finish_request(conn, fs)
 
     def _unpark(self) -> None:
         """Give streaming requests a thread while fewer than `max_streaming` threads read one."""
@@ -216,14 +185,6 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.streaming += 1
             self.enqueue_req(conn)
 
-    def finish_request(self, conn: Any, fs: Any) -> None:
-        """gthread's; a thread that read a streaming body is free for the next parked one."""
-        if getattr(conn, "streaming", False):
-            conn.streaming = False
-            self.streaming -= 1
-            self._unpark()
-        super().finish_request(conn, fs)
-
     def _close(self, conn: Any) -> None:
         self.nr_conns -= 1
         conn.close()
@@ -232,21 +193,74 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
         """gthread's own pending connections, then those whose request did not arrive in time."""
         super().murder_pending()
         now = time.monotonic()
-        while self.gated and self.gated[0].timeout <= now:
-            conn = self.gated.popleft()
+        for conn in [conn for conn in self.gated if conn.gate_deadline <= now]:
+            self.gated.discard(conn)
             with contextlib.suppress(OSError, KeyError, ValueError):  # already unregistered
                 self.poller.unregister(conn.sock)
             self._close(conn)
-        while self.parked and self.parked[0].timeout <= now:  # no thread came free in time
+        while self.parked and self.parked[0].park_deadline <= now:  # no thread came free in time
             self._close(self.parked.popleft())
 
+    # --- worker threads -------------------------------------------------------------------------
+
     def handle(self, conn: Any) -> Any:
-        """gthread's handler, with every read of this request sharing one deadline."""
-        if conn.parser is not None and not conn.is_http2:
-            unreader = conn.parser.unreader
-            raw = unreader.sock.sock if isinstance(unreader.sock, DeadlineSocket) else unreader.sock
-            unreader.sock = DeadlineSocket(raw, time.monotonic() + self.read_timeout)
+        """The gate, then gthread's handler with every read of this request sharing one deadline."""
+        if not getattr(conn, "let_through", False):
+            verdict = self._gate(conn)
+            if verdict is not None:
+                return verdict
+        conn.let_through = False
+        unreader = conn.parser.unreader
+        raw = unreader.sock.sock if isinstance(unreader.sock, DeadlineSocket) else unreader.sock
+        unreader.sock = DeadlineSocket(raw, time.monotonic() + self.read_timeout)
         return super().handle(conn)
+
+    def _gate(self, conn: Any) -> Any:
+        """Read what has arrived (without blocking); None when the request may be handled now.
+
+        Else `_GATE` (wait in the poller for more), `_PARK` (a streaming body: wait for a thread
+        allowed to stream it) or False (the client closed or broke the connection: close it).
+        """
+        if getattr(conn, "buffered", None) is None:  # a new request: start from what is buffered already
+            ahead = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
+            conn.buffered = bytearray(ahead)
+            conn.continued = False  # `100 Continue` sent for this request
+            if getattr(conn, "gate_deadline", None) is None:
+                conn.gate_deadline = time.monotonic() + self.header_timeout
+        state = buffer_state(conn.buffered)
+        if state == PARTIAL:
+            try:  # one read per readiness event: what is not here yet makes the socket readable again
+                data = conn.sock.recv(GATE_BYTES - len(conn.buffered))
+            except (BlockingIOError, InterruptedError):
+                return _GATE
+            except OSError:
+                return False
+            if not data:  # the client closed before completing its request
+                return False
+            conn.buffered += data
+            state = buffer_state(conn.buffered)
+        if state == PARTIAL:
+            if not conn.continued and expects_continue(conn.buffered):
+                # The client waits for this before sending its body (gunicorn would send it only
+                # once it parses the request); a second 100 later is allowed by HTTP/1.1.
+                conn.continued = True
+                with contextlib.suppress(OSError):  # a broken socket shows at the next read
+                    conn.sock.send(CONTINUE)
+            return _GATE
+        if conn.parser is None:
+            conn.parser = http.get_parser(self.cfg, conn.sock, conn.client)
+        conn.parser.unreader.unread(bytes(conn.buffered))
+        conn.buffered = None
+        conn.gate_deadline = None
+        conn.data_ready = True
+        if state == STREAMING:
+            conn.let_through = True
+            return _PARK
+        return None
+
+
+_GATE = object()  # `handle` result: the request is not in yet, wait in the poller
+_PARK = object()  # `handle` result: a streaming body, wait for a thread allowed to stream it
 
 
 def gated_worker(*, header_timeout: float, read_timeout: float) -> type[GatedThreadWorker]:

@@ -242,3 +242,15 @@ def test_a_client_expecting_100_continue_gets_it_at_once(server: ServeProcess, i
     assert final.startswith(b"HTTP/1.1 200 "), data[:300]
     reply = json.loads(final.partition(b"\r\n\r\n")[2])
     assert reply["outputs"][0]["data"] == iris.estimator.predict(iris.features).tolist()
+
+
+def test_pipelined_requests_are_all_answered(server: ServeProcess) -> None:
+    """Requests sent back to back on one connection: the gate starts each from the bytes read ahead."""
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(address(server), timeout=10) as sock:
+        sock.sendall(request * 3 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 OK") == 4, data
+    assert data.count(b'{"live":true}') == 4
