@@ -155,7 +155,11 @@ def _cel_rules(node: dict[str, Any], path: str) -> dict[str, list[tuple[str, str
 def test_cel_rules_and_messages_are_the_spec_models() -> None:
     """The CRD refuses what the validators refuse, in the same words (`kubectl apply` and `modelapp render`
     read the same message)."""
-    assert _cel_rules(_root_schema()["properties"]["spec"], "") == specmod.CRD_RULES
+    found = _cel_rules(_root_schema()["properties"]["spec"], "")
+    assert found == specmod.CRD_RULES, (
+        "the CRD's x-kubernetes-validations and spec.CRD_RULES differ: a CEL rule is added or changed in both, "
+        "its message a constant of spec.py that the pydantic validator raises too"
+    )
 
 
 def test_crd_identity_columns_and_subresources() -> None:
