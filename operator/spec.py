@@ -281,7 +281,14 @@ def _cel_list(values: tuple[str, ...]) -> str:
 _KEYS_RULE = f"self.all(k, k.matches(r'{LABEL_KEY_PATTERN}') && !k.matches(r'{KEY_PREFIX_TOO_LONG_RE2}'))"
 #: Every CEL rule (`x-kubernetes-validations`) of the CRD's spec, by path, with its message: the same
 #: refusals the validators below make. tests/unit/test_crd_agreement.py checks the CRD has exactly these.
+#: The CRD's own check of a tagFilter: the API server's CEL compiles it with RE2, as the operator does.
+TAG_FILTER_NOT_RE2 = (
+    "tagFilter is not a regular expression RE2 can run: no backreferences, lookaround, atomic groups, "
+    "possessive quantifiers or conditionals, and no repeat count over 1000"
+)
+
 CRD_RULES: dict[str, list[tuple[str, str]]] = {
+    "updates.image.tagFilter": [("type(''.matches(self)) == bool", TAG_FILTER_NOT_RE2)],
     "model": [(r"!(has(self.credentialsSecret) && self.uri.startsWith('file://'))", FILE_MODEL_NO_CREDENTIALS)],
     "model.version": [("self != 'latest'", LATEST_REFUSED)],
     "pod.nodeSelector": [(_KEYS_RULE, BAD_KEYS)],
