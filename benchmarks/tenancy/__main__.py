@@ -37,9 +37,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tenancy", description=__doc__.splitlines()[0])
     parser.add_argument("--good", type=int, default=20, help="good apps per operator phase (default 20)")
     parser.add_argument("--hostile", type=int, default=20, help="hostile ModelApps for the operator (default 20)")
+    parser.add_argument("--pace", type=float, default=3.0,
+                        help="seconds from one good app's create to the next at least (default 3: a phase of 20 "
+                             "spans the operator's 60 s NameTaken retry)")  # fmt: skip
+    parser.add_argument(
+        "--churn-rate",
+        type=float,
+        default=10.0,
+        help="hostile spec edits a second in the last operator phase (default 10)",
+    )
     parser.add_argument("--bump-apps", type=int, default=200, help="good apps per bump round (default 200)")
     parser.add_argument("--bump-hostile", type=int, default=5, help="hostile bump rows of each kind (default 5)")
-    parser.add_argument("--bump-rounds", type=int, default=3, help="clean/hostile pairs of bump rounds (default 3)")
+    parser.add_argument("--bump-rounds", type=int, default=5, help="rounds, each measuring every bump side (default 5)")
     parser.add_argument("--only", choices=("operator", "bump"), help="run one part only")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -48,12 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def operator_part(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, workdir: Path) -> Any:
     run_id = uuid.uuid4().hex[:6]
-    namespaces = {key: f"tenancy-{key}-{run_id}" for key in ("quiet", "hostile", "crowded")}
+    namespaces = {key: f"tenancy-{key}-{run_id}" for key in ("quiet", "hostile", "crowded", "churned")}
     for name in namespaces.values():
         client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
     operator, _ = start_operator(cluster, list(namespaces.values()), workdir, [])
     try:
-        results = operator_side.run(api, namespaces, good=args.good, hostile=args.hostile, workdir=workdir, log=log)
+        results = operator_side.run(api, namespaces, good=args.good, hostile=args.hostile, pace=args.pace,
+                                    churn_rate=args.churn_rate, workdir=workdir, log=log)  # fmt: skip
     finally:
         operator.terminate()
         operator.wait(30)
@@ -65,18 +75,24 @@ def operator_part(cluster: LocalCluster, api: client.ApiClient, args: argparse.N
 
 
 def operator_table(r: dict[str, Any]) -> str:
-    quiet, crowded = r["quiet"], r["crowded"]
-    rows = [("good app create -> Ready, p50", f"{quiet['p50_ms']:.0f} ms", f"{crowded['p50_ms']:.0f} ms"),
-            ("good app create -> Ready, p95", f"{quiet['p95_ms']:.0f} ms", f"{crowded['p95_ms']:.0f} ms"),
-            ("good app create -> Ready, max", f"{quiet['max_ms']:.0f} ms", f"{crowded['max_ms']:.0f} ms"),
-            ("hostile ModelApp watch events during the samples", "-",
-             f"{crowded['hostile_events']} ({crowded['hostile_events_per_s']:.2f}/s)"),
-            ("load average (1 min) at the end of the phase", f"{quiet['load_avg_1m']:.1f}",
-             f"{crowded['load_avg_1m']:.1f}")]  # fmt: skip
+    phases = [r["quiet"], r["crowded"], r["churned"]]
     hostile = sum(sum(reasons.values()) for reasons in r["hostile"].values())
-    lines = [f"| measure (n = {quiet['n']} per side) | no hostile app | {hostile} hostile apps |",
-             "|---|---|---|", *[f"| {' | '.join(row)} |" for row in rows], "",
-             "| hostile kind | Ready reason at the end (count) |", "|---|---|"]  # fmt: skip
+    churned = r["churned"]
+
+    def cells(key: str, unit: str = " ms") -> str:
+        return " | ".join(f"{phase[key]:.0f}{unit}" for phase in phases)
+
+    lines = [f"| measure (n = {phases[0]['n']} each) | no hostile app | {hostile} hostile apps present | "
+             f"{hostile} hostile apps, edited {churned['edits'] / churned['seconds']:.1f}/s |", "|---|---|---|---|",
+             f"| good app create -> Ready, p50 | {cells('p50_ms')} |",
+             f"| good app create -> Ready, p95 | {cells('p95_ms')} |",
+             f"| good app create -> Ready, max | {cells('max_ms')} |",
+             f"| hostile ModelApp watch events during the phase | - | {r['crowded']['hostile_events']} in "
+             f"{r['crowded']['seconds']:.0f} s | {churned['hostile_events']} in {churned['seconds']:.0f} s "
+             f"({churned['edits']} edits by the attacker) |",
+             "| load average (1 min) at the end of the phase | "
+             + " | ".join(f"{phase['load_avg_1m']:.1f}" for phase in phases) + " |",
+             "", "| hostile kind | Ready reason at the end (count) |", "|---|---|"]  # fmt: skip
     for kind, reasons in r["hostile"].items():
         lines.append(f"| {kind} | {', '.join(f'{reason} ({n})' for reason, n in reasons.items())} |")
     return "\n".join(lines)
@@ -118,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tenancy-") as scratch:
         workdir = Path(scratch)
         cluster = LocalCluster(workdir / "cluster", Settings(), report=log)
-        cluster.up()
         try:
+            cluster.up()
             install_crds(cluster)
             api = api_client(cluster.kubeconfig)
             if args.only in (None, "operator"):
