@@ -145,7 +145,15 @@ class Engine:
             deployment = stored.get("Deployment", observed)
             service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
         except NameTaken as exc:
-            self._blocked(app, exc, everything=everything)
+            self._blocked(app, "NameTaken", str(exc), retry=5 if exc.earlier_self else CONFLICT_RETRY_SECONDS,
+                          everything=everything)  # fmt: skip
+            return
+        except kube.ApiError as exc:
+            if exc.status not in (400, 422):
+                raise  # the API server is busy or gone: kopf retries with its backoff
+            message = (f"the API server refused a child built from this spec: {exc}. Fix the spec; what runs "
+                       f"keeps running.")  # fmt: skip
+            self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
             return
         if self._write_status(app, applied_spec, decision, deployment, service):
             _announce(app, decision, logger)
@@ -155,16 +163,20 @@ class Engine:
             spent = {"metadata": {"annotations": dict.fromkeys(decision.spent)}}
             self.remember(KIND, kube.patch(KIND, name, namespace, spent))
 
-    def _blocked(self, app: Mapping[str, Any], exc: NameTaken, *, everything: bool) -> None:
-        """Say why nothing is rolled out; a ModelApp event retries later (the other object may go away)."""
+    def _blocked(self, app: Mapping[str, Any], reason: str, message: str, *, retry: float | None,
+                 everything: bool) -> None:  # fmt: skip
+        """Say why nothing is rolled out. `retry`: a ModelApp event tries again after that many seconds (the
+        other object may go away); None: only a change of the spec can help (kopf stops retrying)."""
         meta, old = app["metadata"], app.get("status") or {}
-        new = status.blocked_status(generation=meta.get("generation", 0), reason="NameTaken", message=str(exc),
+        new = status.blocked_status(generation=meta.get("generation", 0), reason=reason, message=message,
                                     old=old, now=now())  # fmt: skip
         patch = status.status_patch(old, new)
         if patch:
             self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
         if everything:
-            raise kopf.TemporaryError(str(exc), delay=5 if exc.earlier_self else CONFLICT_RETRY_SECONDS) from None
+            if retry is None:
+                raise kopf.PermanentError(message)
+            raise kopf.TemporaryError(message, delay=retry)
 
     def _parse(self, app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
         """The spec; or None (child events leave invalid specs alone); or, when `strict`, a written

@@ -169,3 +169,21 @@ def test_invalid_modelapps_are_rejected_and_others_undisturbed(run_operator: Run
     good = _ready("good", namespace)
     assert good is not None and good["status"]["readyReplicas"] == 1
     assert op.process.poll() is None and "Traceback" not in op.text()
+
+
+def test_a_child_the_api_server_refuses_is_a_condition_not_a_retry_loop(run_operator: RunOperator,
+                                                                          namespace: str) -> None:  # fmt: skip
+    """requests above limits pass the spec and the CRD (neither compares quantities) but the API server refuses
+    the Deployment: the ModelApp says so (ChildRejected, with the server's words), the operator does not
+    retry it until the spec changes, and a good app beside it is undisturbed."""
+    op = run_operator(namespace)
+    kube.apply(_app("good", namespace))
+    kube.apply(_app("greedy", namespace, resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}))
+    ready = wait_for("greedy says ChildRejected", lambda: next(
+        (c for c in ((kube.get("ModelApp", "greedy", namespace) or {}).get("status") or {}).get("conditions", [])
+         if c["type"] == "Ready" and c["reason"] == "ChildRejected"), None), timeout=90)  # fmt: skip
+    assert ready["status"] == "False" and "must be less than or equal to cpu limit" in ready["message"]
+    wait_for("good Ready", lambda: _ready("good", namespace), timeout=90)
+    kube.apply(_app("greedy", namespace, resources={"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}))
+    wait_for("greedy Ready once fixed", lambda: _ready("greedy", namespace), timeout=90)
+    assert op.process.poll() is None and "Traceback" not in op.text()
