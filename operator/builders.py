@@ -265,13 +265,17 @@ def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]
 
 
 def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest:
-    """maxUnavailable 0 / maxSurge 1: a new revision takes traffic only once ready, one pod at a time."""
+    """maxUnavailable 0 / maxSurge 1: a new revision takes traffic only once ready, one pod at a time.
+
+    With `autoscaling` the manifest has no `replicas`: under server-side apply the field then belongs to the
+    HorizontalPodAutoscaler alone, so no reconcile, bump or rollback ever sets it back."""
+    replicas = {} if spec.autoscaling is not None else {"replicas": spec.replicas}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(name, namespace, ctx),
         "spec": {
-            "replicas": spec.replicas,
+            **replicas,
             "selector": {"matchLabels": selector(name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
@@ -306,7 +310,8 @@ def build_pdb(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) 
     (maxUnavailable 1) or blocks every drain forever (minAvailable 1), so there is none.
     `unhealthyPodEvictionPolicy: AlwaysAllow` lets a drain evict pods of a broken revision.
     """
-    if spec.replicas <= 1:
+    most = spec.autoscaling.max_replicas if spec.autoscaling is not None else spec.replicas
+    if most <= 1:
         return None
     return {
         "apiVersion": "policy/v1",
@@ -320,12 +325,42 @@ def build_pdb(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) 
     }
 
 
+def build_hpa(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest | None:
+    """An autoscaling/v2 HorizontalPodAutoscaler on the Deployment, when `spec.autoscaling` is set.
+
+    Utilization targets are percentages of the containers' requests, so `resources.requests` should be set
+    for the resources it targets (the autoscaler reports a condition on itself otherwise)."""
+    scaling = spec.autoscaling
+    if scaling is None:
+        return None
+    targets = (("cpu", scaling.target_cpu_utilization_percentage),
+               ("memory", scaling.target_memory_utilization_percentage))  # fmt: skip
+    metrics = [{"type": "Resource", "resource": {"name": resource, "target": {"type": "Utilization",
+                                                                              "averageUtilization": percent}}}
+               for resource, percent in targets if percent is not None]  # fmt: skip
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(name, namespace, ctx),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": metrics,
+        },
+    }
+
+
 def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Children:
     """All children of one ModelApp, in apply order (the Service last: it selects the Deployment's pods)."""
     manifests = [build_deployment(name, namespace, spec, ctx)]
-    pdb = build_pdb(name, namespace, spec, ctx)
-    absent = [] if pdb else [("PodDisruptionBudget", name)]
-    manifests += [pdb] if pdb else []
+    absent: list[tuple[str, str]] = []
+    for kind, optional in (("PodDisruptionBudget", build_pdb(name, namespace, spec, ctx)),
+                           ("HorizontalPodAutoscaler", build_hpa(name, namespace, spec, ctx))):  # fmt: skip
+        if optional is None:
+            absent.append((kind, name))
+        else:
+            manifests.append(optional)
     manifests.append(build_service(name, namespace, spec, ctx))
     return Children(apply=manifests, absent=absent)
 

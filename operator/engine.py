@@ -317,7 +317,7 @@ class Engine:
                 return
             if kind != "Deployment":
                 self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
-            if kind != "PodDisruptionBudget":
+            if kind in ("Deployment", "Service"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
 
     def repair(self, *, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any],

@@ -31,7 +31,8 @@ from modelapp_operator.settings import OperatorConfig, from_env
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
 MANAGED = {LABEL_MANAGED_BY: MANAGER}
-CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget"}
+CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget",
+               "horizontalpodautoscalers": "HorizontalPodAutoscaler"}
 
 
 def _namespaced(namespace: str | None) -> str:
@@ -105,6 +106,7 @@ def _owner(body: Mapping[str, Any]) -> str | None:
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
 async def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
                       memo: Any, logger: Logger, **_: Any) -> None:  # fmt: skip
     """Remember the child at once (in the event loop); then the rest in a child thread (`CHILD_THREADS`).

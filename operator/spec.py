@@ -19,7 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from modelapp_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY
@@ -227,6 +236,26 @@ class SmokeTest(_Model):
     timeout_seconds: int = Field(default=10, ge=1, le=120)
 
 
+AUTOSCALING_BOUNDS = "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas"
+
+
+class AutoscalingSpec(_Model):
+    """A HorizontalPodAutoscaler owns the replica count (between min and max) instead of `replicas`."""
+
+    min_replicas: int = Field(default=1, ge=1, le=100)
+    max_replicas: int = Field(ge=1, le=100)
+    target_cpu_utilization_percentage: int | None = Field(default=80, ge=1, le=100,
+                                                          alias="targetCPUUtilizationPercentage")  # fmt: skip
+    target_memory_utilization_percentage: int | None = Field(default=None, ge=1, le=100,
+                                                             alias="targetMemoryUtilizationPercentage")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(AUTOSCALING_BOUNDS)
+        return self
+
+
 class RolloutSpec(_Model):
     """How a new revision rolls out, when it counts as failed, and what happens then (docs/rollouts.md)."""
 
@@ -288,6 +317,7 @@ TAG_FILTER_NOT_RE2 = (
 )
 
 CRD_RULES: dict[str, list[tuple[str, str]]] = {
+    "autoscaling": [("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", AUTOSCALING_BOUNDS)],
     "updates.image.tagFilter": [("type(''.matches(self)) == bool", TAG_FILTER_NOT_RE2)],
     "model": [(r"!(has(self.credentialsSecret) && self.uri.startsWith('file://'))", FILE_MODEL_NO_CREDENTIALS)],
     "model.version": [("self != 'latest'", LATEST_REFUSED)],
@@ -535,6 +565,7 @@ class ModelAppSpec(_Model):
     updates: UpdatesSpec = Field(default_factory=UpdatesSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     pod: PodSettings | None = None
+    autoscaling: AutoscalingSpec | None = None
 
 
 class InvalidSpec(ValueError):

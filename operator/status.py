@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelapp_operator.builders import template_annotations
+from modelapp_operator.builders import selector, template_annotations
 from modelapp_operator.names import DEGRADED, MODEL_RESOLVED, PROGRESSING, READY
 from modelapp_operator.spec import ModelAppSpec
 
@@ -70,14 +70,16 @@ def read_rollout(deployment: Obj, spec: ModelAppSpec) -> Rollout:
     annotations = _get(deployment, "spec", "template", "metadata", "annotations") or {}
     wanted = template_annotations(spec)
     observed = _get(deployment, "status", "observedGeneration") or 0
+    # With autoscaling the HorizontalPodAutoscaler owns the count: the Deployment's own is the one to reach.
+    replicas = spec.replicas if spec.autoscaling is None else (_get(deployment, "spec", "replicas") or 0)
     current = (
         all(annotations.get(k) == v for k, v in wanted.items())
         and observed >= (_get(deployment, "metadata", "generation") or 0)
-        and _get(deployment, "spec", "replicas") == spec.replicas
+        and _get(deployment, "spec", "replicas") == replicas
     )
     return Rollout(
         current=current,
-        replicas=spec.replicas,
+        replicas=replicas,
         updated=_get(deployment, "status", "updatedReplicas") or 0,
         ready=_get(deployment, "status", "readyReplicas") or 0,
         available=_get(deployment, "status", "availableReplicas") or 0,
@@ -175,6 +177,7 @@ def compute_status(
         "url": url,
         "urlSource": source,
         "replicas": rollout.total if rollout else 0,
+        "selector": ",".join(f"{k}={v}" for k, v in selector(name).items()),
         "readyReplicas": rollout.ready if rollout else 0,
         "updatedReplicas": rollout.updated if rollout else 0,
     }

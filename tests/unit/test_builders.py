@@ -170,7 +170,8 @@ def test_pdb_only_with_more_than_one_replica(replicas: int, has_pdb: bool) -> No
     children = b.build_children("iris", "ml", _spec(replicas=replicas), CTX)
     kinds = [m["kind"] for m in children.apply]
     assert ("PodDisruptionBudget" in kinds) is has_pdb
-    assert (children.absent == [("PodDisruptionBudget", "iris")]) is not has_pdb
+    assert (("PodDisruptionBudget", "iris") in children.absent) is not has_pdb
+    assert ("HorizontalPodAutoscaler", "iris") in children.absent, "no autoscaling, no HPA"
     assert kinds[0] == "Deployment" and kinds[-1] == "Service"
     if has_pdb:
         pdb = children.apply[1]
@@ -329,3 +330,23 @@ def test_the_serving_image_still_gets_the_named_secret() -> None:
     fetch = _pod(spec)["initContainers"][0]
     assert fetch["image"] == CTX.serving_image and fetch["envFrom"] == [{"secretRef": {"name": "s3"}}]
     assert "envFrom" not in _pod(_spec())["containers"][0]
+
+
+def test_autoscaling_hands_replicas_to_an_hpa() -> None:
+    """With spec.autoscaling the Deployment has no replicas (the HPA owns them under server-side apply),
+    an autoscaling/v2 HPA targets it, and a PDB follows the maximum."""
+    spec = _spec(replicas=1, autoscaling={"minReplicas": 2, "maxReplicas": 6, "targetCPUUtilizationPercentage": 60,
+                                          "targetMemoryUtilizationPercentage": 75})  # fmt: skip
+    children = b.build_children("iris", "ml", spec, CTX)
+    kinds = [m["kind"] for m in children.apply]
+    assert kinds == ["Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler", "Service"]
+    assert "replicas" not in children.apply[0]["spec"]
+    hpa = children.apply[2]
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["metadata"]["labels"] == b.labels("iris")
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "iris"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert [(m["resource"]["name"], m["resource"]["target"]["averageUtilization"]) for m in hpa["spec"]["metrics"]] \
+        == [("cpu", 60), ("memory", 75)]
+    assert children.absent == []
+    one = b.build_children("iris", "ml", _spec(autoscaling={"maxReplicas": 1}), CTX)
+    assert ("PodDisruptionBudget", "iris") in one.absent, "at most one pod: no PDB"

@@ -170,7 +170,9 @@ def test_crd_identity_columns_and_subresources() -> None:
     assert (names["kind"], names["plural"], names["shortNames"]) == ("ModelApp", "modelapps", ["ma"])
     version = crd["spec"]["versions"][0]
     assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {"status": {}, "scale": {  # `kubectl scale ma`
+        "specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector"}}  # fmt: skip
     columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"] if not c.get("priority")}
     assert columns == {  # `kubectl get ma`: the pair that serves, from status (never the spec's beside it)
         "Ready": '.status.conditions[?(@.type=="Ready")].status',

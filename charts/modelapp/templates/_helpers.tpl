@@ -147,6 +147,10 @@ their children. docs/rbac.md says why each verb is there.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, list, watch, create, patch, delete]
+# Application: the HorizontalPodAutoscaler exists only while spec.autoscaling is set, so it is also deleted.
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
 {{- end }}
 
 {{- define "modelapp.rules.bump" -}}
