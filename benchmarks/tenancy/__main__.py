@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def operator_part(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, workdir: Path) -> Any:
     run_id = uuid.uuid4().hex[:6]
-    namespaces = {key: f"tenancy-{key}-{run_id}" for key in ("quiet", "hostile", "crowded", "churned")}
+    namespaces = {key: f"tenancy-{key}-{run_id}" for key in ("quiet", "hostile", "crowded", "churned", "after")}
     for name in namespaces.values():
         client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
     operator, _ = start_operator(cluster, list(namespaces.values()), workdir, [])
@@ -75,7 +75,7 @@ def operator_part(cluster: LocalCluster, api: client.ApiClient, args: argparse.N
 
 
 def operator_table(r: dict[str, Any]) -> str:
-    phases = [r["quiet"], r["crowded"], r["churned"]]
+    phases = [r["quiet"], r["crowded"], r["churned"], r["after"]]
     hostile = sum(sum(reasons.values()) for reasons in r["hostile"].values())
     churned = r["churned"]
 
@@ -83,13 +83,14 @@ def operator_table(r: dict[str, Any]) -> str:
         return " | ".join(f"{phase[key]:.0f}{unit}" for phase in phases)
 
     lines = [f"| measure (n = {phases[0]['n']} each) | no hostile app | {hostile} hostile apps present | "
-             f"{hostile} hostile apps, edited {churned['edits'] / churned['seconds']:.1f}/s |", "|---|---|---|---|",
+             f"{hostile} hostile apps, edited {churned['edits'] / churned['seconds']:.1f}/s | "
+             "no hostile app (after deleting them) |", "|---|---|---|---|---|",
              f"| good app create -> Ready, p50 | {cells('p50_ms')} |",
              f"| good app create -> Ready, p95 | {cells('p95_ms')} |",
              f"| good app create -> Ready, max | {cells('max_ms')} |",
              f"| hostile ModelApp watch events during the phase | - | {r['crowded']['hostile_events']} in "
              f"{r['crowded']['seconds']:.0f} s | {churned['hostile_events']} in {churned['seconds']:.0f} s "
-             f"({churned['edits']} edits by the attacker) |",
+             f"({churned['edits']} edits by the attacker) | - |",
              "| load average (1 min) at the end of the phase | "
              + " | ".join(f"{phase['load_avg_1m']:.1f}" for phase in phases) + " |",
              "", "| hostile kind | Ready reason at the end (count) |", "|---|---|"]  # fmt: skip

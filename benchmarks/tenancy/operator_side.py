@@ -5,8 +5,10 @@ Contracts of the measurement:
   hostile ModelApps) and `crowded` (good apps created while the hostile ones are there).
 - A sample is one good ModelApp created, then waited for: from just before the create request to the
   first watch event that shows Ready=True at the current generation. Apps are created one at a time.
-- Phase order: every quiet sample, then the hostile apps (waited for until each has a Ready condition),
-  then every crowded sample. The load average is recorded per phase, since the machine is shared.
+- Phase order: every quiet sample; the hostile apps (waited for until each has a Ready condition); every
+  crowded sample; every churned sample (the attacker edits its apps all along); the hostile apps deleted,
+  then quiet samples again ("after"), so drift of the shared machine shows as a gap between the two quiet
+  phases. The load average is recorded per phase.
 - No smoke test anywhere: on kwok a pod's IP is a made-up 10.x address, and a smoke test would send
   traffic there (directly, or through the API server's pod proxy). Only 127.0.0.1 is ever a target.
 """
@@ -245,6 +247,18 @@ def run(api: client.ApiClient, namespaces: dict[str, str], *, good: int, hostile
     results["churned"] |= {"hostile_events": counter.count - events_before, "seconds": time.monotonic() - t0,
                            "edits": churn.edits, "edits_refused": churn.refused}  # fmt: skip
     log(f"  {results['churned']}")
+
+    log(f"operator phase 5: hostile apps deleted, then {good} good apps again (the machine's drift)")
+    custom = client.CustomObjectsApi(api)
+    for app in apps:
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespaces["hostile"], PLURAL, app.name)
+    deadline = time.monotonic() + 120
+    while custom.list_namespaced_custom_object(GROUP, VERSION, namespaces["hostile"], PLURAL)["items"]:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"hostile apps still there 120 s after their deletion; see {workdir}/operator.log")
+        time.sleep(0.5)
+    results["after"] = summary(good_samples(api, namespaces["after"], good, timeout=120, pace=pace))
+    log(f"  {results['after']}")
     final = counter.reasons()
     counter.stop()
     by_kind: dict[str, dict[str, int]] = {}
