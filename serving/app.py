@@ -6,6 +6,10 @@ existing dataplane (tests use it). Every error goes through `errors.to_response`
 JSON `{"error": ...}`. Request bodies follow `routes.body_format` (JSON, or OIP's binary tensor
 extension; anything else a 415); over `max_body_bytes` is a 413 before reading. The model calls are
 usually answered by the fast path in front (`fastpath.py`), built from the same table.
+
+Under `serve` the app sits behind two listeners, the public port and the metrics port: each request
+reaches only the rows of its listener (`routes.hidden`); any other is the same JSON 404 as a path no
+row has, counted under the `unmatched` label.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask, Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from modelapp_serving import codecs
 from modelapp_serving.dataplane import DataPlane
 from modelapp_serving.errors import to_response
-from modelapp_serving.fastpath import ModelCallPath
+from modelapp_serving.fastpath import ListenerOf, ModelCallPath, every_row, listener_by_port
 from modelapp_serving.metrics import Metrics
 from modelapp_serving.models import resolve_model
 from modelapp_serving.readiness import WorkerReadiness
@@ -35,6 +39,7 @@ from modelapp_serving.routes import (
     Route,
     Served,
     body_format,
+    hidden,
     method_label,
     read_body,
 )
@@ -49,8 +54,12 @@ def create_app(
     sha256: str | None = None,
     model_class: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    metrics_port: int = 0,
 ) -> Flask:
     """The app for one model folder; the model loads in a background thread (readiness says when).
+
+    `metrics_port` is the port of the metrics listener (0: none, so `/metrics` is answered nowhere);
+    every other port is public.
 
     Under `serve` (MODELAPP_READY_DIR set) this worker reports its loaded model to the server's
     readiness folder, and readiness waits for every worker (`readiness.py`).
@@ -66,7 +75,7 @@ def create_app(
         on_loaded=None if workers is None else lambda: workers.mark_ready(os.getpid(), master),
         others_ready=None if workers is None else lambda: workers.all_ready(master),
     )
-    app = build_app(dataplane, metrics, max_body_bytes=max_body_bytes)
+    app = build_app(dataplane, metrics, max_body_bytes=max_body_bytes, listener_of=listener_by_port(metrics_port))
     dataplane.start_loading()
     return app
 
@@ -91,16 +100,24 @@ def _view(route: Route, served: Served, max_body_bytes: int) -> Callable[..., Re
     return view
 
 
-def _observe_requests(app: Flask, metrics: Metrics) -> None:
-    """One sample per request Flask answers; the labels come from the route table (or `unmatched`)."""
+def _observe_requests(app: Flask, metrics: Metrics, listener_of: ListenerOf) -> None:
+    """One sample per request Flask answers; the labels come from the route table (or `unmatched`).
+
+    A row hidden from the request's listener is refused here, before Flask's own routing answer
+    (a 405 for another method would tell that the rule exists).
+    """
 
     @app.before_request
     def start_clock() -> None:
         g.started = time.perf_counter()
+        g.hidden = hidden(request.path, listener_of(request.environ))
+        if g.hidden:
+            raise NotFound()
 
     @app.after_request
     def observe(response: Response) -> Response:
-        rule = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        matched = request.url_rule is not None and not g.get("hidden", False)
+        rule = request.url_rule.rule if matched and request.url_rule is not None else UNMATCHED
         started = g.get("started", time.perf_counter())
         metrics.observe_request(
             endpoint=rule,
@@ -111,8 +128,18 @@ def _observe_requests(app: Flask, metrics: Metrics) -> None:
         return response
 
 
-def build_app(dataplane: DataPlane, metrics: Metrics, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Flask:
-    """A new Flask app around `dataplane`: every row of the route table, the fast path in front."""
+def build_app(
+    dataplane: DataPlane,
+    metrics: Metrics,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    listener_of: ListenerOf = every_row,
+) -> Flask:
+    """A new Flask app around `dataplane`: every row of the route table, the fast path in front.
+
+    `listener_of` tells each request's listener; the default, one socket answering every row, is
+    for callers without sockets (the Flask test client), never for `serve`.
+    """
     app = Flask("modelapp_serving")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
 
@@ -127,8 +154,8 @@ def build_app(dataplane: DataPlane, metrics: Metrics, *, max_body_bytes: int = D
         app.add_url_rule(
             route.rule, endpoint=route.rule, view_func=_view(route, served, max_body_bytes), methods=[route.method]
         )
-    _observe_requests(app, metrics)
+    _observe_requests(app, metrics, listener_of)
     app.wsgi_app = ModelCallPath(  # type: ignore[method-assign]
-        app.wsgi_app, served, max_body_bytes=max_body_bytes
+        app.wsgi_app, served, max_body_bytes=max_body_bytes, listener_of=listener_of
     )
     return app

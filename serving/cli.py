@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     _env_flag(serve, "--name", "MODELAPP_MODEL_NAME")
     serve.add_argument("--port", type=int, default=int(_env("MODELAPP_PORT", "8080") or "8080"))
     serve.add_argument("--host", default=_env("MODELAPP_HOST", "0.0.0.0"))
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("MODELAPP_METRICS_PORT", "9090") or "9090"),
+        help="the port of /metrics, never the public one; 0 for none (env MODELAPP_METRICS_PORT)",
+    )
     serve.add_argument("--workers", type=int, default=int(_env("MODELAPP_WORKERS", "1") or "1"))
     serve.add_argument("--sha256", default=_env("MODELAPP_MODEL_SHA256"))
     serve.add_argument("--model-class", default=_env("MODELAPP_MODEL_CLASS"))

@@ -11,6 +11,10 @@ The contract: this path only takes the plain case -- the row's method, a `Conten
 body limit, and a body the content-type rules accept. Anything else (another method, a chunked body,
 a body over the limit, a body the rules refuse) goes to Flask untouched, which owns those answers
 (405, 413, 415, 400), so every error answer is made in one place and behaves exactly as before.
+
+Every request passes here first, so this is also where its listener is told (`listener_by_port`) and
+kept in the environ for Flask: the model calls are public rows, so a request on the metrics port
+goes to Flask, which answers only the internal rows there (`routes.hidden`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from modelapp_serving.routes import (
     MODEL_CALLS,
     Body,
     BodyKind,
+    Listener,
     Route,
     Served,
     body_format,
@@ -38,7 +43,43 @@ from modelapp_serving.routes import (
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
+ListenerOf = Callable[[dict[str, Any]], Listener]
+
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+LISTENER_KEY = "modelapp.listener"  # the environ key holding the request's Listener
+
+
+def every_row(_environ: dict[str, Any]) -> Listener:
+    """One socket answering every row: an app built without the split (the Flask test client)."""
+    return Listener.ONLY
+
+
+def listener_by_port(metrics_port: int) -> ListenerOf:
+    """The listener of a request under gunicorn: the local port of its own connection.
+
+    Why the socket and not `SERVER_PORT` or `Host`: a client writes its `Host` header, and gunicorn
+    derives `SERVER_*` from it on some sockets; the port the connection was accepted on is the
+    kernel's word. Port 0 (no metrics listener), no socket, or a socket that cannot tell: public,
+    so a doubt never opens an internal row.
+    """
+
+    def listener(environ: dict[str, Any]) -> Listener:
+        known = environ.get(LISTENER_KEY)
+        if isinstance(known, Listener):
+            return known
+        sock = environ.get("gunicorn.socket")
+        found = Listener.PUBLIC
+        if metrics_port and sock is not None:
+            try:
+                address = sock.getsockname()
+            except OSError:
+                address = None
+            if isinstance(address, tuple) and len(address) >= 2 and address[1] == metrics_port:
+                found = Listener.METRICS
+        environ[LISTENER_KEY] = found
+        return found
+
+    return listener
 
 
 def body_plan(environ: dict[str, Any], *, max_body_bytes: int, binary_allowed: bool) -> tuple[int, int | None] | None:
@@ -66,12 +107,17 @@ def body_plan(environ: dict[str, Any], *, max_body_bytes: int, binary_allowed: b
 class ModelCallPath:
     """WSGI middleware: model calls answered here, everything else passed to `inner` (Flask)."""
 
-    def __init__(self, inner: WsgiApp, served: Served, *, max_body_bytes: int) -> None:
+    def __init__(
+        self, inner: WsgiApp, served: Served, *, max_body_bytes: int, listener_of: ListenerOf = every_row
+    ) -> None:
         self.inner = inner
         self.served = served
         self.max_body_bytes = max_body_bytes
+        self.listener_of = listener_of
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if self.listener_of(environ) is Listener.METRICS:
+            return self.inner(environ, start_response)
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "")
         for route in MODEL_CALLS:

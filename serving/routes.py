@@ -3,10 +3,12 @@
 Why one table: the Flask app (`app.py`) and the lean model-call path in front of it (`fastpath.py`)
 answer the same routes. Each route is declared once here -- method, path rule, handler, what body
 it takes -- and both are built from it: Flask registers every row, the fast path takes the rows
-that carry a body. The metrics `endpoint` label is the row's rule and the `method` label one of the
-table's methods (else `other`), whichever path answers, so labels cannot drift apart and stay
-bounded whatever a client sends. The rules both paths apply to a request -- the version check, the
-content-type rules, reading the body within the limit -- live here once each.
+that carry a body. A row marked `internal` (`/metrics`) is answered only on the metrics port, never
+on the public port behind the ModelApp's Service (`hidden`). The metrics `endpoint` label is the
+row's rule and the `method` label one of the table's methods (else `other`), whichever path
+answers, so labels cannot drift apart and stay bounded whatever a client sends. The rules both
+paths apply to a request -- the version check, the content-type rules, reading the body within the
+limit -- live here once each.
 
 Handlers are the thin layer between HTTP and the dataplane: path parameters and the body in, a
 `Reply` out, domain errors raised (mapped to HTTP by `errors.to_response`, nowhere else). No Flask
@@ -40,6 +42,14 @@ UNMATCHED = "unmatched"  # the endpoint label of a request no row matches
 OTHER_METHOD = "other"  # the method label of a method no row declares
 _BINARY_TYPES = frozenset({"", OCTET_STREAM, JSON})
 _READ_CHUNK = 1 << 16
+
+
+class Listener(enum.Enum):
+    """The socket a request came in on: which rows it may reach (`hidden`)."""
+
+    PUBLIC = "public"  # the app's port, behind the Service and its load balancer: no internal row
+    METRICS = "metrics"  # the metrics port, which no Service exposes: internal rows only
+    ONLY = "only"  # the one socket of an app built without the split (the Flask test client): every row
 
 
 class BodyKind(enum.Enum):
@@ -88,6 +98,7 @@ class Route:
     rule: str  # Flask's rule syntax; also the metrics `endpoint` label
     handler: Handler
     body: BodyKind = BodyKind.NONE
+    internal: bool = False  # answered on the metrics port only (a 404 on the public port)
     pattern: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -245,11 +256,29 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/models/<name>", _v1_status),
     Route("POST", "/v1/models/<name>:predict", _v1_predict, BodyKind.JSON),
     Route("POST", "/score", _score, BodyKind.JSON),
-    Route("GET", "/metrics", _metrics),
+    Route("GET", "/metrics", _metrics, internal=True),
 )
 
 # The model calls: the rows the fast path answers (they carry a body).
 MODEL_CALLS: tuple[Route, ...] = tuple(route for route in ROUTES if route.body is not BodyKind.NONE)
+
+# Per listener, the rule patterns it must not answer (every method of them: no 405 telling they exist).
+_HIDDEN: dict[Listener, tuple[re.Pattern[str], ...]] = {
+    Listener.PUBLIC: tuple(route.pattern for route in ROUTES if route.internal),
+    Listener.METRICS: tuple(route.pattern for route in ROUTES if not route.internal),
+    Listener.ONLY: (),
+}
+
+
+def hidden(path: str, listener: Listener) -> bool:
+    """Whether `path` names a row that this listener does not answer: a 404, as for a path no row has.
+
+    Why the path and not the matched row: Flask answers a known rule with another method by a 405,
+    which would tell a client on the public port that `/metrics` exists there. A rule is internal
+    for all its methods (`test_routes` checks that no rule is both).
+    """
+    return any(pattern.fullmatch(path) for pattern in _HIDDEN[listener])
+
 
 # Labels: HEAD and OPTIONS are answered for every GET row (by Flask), so they count as the table's.
 METHODS: frozenset[str] = frozenset({route.method for route in ROUTES} | {"HEAD", "OPTIONS"})

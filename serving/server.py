@@ -10,6 +10,10 @@ checks the model folder and options synchronously (a bad pin, a pickle without a
 class exit 2 with a one-line reason), and only then starts gunicorn. Each worker builds its own app
 with `create_app` after the fork (no preloading), which starts loading the model in the background.
 
+Two listeners: `--port` (public, behind the ModelApp's Service) and `--metrics-port` (default 9090,
+MODELAPP_METRICS_PORT, 0 for none), on the same host and served by the same workers; `/metrics` is
+answered on the metrics port only (`routes.hidden`), everything else on the public port only.
+
 Settings beyond the command line (environment): MODELAPP_THREADS (threads per worker, default 4),
 MODELAPP_MAX_BODY_BYTES (default 16 MiB), MODELAPP_ORT_THREADS (onnxruntime intra-op threads, 1),
 MODELAPP_TIMEOUT (gunicorn worker timeout in seconds, default 120), MODELAPP_HEADER_TIMEOUT (seconds
@@ -48,6 +52,13 @@ class ServeOptions:
     timeout: int
     header_timeout: int = 10
     read_timeout: int = 30
+    metrics_port: int = 0  # 0: no metrics listener
+
+    def binds(self) -> list[str]:
+        """gunicorn's `bind`: the public address, then the metrics address when there is one."""
+        ports = [self.port] + ([self.metrics_port] if self.metrics_port else [])
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return [f"{host}:{port}" for port in ports]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -63,6 +74,12 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
 
     if args.workers <= 0:
         raise ValueError(f"--workers must be positive, got {args.workers}")
+    if not 0 <= args.metrics_port <= 65535:
+        raise ValueError(f"--metrics-port must be a port number (1-65535), or 0 for none; got {args.metrics_port}")
+    if args.metrics_port and args.metrics_port == args.port:
+        raise ValueError(
+            f"--metrics-port {args.metrics_port} is also --port: give /metrics a port of its own (or 0 for none)"
+        )
     return ServeOptions(
         model_dir=Path(args.model_dir),
         name=args.name,
@@ -76,6 +93,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
         timeout=_env_int("MODELAPP_TIMEOUT", 120),
         header_timeout=_env_int("MODELAPP_HEADER_TIMEOUT", 10),
         read_timeout=_env_int("MODELAPP_READ_TIMEOUT", 30),
+        metrics_port=args.metrics_port,
     )
 
 
@@ -102,7 +120,7 @@ class ServingApplication(BaseApplication):  # type: ignore[misc]
 
         worker_class = gated_worker(header_timeout=self.options.header_timeout, read_timeout=self.options.read_timeout)
         settings: dict[str, Any] = {
-            "bind": [f"{self.options.host}:{self.options.port}"],
+            "bind": self.options.binds(),
             "workers": self.options.workers,
             "worker_class": worker_class,
             "threads": self.options.threads,
@@ -129,6 +147,7 @@ class ServingApplication(BaseApplication):  # type: ignore[misc]
             sha256=self.options.sha256,
             model_class=self.options.model_class,
             max_body_bytes=self.options.max_body_bytes,
+            metrics_port=self.options.metrics_port,
         )
 
 
@@ -154,7 +173,14 @@ def main(args: argparse.Namespace) -> int:
             print(f"modelapp-serving serve: {exc}", file=sys.stderr)
             return 2
         os.environ["MODELAPP_READY_WORKERS"] = str(options.workers)
-        log.info("serving %s from %s on %s:%d", options.name, options.model_dir, options.host, options.port)
+        log.info(
+            "serving %s from %s on %s:%d, /metrics on %s",
+            options.name,
+            options.model_dir,
+            options.host,
+            options.port,
+            f"port {options.metrics_port}" if options.metrics_port else "no port (--metrics-port 0)",
+        )
         ServingApplication(options).run()
         return 0
     finally:

@@ -64,7 +64,7 @@ def test_metrics_add_up_across_workers(iris_server: ServeProcess, iris: Iris) ->
             assert session.post(f"{iris_server.url}/v2/models/iris/infer", json=body, timeout=10).status_code == 200
     counts = set()
     for _ in range(4):
-        text = requests.get(f"{iris_server.url}/metrics", timeout=5).text
+        text = requests.get(f"{iris_server.metrics_url}/metrics", timeout=5).text
         line = next(
             line for line in text.splitlines() if line.startswith("modelapp_requests_total{") and "infer" in line
         )

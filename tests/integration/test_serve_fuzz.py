@@ -14,6 +14,7 @@ holds no unexpected-error line, and the metric labels are still only the table's
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import socket
@@ -213,7 +214,8 @@ def test_after_the_fuzz_the_server_is_well(server: ServeProcess) -> None:
     assert server.process.poll() is None
     log = server.log()
     assert "unexpected error" not in log and "Traceback" not in log, log[-3000:]
-    _, _, metrics = answer(server, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    on_metrics_port = dataclasses.replace(server, url=server.metrics_url)
+    _, _, metrics = answer(on_metrics_port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     labels = re.findall(rb'modelapp_requests_total\{code="\d+",endpoint="([^"]*)",method="([^"]*)"', metrics)
     assert labels, metrics[:500]
     assert {endpoint.decode() for endpoint, _ in labels} <= {route.rule for route in ROUTES} | {UNMATCHED}

@@ -143,7 +143,7 @@ def test_made_up_methods_share_one_metric_label(server: ServeProcess) -> None:
         assert_client_error(exchange(server, request.encode()), 405, "method not allowed")
         request = f"{method} /nothing/{method} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         assert_client_error(exchange(server, request.encode()), 404, "no such endpoint")
-    text = requests.get(f"{server.url}/metrics", timeout=5).text
+    text = requests.get(f"{server.metrics_url}/metrics", timeout=5).text
     assert not [method for method in methods if method in text]
     series = [line for line in text.splitlines() if line.startswith("modelapp_requests_total{")]
     assert any('method="other"' in line and 'code="405"' in line for line in series), series

@@ -5,11 +5,14 @@ it rather than restating routes: Flask's URL map holds exactly the table's rows 
 each rule's regular expression agrees with Flask's matching on real and near-miss paths, and the
 fast path and Flask (the same app with the fast path bypassed) give byte-identical answers and the
 same metric labels for a set of model calls, good and bad. The model is the real iris ONNX model.
+Listeners: `/metrics` is internal, hidden from the public listener for every method; the listener
+comes from the connection's own socket (real loopback sockets here), never from the client's headers.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -18,10 +21,10 @@ from werkzeug.test import Client
 
 from modelapp_serving.app import build_app
 from modelapp_serving.dataplane import DataPlane
-from modelapp_serving.fastpath import ModelCallPath
+from modelapp_serving.fastpath import LISTENER_KEY, ModelCallPath, listener_by_port
 from modelapp_serving.metrics import Metrics
 from modelapp_serving.models import resolve_model
-from modelapp_serving.routes import MODEL_CALLS, ROUTES, BodyKind, rule_pattern
+from modelapp_serving.routes import MODEL_CALLS, ROUTES, BodyKind, Listener, hidden, rule_pattern
 from tests.fixtures.models import ModelDir
 
 
@@ -129,3 +132,74 @@ def test_fast_path_and_flask_answer_alike(onnx_model_dir: ModelDir, path: str, k
     assert content_type == "application/json"
     assert f'code="{status}"' in counted
     assert body.startswith(b"{")
+
+
+# --- listeners: /metrics on the metrics port only -------------------------------------------------
+
+
+def test_only_metrics_is_internal_and_no_rule_is_both() -> None:
+    assert {(route.method, route.rule) for route in ROUTES if route.internal} == {("GET", "/metrics")}
+    internal = {route.rule for route in ROUTES if route.internal}
+    assert internal.isdisjoint({route.rule for route in ROUTES if not route.internal})
+    assert not any(route.internal for route in MODEL_CALLS)
+
+
+@pytest.mark.parametrize(
+    ("path", "public", "metrics"),
+    [
+        ("/metrics", True, False),
+        ("/v2/health/live", False, True),
+        ("/v2/models/iris/infer", False, True),
+        ("/version", False, True),
+        ("/metrics/", False, False),  # no row at all: Flask's own 404 on either
+        ("/nothing", False, False),
+    ],
+)
+def test_hidden_by_listener(path: str, public: bool, metrics: bool) -> None:
+    assert hidden(path, Listener.PUBLIC) is public
+    assert hidden(path, Listener.METRICS) is metrics
+    assert hidden(path, Listener.ONLY) is False
+
+
+def _on(app: Flask, listener: Listener) -> Client:
+    return Client(lambda environ, start: app.wsgi_app(environ | {LISTENER_KEY: listener}, start))
+
+
+def test_public_listener_answers_metrics_like_a_path_no_row_has(onnx_model_dir: ModelDir) -> None:
+    model, info = resolve_model(onnx_model_dir.path, name="iris", pinned_sha256=None, model_class=None)
+    model.load()
+    metrics = Metrics(model="iris", version=info.version)
+    app = build_app(DataPlane(model, info), metrics, listener_of=listener_by_port(9090))
+    public = _on(app, Listener.PUBLIC)
+    unknown = public.get("/nothing")
+    for method in ("GET", "POST", "HEAD", "PUT"):
+        reply = public.open("/metrics", method=method)
+        assert (reply.status_code, reply.headers["Content-Type"]) == (404, "application/json"), method
+        if method != "HEAD":
+            assert reply.get_data() == unknown.get_data()
+    assert public.get("/v2/health/live").status_code == 200
+    on_metrics = _on(app, Listener.METRICS)
+    assert on_metrics.get("/v2/health/live").status_code == 404
+    assert on_metrics.post("/score", json={"input": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 404
+    text = on_metrics.get("/metrics").get_data(as_text=True)
+    probes = [line for line in text.splitlines() if 'endpoint="unmatched"' in line and "requests_total" in line]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in probes) == 7  # 1 + 4 + 2: none counted as a row
+    assert 'endpoint="/metrics"' not in "".join(line for line in text.splitlines() if 'code="404"' in line)
+
+
+def test_the_listener_is_the_connections_local_port() -> None:
+    """Real sockets: the accepted connection's own port decides; no socket, or port 0, is public."""
+    with socket.create_server(("127.0.0.1", 0)) as public, socket.create_server(("127.0.0.1", 0)) as internal:
+        metrics_port = internal.getsockname()[1]
+        listener = listener_by_port(metrics_port)
+        found = {}
+        for name, server in (("public", public), ("metrics", internal)):
+            with socket.create_connection(server.getsockname()[:2]) as _client:
+                accepted, _ = server.accept()
+                with accepted:
+                    environ = {"gunicorn.socket": accepted, "SERVER_PORT": str(metrics_port)}
+                    found[name] = listener(environ)
+                    assert environ[LISTENER_KEY] is found[name]
+                    assert listener_by_port(0)({"gunicorn.socket": accepted}) is Listener.PUBLIC
+        assert found == {"public": Listener.PUBLIC, "metrics": Listener.METRICS}
+    assert listener({"SERVER_PORT": str(metrics_port), "HTTP_HOST": f"x:{metrics_port}"}) is Listener.PUBLIC
