@@ -38,6 +38,9 @@ from modelapp_operator.names import (
 from modelapp_operator.spec import ModelAppSpec, PodSettings
 
 PORT = 8080
+#: The serving runtime's metrics listener (`/metrics` only), a container port named `metrics` that no Service
+#: exposes: scraped in the pod network (the chart's PodMonitor), never through the app's load balancer.
+METRICS_PORT = 9090
 MODEL_MOUNT = "/mnt/models"
 MODEL_DIR = f"{MODEL_MOUNT}/model"
 UID = 1000
@@ -164,11 +167,17 @@ DRAIN_SECONDS = 5
 
 
 def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
-    """The app image serving the model on :8080; probes follow the v2 health endpoints."""
+    """The app image serving the model on :8080 and `/metrics` on :9090; probes follow the v2 health endpoints.
+
+    The metrics port is set by the environment, not a flag: an app image built on an older serving
+    runtime ignores the variable (and answers `/metrics` on 8080, as it did), where it would refuse a
+    flag it does not know and never start.
+    """
     env = [
         {"name": "MODELAPP_MODEL_NAME", "value": name},
         {"name": "MODELAPP_MODEL_DIR", "value": MODEL_DIR},
         {"name": "MODELAPP_PORT", "value": str(PORT)},
+        {"name": "MODELAPP_METRICS_PORT", "value": str(METRICS_PORT)},
     ]
     if spec.model_class:
         env.append({"name": "MODELAPP_MODEL_CLASS", "value": spec.model_class})
@@ -177,7 +186,10 @@ def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
         "name": "app",
         "image": spec.image,
         **_app_command(name, spec),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
         "env": env,
         "readinessProbe": _probe("/v2/health/ready", period=5),
         # A terminating pod keeps answering until kube-proxy has dropped it from the Service's rules:
@@ -289,7 +301,7 @@ def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildCo
 
 
 def build_service(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest:
-    """spec.service.port -> the pods' 8080, port named `http`."""
+    """spec.service.port -> the pods' 8080, port named `http`; never the metrics port (in-cluster scrapes only)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",

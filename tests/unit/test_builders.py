@@ -62,12 +62,42 @@ def test_app_container_serves_on_8080_with_v2_probes() -> None:
     assert [*app["command"], *app["args"]] == [
         "modelapp-serving", "serve", "--model-dir", "/mnt/models/model", "--name", "iris", "--port", "8080",
     ]  # fmt: skip
-    assert app["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert app["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert app["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert app["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     env = {e["name"]: e["value"] for e in app["env"]}
     assert env["MODELAPP_MODEL_CLASS"] == "app.model:Iris" and env["A"] == "1" and env["MODELAPP_MODEL_NAME"] == "iris"
     assert {"name": "model", "mountPath": "/mnt/models", "readOnly": True} in app["volumeMounts"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"command": ["python", "-m", "app"]},
+        {"args": ["serve", "--workers", "2"]},
+        {"env": [{"name": "A", "value": "1"}]},
+    ],
+)
+def test_the_metrics_port_is_set_by_the_environment_whatever_the_command(overrides: dict[str, Any]) -> None:
+    """The env, not a flag: an older app image ignores it instead of refusing an unknown flag."""
+    app = _pod(_spec(**overrides))["containers"][0]
+    env = [e for e in app["env"] if e["name"] == "MODELAPP_METRICS_PORT"]
+    assert env == [{"name": "MODELAPP_METRICS_PORT", "value": "9090"}]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in app["ports"]
+    assert "--metrics-port" not in [*app.get("command", []), *app.get("args", [])]
+    # The probes stay on the public port, which still answers them.
+    assert app["readinessProbe"]["httpGet"]["port"] == app["livenessProbe"]["httpGet"]["port"] == "http"
+
+
+def test_every_child_service_exposes_http_only() -> None:
+    spec = _spec(replicas=3, service={"type": "LoadBalancer", "port": 443})
+    services = [m for m in b.build_children("iris", "ml", spec, CTX).apply if m["kind"] == "Service"]
+    assert len(services) == 1
+    assert services[0]["spec"]["ports"] == [{"name": "http", "port": 443, "targetPort": 8080, "protocol": "TCP"}]
 
 
 def test_pinned_digest_is_passed_to_serve() -> None:
@@ -163,6 +193,7 @@ def test_service(service: dict[str, Any]) -> None:
         {"name": "http", "port": service.get("port", 80), "targetPort": 8080, "protocol": "TCP"}
     ]
     assert svc["spec"]["selector"] == b.selector("iris")
+    assert all(port["targetPort"] != b.METRICS_PORT and port["name"] != "metrics" for port in svc["spec"]["ports"])
 
 
 @pytest.mark.parametrize(("replicas", "has_pdb"), [(0, False), (1, False), (2, True), (100, True)])
