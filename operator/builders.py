@@ -135,6 +135,7 @@ def fetch_container(spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "fetch-model",
         "image": image,
+        **({"imagePullPolicy": "Always"} if image == spec.image else {}),  # the tenant's image: as the app's
         "command": ["modelapp-serving"],
         "args": args,
         # The one-line reason of a failed fetch (e.g. a digest mismatch) lands in the pod's status.
@@ -185,6 +186,9 @@ def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
     return {
         "name": "app",
         "image": spec.image,
+        # Always: the kubelet asks the registry (with the pod's pull Secrets) at every pod start, so a pod of
+        # another namespace naming a private image already on the node cannot run it without credentials.
+        "imagePullPolicy": "Always",
         **_app_command(name, spec),
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},

@@ -21,8 +21,9 @@ journey, CI runs, bump -> Ready, failures) are printed with the `[journey]` pref
 benchmarks/README.md. Traffic goes only to 127.0.0.1, 127.0.10.x and the bridge (10.244.0.1).
 
 The last test is the attacker's view of the same registry: another namespace naming a private image
-that a pod of its owner has already put on the node, without any pull Secret. It found a gap (marked
-xfail, strict, with the fix in its reason).
+that a pod of its owner has already put on the node, without any pull Secret. It found a gap, since
+closed: the builders set `imagePullPolicy: Always` on every container that runs the app image, so the
+kubelet asks the registry, with the pod's own pull Secrets, at every start.
 """
 
 from __future__ import annotations
@@ -440,13 +441,6 @@ def test_the_baked_image_from_the_same_ci_script_serves_on_real_pods(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tenancy gap found here: the pods get Kubernetes' default imagePullPolicy (IfNotPresent for a tag), so "
-    "kubelet starts a private image already on the node for a pod with no pull Secret. Fix: the builders set "
-    "imagePullPolicy: Always on every container that runs spec.image (clusters where tenants create Pods "
-    "themselves also need the AlwaysPullImages admission plugin); then remove this mark.",
-)
 def test_another_tenant_cannot_run_a_private_image_already_on_the_node(  # noqa: PLR0917 -- one fixture per real component
     registry: BridgeRegistry,
     serving_image: Image,

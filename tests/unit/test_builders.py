@@ -381,3 +381,14 @@ def test_autoscaling_hands_replicas_to_an_hpa() -> None:
     assert children.absent == []
     one = b.build_children("iris", "ml", _spec(autoscaling={"maxReplicas": 1}), CTX)
     assert ("PodDisruptionBudget", "iris") in one.absent, "at most one pod: no PDB"
+
+
+def test_every_container_running_the_app_image_always_pulls() -> None:
+    """A pod of another namespace must not run a private image a pod of its owner left on the node: the
+    kubelet asks the registry (with the pod's pull Secrets) at every start. The serving image (the
+    platform's) keeps the default."""
+    fetched = b.pod_spec("iris", _spec(), CTX)
+    assert fetched["containers"][0]["imagePullPolicy"] == "Always"
+    assert "imagePullPolicy" not in fetched["initContainers"][0], "the platform's serving image"
+    baked = b.pod_spec("iris", _spec(model={"uri": "file:///opt/models/iris", "version": "1"}), CTX)
+    assert [c["imagePullPolicy"] for c in baked["initContainers"] + baked["containers"]] == ["Always", "Always"]
