@@ -61,7 +61,8 @@ def test_default_install_is_cluster_wide_with_crds(render_chart: Render) -> None
     assert not rendered.error
     kinds = sorted(obj["kind"] for obj in rendered.objects)
     assert kinds == sorted(
-        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"] + ["CustomResourceDefinition"] * 3
+        ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+        + ["CustomResourceDefinition"] * 3
     )
     crds = {crd["metadata"]["name"]: crd for crd in rendered.all("CustomResourceDefinition")}
     assert set(crds) == {"modelapps.modelapp.io", "kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"}
@@ -233,7 +234,7 @@ def test_toggles_leave_out_rbac_serviceaccount_and_crds(render_chart: Render) ->
         {"rbac.create": False, "serviceAccount.create": False, "serviceAccount.name": "existing", "crds.install": False}
     )
     assert not rendered.error
-    assert sorted(obj["kind"] for obj in rendered.objects) == ["Deployment"]
+    assert sorted(obj["kind"] for obj in rendered.objects) == ["Deployment", "Service"]  # the metrics Service
     assert rendered.only("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing"
 
 

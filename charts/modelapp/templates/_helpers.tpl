@@ -109,6 +109,9 @@ fails `helm install`/`helm template` with a clear message instead of installing 
 {{- else if .Values.watchNamespaces }}
 {{- fail "watchNamespaces is only for rbac.scope=namespaced; rbac.scope=cluster watches every namespace" }}
 {{- end }}
+{{- if and .Values.operator.metrics.enabled (eq (int .Values.operator.metrics.port) (int .Values.operator.livenessPort)) }}
+{{- fail "operator.metrics.port is also operator.livenessPort: give the operator's /metrics a port of its own" }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -175,5 +178,20 @@ their children. docs/rbac.md says why each verb is there.
   resourceNames:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the operator's metrics Service. */}}
+{{- define "modelapp.metricsName" -}}
+{{- printf "%s-metrics" (include "modelapp.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
+{{/* interval and scrapeTimeout of a monitor's endpoint, each only when set. */}}
+{{- define "modelapp.scrapeTimes" -}}
+{{- with .Values.serviceMonitor.interval }}
+interval: {{ . | quote }}
+{{- end }}
+{{- with .Values.serviceMonitor.scrapeTimeout }}
+scrapeTimeout: {{ . | quote }}
 {{- end }}
 {{- end }}
