@@ -143,7 +143,8 @@ def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str, baselin
         model.digest,
     ]
     name = f"ours-{tag}" if baseline is None else f"ours-{baseline.rev}-{tag}"
-    env = None if baseline is None else baseline.env()
+    # No metrics listener (9090 would clash between servers started side by side); an older revision ignores it.
+    env = {**(os.environ if baseline is None else baseline.env()), "MODELAPP_METRICS_PORT": "0"}
     return _start(name, command, port=port, logs=logs, cwd=model.path.parent, env=env)
 
 
