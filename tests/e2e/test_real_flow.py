@@ -312,3 +312,33 @@ def _served_again(app: dict[str, Any]) -> bool:
 def _failed_revision(app: dict[str, Any]) -> dict[str, Any] | None:
     revisions = app.get("status", {}).get("revisions", [])
     return next((r for r in revisions if r.get("outcome") == "Failed"), None)
+
+
+def test_the_smoke_test_reaches_real_pods_and_a_wrong_answer_rolls_back(
+        flow_namespace: FlowNamespace, tmp_path: Path, iris_rows: np.ndarray[Any, Any]) -> None:
+    """The operator, in the cluster, sends the golden request to each new pod at its IP (the default
+    transport, no pods/proxy rule): the right answer passes version 1; a version whose answer differs from
+    what its smoke test expects is rolled back to version 1 while the old pods keep serving."""
+    apps = Apps(flow_namespace)
+    estimator, files = write_model(tmp_path / "v1", seed=0)
+    row = iris_rows[:1]
+    label = int(estimator.predict(row)[0])
+    smoke = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
+                         "data": row.astype(np.float32).ravel().tolist()}],
+             "expected": [{"name": "label", "data": [label]}], "timeoutSeconds": 10}  # fmt: skip
+    digest1 = flow_namespace.publish("1", *files)
+    apps.create(modelapp_body("smoked", flow_namespace, "1", digest1, replicas=1, rollout={"smokeTest": smoke}))
+    url = poll(lambda: apps.ready("smoked", "1"), timeout=240, what="smoked Ready on version 1 after its smoke test")
+    (entry,) = apps.get("smoked")["status"]["revisions"]
+    assert (entry["smokeTest"], entry["outcome"]) == ("Passed", "Available")
+    # Version 2 with a smoke test its answer cannot meet: the test fails, the pair is rolled back.
+    wrong = {**smoke, "expected": [{"name": "label", "data": [99]}]}  # no iris class is 99
+    _, files2 = write_model(tmp_path / "v2", seed=3)
+    digest2 = flow_namespace.publish("2", *files2)
+    apps.patch("smoked", {"model": {"version": "2", "sha256": digest2}, "rollout": {"smokeTest": wrong}})
+    poll(lambda: apps.condition("smoked", "RolledBack").get("status") == "True", timeout=240,
+         what="the failed smoke test rolls back")  # fmt: skip
+    failed = next(e for e in apps.get("smoked")["status"]["revisions"] if e["model"] == "2")
+    assert (failed["outcome"], failed["reason"], failed["smokeTest"]) == ("Failed", "SmokeTestFailed", "Failed")
+    assert "expected" in failed["message"], failed["message"]
+    poll(lambda: _only_version(url, "1"), timeout=120, what="only version 1 answering after the rollback")
