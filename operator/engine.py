@@ -117,8 +117,9 @@ class Engine:
         """One level-based pass for a ModelApp, one at a time per ModelApp (`Turns`).
 
         `everything`: ensure every child (spec or annotation change, resume), else only a missing or drifted
-        Deployment (child events). `reason` is kopf's cause: on "create" no child can exist yet, so a miss
-        in the store is not read back."""
+        Deployment (child events). `reason` is kopf's cause: on "create" none of our children can exist yet,
+        so the Deployment is not read back before the decision; every child the store does not know is still
+        read once before it is applied, to see who holds its name (`NameTaken`)."""
         key = (namespace, name)
         if not self.turns.enter(key, wait=everything):
             return
