@@ -67,8 +67,12 @@ def apiserver_args(binary: str, layout: Layout, ports: dict[str, int], settings:
         f"--service-cluster-ip-range={settings.service_cidr}",
         f"--endpoint-reconciler-type={reconciler}",
         "--allow-privileged=true",
-        # Logs, exec and port-forward reach kubelet at the node's IP: its name resolves nowhere here.
+        # Logs, exec and port-forward reach kubelet at the node's IP: its name resolves nowhere here. The
+        # API server logs in with a client certificate of the cluster CA, which the kubelet trusts (without
+        # one, `kubectl logs` answered "You must be logged in to the server").
         "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
+        f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
         "--profiling=false",
         "--max-requests-inflight=800",
         "--max-mutating-requests-inflight=400",

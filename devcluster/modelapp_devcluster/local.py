@@ -223,6 +223,24 @@ class LocalCluster:
             raise ClusterError(f"no cluster was started from {self.state_dir}")
         return record.server
 
+    def _refresh_kubernetes_endpoints(self, client: ApiClient, port: int) -> None:
+        """Drop a `default/kubernetes` Endpoints that still names an earlier run's API server port.
+
+        The state folder keeps etcd's data; when the previous port was taken this run listens on another,
+        and the API server's lease reconciler corrects the address but not the port, so pods (the operator)
+        would reach 10.96.0.1:443 and be refused. Deleted, it is written again at once with the port in use.
+        """
+        found = client.request("GET", "/api/v1/namespaces/default/endpoints/kubernetes")
+        if found.status != 200:
+            return
+        listed = [p.get("port") for subset in found.json().get("subsets") or [] for p in subset.get("ports") or []]
+        if not listed or port in listed:
+            return
+        for path in ("/api/v1/namespaces/default/endpoints/kubernetes",
+                     "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes"):  # fmt: skip
+            client.request("DELETE", path)
+        self.report(f"the kubernetes Service pointed at port {listed[0]} of an earlier run: refreshed to {port}")
+
     def admin_client(self) -> ApiClient:
         pki_dir = self.layout.pki
         return ApiClient(self.server, ca=pki_dir / "ca.crt", cert=pki_dir / "admin.crt", key=pki_dir / "admin.key")
@@ -361,6 +379,7 @@ class LocalCluster:
                  alive=self._died(["etcd", "kube-apiserver"], binaries, "kube-apiserver /readyz"),
                  detail=self._log_detail(client, ["kube-apiserver", "etcd"]))
         self.report(f"kube-apiserver ready on {server}")
+        self._refresh_kubernetes_endpoints(client, ports["apiserver"])
         record.pids["kube-controller-manager"] = self._spawn(
             "kube-controller-manager",
             components.controller_manager_args(paths["kube-controller-manager"], layout, ports, settings))

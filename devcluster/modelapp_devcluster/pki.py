@@ -43,7 +43,10 @@ ADMIN = ClientIdentity("admin", "modelapp-admin", ("system:masters",))
 CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 KWOK = ClientIdentity("kwok", "kwok", ("system:masters",))
-CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK)
+#: How the API server logs in to a kubelet (logs, exec, port-forward); the kubelet authorizes it by webhook.
+APISERVER_KUBELET_CLIENT = ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                          ("system:masters",))  # fmt: skip
+CLIENTS = (ADMIN, CONTROLLER_MANAGER, SCHEDULER, KWOK, APISERVER_KUBELET_CLIENT)
 FRONT_PROXY_CLIENT = "front-proxy-client"
 
 

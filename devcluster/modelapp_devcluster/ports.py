@@ -18,8 +18,12 @@ NOT_HERE = "not an address of this machine"
 
 
 def bind_problem(host: str, port: int) -> str | None:
-    """None when `host:port` can be bound now, else why not: "in use", NOT_HERE, or the OS's words."""
+    """None when `host:port` can be bound now, else why not: "in use", NOT_HERE, or the OS's words.
+
+    SO_REUSEADDR, as every server we start sets it (Go's net.Listen does): without it, the connections a
+    component just stopped left in TIME_WAIT make a free port look taken for a minute after `down`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as err:

@@ -134,6 +134,9 @@ def test_pod_runs_and_answers_through_its_service(real_node: RealNode, real_node
     pod = _poll("pod Ready", lambda: (p := _ok(api, "GET", f"/api/v1/namespaces/{namespace}/pods/hello"))
                 and _ready(p) and p, timeout=120)
     print(f"\nfirst pod Ready after {time.monotonic() - started:.1f}s")
+    # `kubectl logs`: the API server reaches the kubelet with its own client certificate.
+    logs = api.request("GET", f"/api/v1/namespaces/{namespace}/pods/hello/log")
+    assert logs.status == 200 and "hello: listening on" in logs.body.decode(), (logs.status, logs.body[:300])
     assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(real_node.settings.pod_subnet)
     assert pod["status"]["containerStatuses"][0]["imageID"].startswith(hello_image.rsplit(":", 1)[0] + "@sha256:")
 
