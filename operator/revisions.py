@@ -140,9 +140,4 @@ def last_good(revisions: Sequence[Revision], *, besides: Pair) -> Pair | None:
     return None
 
 
-def quarantined(revisions: Sequence[Revision]) -> list[Pair]:
-    """Pairs that failed a rollout."""
-    return [e.pair for e in revisions if e.quarantined]
-
-
-__all__ = ["Pair", "Revision", "find", "last_good", "parse_revisions", "quarantined"]
+__all__ = ["Pair", "Revision", "find", "last_good", "parse_revisions"]

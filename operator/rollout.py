@@ -42,7 +42,7 @@ from modelapp_operator.names import (
     READY,
     ROLLED_BACK,
 )
-from modelapp_operator.revisions import Pair, Revision, find, last_good, quarantined
+from modelapp_operator.revisions import Pair, Revision, find, last_good
 from modelapp_operator.spec import ModelAppSpec
 from modelapp_operator.status import Condition, Rollout, read_rollout
 
@@ -272,5 +272,5 @@ def effective_status(decision: Decision) -> dict[str, str]:
 
 __all__ = [
     "Decision", "Observation", "Pair", "Revision", "SmokeVerdict", "Transition", "decide", "effective_status",
-    "last_good", "quarantined",
+    "last_good",
 ]  # fmt: skip
