@@ -256,6 +256,19 @@ class AutoscalingSpec(_Model):
         return self
 
 
+#: A key of a Secret's data (what the API server accepts: letters, digits, '-', '_', '.').
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"  # noqa: S105 (a key pattern, not a secret)
+
+
+class AuthSpec(_Model):
+    """Bearer-token authentication of the app's endpoints: the token is the value of `key` in the Secret
+    `secretName` of the ModelApp's namespace. The kubelet gives it to the app container (env `valueFrom`);
+    the operator never reads it (docs/security.md, "Endpoint authentication")."""
+
+    secret_name: str = Field(pattern=SECRET_NAME_PATTERN, max_length=253)
+    key: str = Field(default="token", pattern=SECRET_KEY_PATTERN, max_length=253)
+
+
 class RolloutSpec(_Model):
     """How a new revision rolls out, when it counts as failed, and what happens then (docs/rollouts.md)."""
 
@@ -566,6 +579,7 @@ class ModelAppSpec(_Model):
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     pod: PodSettings | None = None
     autoscaling: AutoscalingSpec | None = None
+    auth: AuthSpec | None = None
 
 
 class InvalidSpec(ValueError):
@@ -595,6 +609,7 @@ _PATTERN_HINTS = {
     VERSION_PATTERN: "not a version name (letters, digits, '.', '_', '-'; at most 128)",
     SHA256_PATTERN: "not a sha256 digest (64 lowercase hex characters)",
     SECRET_NAME_PATTERN: "not a valid name (a DNS-1123 subdomain: lowercase letters, digits, '-' and '.')",
+    SECRET_KEY_PATTERN: "not a Secret key (letters, digits, '-', '_' and '.')",
     LABEL_KEY_PATTERN: BAD_KEYS,
     LABEL_VALUE_PATTERN: "not a label value (at most 63 letters, digits, '-', '_' or '.', alphanumeric at both ends)",
     ENV_NAME_PATTERN: "not an environment variable name",
