@@ -43,7 +43,7 @@ BUILD_TIMEOUT_S = 3600.0
 # Measured cold builds on 2 cores (empty Go caches; includes downloading modules). Replaced by the
 # last measured time once a build has run on this machine.
 COLD_ESTIMATE_S = {"etcd": 85, "kube-apiserver": 220, "kube-controller-manager": 65, "kube-scheduler": 45,
-                   "kwok": 150}
+                   "kwok": 150, "traefik": 900, "metrics-server": 150}
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ def version_ldflags(recipe: BuildRecipe) -> str:
         for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
             flags += [f"-X {pkg}.gitVersion={recipe.version}", f"-X {pkg}.gitMajor={major}",
                       f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean"]
+    flags += [f"-X {stamp}" for stamp in recipe.stamps]
     return " ".join(flags)
 
 
@@ -191,7 +192,9 @@ def _prepare_helper(recipe: BuildRecipe, *, work: Path, env: dict[str, str], log
     replaced = gomod.local_replacements(go_mod_text)
     (work / "go.mod").write_text(gomod.helper_go_mod(
         name=f"modelapp.local/build/{recipe.key}", go_version=gomod.go_directive(go_mod_text),
-        module=recipe.module, version=recipe.version, replaced=replaced, replace_version=recipe.replace_version))
+        module=recipe.module, version=recipe.version, replaced=replaced, replace_version=recipe.replace_version,
+        forks=gomod.module_replacements(go_mod_text) if recipe.forks else None,
+        excluded=gomod.excludes(go_mod_text) if recipe.forks else None))
     (work / "tools.go").write_text(gomod.tools_go([pkg for _, pkg in recipe.packages]))
     run_go(["go", "mod", "tidy"], cwd=work, env=env, log=log, label=f"go mod tidy ({recipe.key})", report=report)
 
@@ -232,6 +235,18 @@ def build_recipe(recipe: BuildRecipe, names: list[str], *, env: dict[str, str], 
         tmp.replace(out_dir / name)
         _record_timing(name, took, env)
         report(f"built {name} in {_fmt(took)}")
+
+
+def ensure_recipe(recipe: BuildRecipe, *, env: dict[str, str] | None = None, report: Report = print) -> dict[str, Path]:
+    """The binaries of one recipe from its cache folder, built under the build lock when missing (add-ons)."""
+    env = dict(os.environ) if env is None else env
+    wanted = {name: bin_dir(recipe, env) / name for name in recipe.binaries}
+    if not all(_executable(path) for path in wanted.values()):
+        with file_lock(build_dir(recipe, env).parent / f"{recipe.key}.lock"):
+            still = [name for name, path in wanted.items() if not _executable(path)]
+            if still:
+                build_recipe(recipe, still, env=env, report=report)
+    return wanted
 
 
 def ensure_binaries(*, env: dict[str, str] | None = None, report: Report = print) -> dict[str, Binary]:

@@ -53,6 +53,25 @@ def local_replacements(go_mod: str) -> list[str]:
     return sorted(found)
 
 
+def module_replacements(go_mod: str) -> list[str]:
+    """`replace` entries that point at another module version (`old => new vX`), as written, sorted.
+
+    A main module's forks (Traefik's `github.com/gorilla/mux => github.com/containous/mux v0...`) are
+    ignored by Go when it is only required, so a helper module repeats them to build what was released.
+    """
+    found = []
+    for line in _directive_lines(go_mod, "replace"):
+        m = _REPLACE_LINE.match(line)
+        if m and not m.group("new").startswith((".", "/")) and m.group("ver"):
+            found.append(f"{m.group('old')} => {m.group('new')} {m.group('ver')}")
+    return sorted(found)
+
+
+def excludes(go_mod: str) -> list[str]:
+    """`exclude` entries (`module version`), which a helper module repeats for the same reason."""
+    return sorted(" ".join(line.split()) for line in _directive_lines(go_mod, "exclude"))
+
+
 def go_directive(go_mod: str) -> str:
     """The `go` version line of a go.mod (the helper module needs at least the same)."""
     m = _GO_LINE.search(go_mod)
@@ -62,12 +81,20 @@ def go_directive(go_mod: str) -> str:
 
 
 def helper_go_mod(*, name: str, go_version: str, module: str, version: str, replaced: list[str],
-                  replace_version: str) -> str:
-    """The helper module's go.mod: require `module@version`, pin every replaced sibling to a version."""
+                  replace_version: str, forks: list[str] | None = None, excluded: list[str] | None = None) -> str:
+    """The helper module's go.mod: require `module@version`, pin every replaced sibling to a version.
+
+    `forks` (`module_replacements`) and `excluded` (`excludes`) are repeated as the main module wrote them.
+    """
     lines = [f"module {name}", "", f"go {go_version}", "", f"require {module} {version}", ""]
-    if replaced:
+    entries = [f"{mod} => {mod} {replace_version}" for mod in replaced] + list(forks or [])
+    if entries:
         lines.append("replace (")
-        lines.extend(f"\t{mod} => {mod} {replace_version}" for mod in replaced)
+        lines.extend(f"\t{entry}" for entry in entries)
+        lines.append(")")
+    if excluded:
+        lines.append("exclude (")
+        lines.extend(f"\t{entry}" for entry in excluded)
         lines.append(")")
     return "\n".join(lines) + "\n"
 

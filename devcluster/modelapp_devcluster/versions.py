@@ -31,6 +31,10 @@ class BuildRecipe:
     replace_version: str
     packages: tuple[tuple[str, str], ...]
     helper: bool = True
+    forks: bool = False
+    """Repeat the main module's module-to-module `replace` and its `exclude` lines (Traefik's forks)."""
+    stamps: tuple[str, ...] = ()
+    """Extra `-X pkg.var=value` link flags (a version an add-on reports)."""
 
     @property
     def binaries(self) -> tuple[str, ...]:
@@ -72,6 +76,29 @@ KWOK = BuildRecipe(
     helper=False,
 )
 RECIPES = (ETCD, KUBERNETES, KWOK)
+
+# Add-ons the real node runs as pods (`addons`), built only when a test or `modelapp-cluster addons` asks.
+# Traefik v3.6: pure Go (ingress-nginx needs nginx, Contour needs Envoy), an Ingress controller in one
+# binary; v3.7 replaces a module with a local folder its release does not ship, so it cannot be built.
+TRAEFIK_VERSION = "v3.6.12"
+METRICS_SERVER_VERSION = "v0.8.0"
+TRAEFIK = BuildRecipe(
+    key=f"traefik-{TRAEFIK_VERSION}",
+    module="github.com/traefik/traefik/v3",
+    version=TRAEFIK_VERSION,
+    replace_version=TRAEFIK_VERSION,
+    packages=(("traefik", "github.com/traefik/traefik/v3/cmd/traefik"),),
+    forks=True,
+    stamps=(f"github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",),
+)
+METRICS_SERVER = BuildRecipe(
+    key=f"metrics-server-{METRICS_SERVER_VERSION}",
+    module="sigs.k8s.io/metrics-server",
+    version=METRICS_SERVER_VERSION,
+    replace_version=METRICS_SERVER_VERSION,
+    packages=(("metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"),),
+    helper=False,  # its go.mod has no replace: `go install module@version` builds it
+)
 
 # What a binary found on PATH or in KUBEBUILDER_ASSETS must report to be used (`<bin> --version`).
 EXPECTED_VERSION_PREFIX = {
