@@ -269,6 +269,28 @@ class AuthSpec(_Model):
     key: str = Field(default="token", pattern=SECRET_KEY_PATTERN, max_length=253)
 
 
+#: A host name an Ingress routes: a DNS-1123 subdomain whose last label starts with a letter (so no IP
+#: address), no wildcard (a tenant's `*.example.com` would catch every other tenant's subdomain).
+HOST_PATTERN = r"^(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$"
+HOST_NOT_DNS = (
+    "ingress.host is not a DNS name: lowercase labels of letters, digits and '-' (at most 63 each, no '-' at "
+    "either end) joined by '.', the last starting with a letter (not an IP address), at most 253 characters; "
+    "no wildcard, scheme, port or path"
+)
+#: An Ingress path prefix: '/' then segments of letters, digits, '-', '_', '~', '.' (none starting with '.',
+#: so no '..'), no '//' and no percent-encoding (the API server refuses those for pathType Prefix).
+INGRESS_PATH_PATTERN = r"^/(?:[-A-Za-z0-9_~][-A-Za-z0-9_~.]*/?)*$"
+
+
+class IngressSpec(_Model):
+    """A host name for the app: an Ingress (networking.k8s.io/v1) routing `host` + `path` to the Service."""
+
+    host: str = Field(pattern=HOST_PATTERN, max_length=253)
+    class_name: str | None = Field(default=None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    tls_secret: str | None = Field(default=None, pattern=SECRET_NAME_PATTERN, max_length=253)
+    path: str = Field(default="/", pattern=INGRESS_PATH_PATTERN, max_length=256)
+
+
 class RolloutSpec(_Model):
     """How a new revision rolls out, when it counts as failed, and what happens then (docs/rollouts.md)."""
 
@@ -331,6 +353,7 @@ TAG_FILTER_NOT_RE2 = (
 
 CRD_RULES: dict[str, list[tuple[str, str]]] = {
     "autoscaling": [("!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", AUTOSCALING_BOUNDS)],
+    "ingress.host": [(f"self.matches(r'{HOST_PATTERN}')", HOST_NOT_DNS)],
     "updates.image.tagFilter": [("type(''.matches(self)) == bool", TAG_FILTER_NOT_RE2)],
     "model": [(r"!(has(self.credentialsSecret) && self.uri.startsWith('file://'))", FILE_MODEL_NO_CREDENTIALS)],
     "model.version": [("self != 'latest'", LATEST_REFUSED)],
@@ -580,6 +603,7 @@ class ModelAppSpec(_Model):
     pod: PodSettings | None = None
     autoscaling: AutoscalingSpec | None = None
     auth: AuthSpec | None = None
+    ingress: IngressSpec | None = None
 
 
 class InvalidSpec(ValueError):
@@ -616,6 +640,8 @@ _PATTERN_HINTS = {
     MODEL_CLASS_PATTERN: "not a model class (module.path:ClassName)",
     POLICY_PATTERN: "not an update policy (pinned, latest, numeric or semver:<range>)",
     QUANTITY_PATTERN: "not a Kubernetes quantity (e.g. 100m, 256Mi)",
+    HOST_PATTERN: HOST_NOT_DNS,
+    INGRESS_PATH_PATTERN: "not a path prefix ('/' then segments of letters, digits, '-', '_', '~', '.'; no '..', '//' or '%')",
 }
 
 
