@@ -20,6 +20,8 @@ image, never one running the tenant's app image (docs/identity.md).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +59,9 @@ class BuildContext:
     serving_image: str
     revision_history_limit: int = 5
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    #: The operator's smoke-test key (its own Secret, docs/security.md): with it and the ModelApp's uid, a
+    #: ModelApp with `auth` and a smoke test gets the SHA-256 of its per-revision smoke token in its pods.
+    smoke_key: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,47 @@ def _app_command(name: str, spec: ModelAppSpec) -> dict[str, list[str]]:
     return {"command": ["modelapp-serving"], "args": args}
 
 
+#: The app container's environment for endpoint authentication (docs/security.md, "Endpoint authentication"):
+#: the tenant's token from its Secret (by the kubelet: the operator never reads it), and the SHA-256 of the
+#: operator's smoke token for this app and revision (never the token itself).
+ENV_AUTH_TOKEN = "MODELAPP_AUTH_TOKEN"  # noqa: S105 (a variable's name)
+ENV_AUTH_SMOKE_SHA256 = "MODELAPP_AUTH_SMOKE_SHA256"
+_SMOKE_CONTEXT = b"modelapp.io/smoke-token/v1"
+
+
+def smoke_token(key: bytes, *, uid: str, image: str, uri: str, version: str, sha256: str) -> str:
+    """The smoke test's bearer token for one ModelApp (by uid) and one revision (its pair): HMAC-SHA256 under
+    the operator's key, hex. Stable for the same inputs (a restarted operator derives the same one, so no pod
+    template changes); a reader of the ModelApp or its pods, who never sees the key, cannot derive it; another
+    app, or another revision of this one, has another."""
+    message = b"\0".join(part.encode() for part in (uid, image, uri, version, sha256))
+    return hmac.new(key, _SMOKE_CONTEXT + b"\0" + message, hashlib.sha256).hexdigest()
+
+
+def token_sha256(token: str) -> str:
+    """What a pod is given of a token: its SHA-256 (hex), from which the token cannot be found."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def auth_env(spec: ModelAppSpec, ctx: BuildContext, uid: str) -> list[dict[str, Any]]:
+    """The app container's auth variables: none without `spec.auth`; the smoke token's digest only when a
+    smoke test needs it (and the key and the uid are known: `modelapp render` has neither)."""
+    if spec.auth is None:
+        return []
+    ref = {"name": spec.auth.secret_name, "key": spec.auth.key}
+    env: list[dict[str, Any]] = [{"name": ENV_AUTH_TOKEN, "valueFrom": {"secretKeyRef": ref}}]
+    if spec.rollout.smoke_test is not None and ctx.smoke_key and uid:
+        token = smoke_token(ctx.smoke_key, uid=uid, image=spec.image, uri=spec.model.uri,
+                            version=spec.model.version, sha256=spec.model.sha256 or "")  # fmt: skip
+        env.append({"name": ENV_AUTH_SMOKE_SHA256, "value": token_sha256(token)})
+    return env
+
+
 DRAIN_SECONDS = 5
 """preStop pause of the app container, longer than kube-proxy's and endpoint controllers' reaction time."""
 
 
-def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
+def app_container(name: str, spec: ModelAppSpec, ctx: BuildContext | None = None, *, uid: str = "") -> dict[str, Any]:
     """The app image serving the model on :8080 and `/metrics` on :9090; probes follow the v2 health endpoints.
 
     The metrics port is set by the environment, not a flag: an app image built on an older serving
@@ -182,6 +223,7 @@ def app_container(name: str, spec: ModelAppSpec) -> dict[str, Any]:
     ]
     if spec.model_class:
         env.append({"name": "MODELAPP_MODEL_CLASS", "value": spec.model_class})
+    env += auth_env(spec, ctx, uid) if ctx is not None else []
     env += [{"name": e.name, "value": e.value} for e in spec.env or []]
     return {
         "name": "app",
@@ -257,7 +299,7 @@ def _placement(pod: PodSettings | None) -> dict[str, Any]:
     return out
 
 
-def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]:
+def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext, *, uid: str = "") -> dict[str, Any]:
     """Non-root, read-only, no service-account token (the app never talks to the API server).
 
     A serviceAccountName does not bring the token back: cloud identities (Azure Workload Identity, IRSA)
@@ -275,12 +317,12 @@ def pod_spec(name: str, spec: ModelAppSpec, ctx: BuildContext) -> dict[str, Any]
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "initContainers": [fetch_container(spec, ctx)],
-        "containers": [app_container(name, spec)],
+        "containers": [app_container(name, spec, ctx, uid=uid)],
         "volumes": [{"name": "model", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
     }
 
 
-def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest:
+def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext, *, uid: str = "") -> Manifest:
     """maxUnavailable 0 / maxSurge 1: a new revision takes traffic only once ready, one pod at a time.
 
     With `autoscaling` the manifest has no `replicas`: under server-side apply the field then belongs to the
@@ -298,7 +340,7 @@ def build_deployment(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildCo
             "revisionHistoryLimit": ctx.revision_history_limit,
             "template": {
                 "metadata": template_metadata(name, spec),
-                "spec": pod_spec(name, spec, ctx),
+                "spec": pod_spec(name, spec, ctx, uid=uid),
             },
         },
     }
@@ -367,9 +409,10 @@ def build_hpa(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) 
     }
 
 
-def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Children:
-    """All children of one ModelApp, in apply order (the Service last: it selects the Deployment's pods)."""
-    manifests = [build_deployment(name, namespace, spec, ctx)]
+def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext, *, uid: str = "") -> Children:
+    """All children of one ModelApp, in apply order (the Service last: it selects the Deployment's pods).
+    `uid` (the ModelApp's) names the app in its smoke token; without it (render) no smoke digest is written."""
+    manifests = [build_deployment(name, namespace, spec, ctx, uid=uid)]
     absent: list[tuple[str, str]] = []
     for kind, optional in (("PodDisruptionBudget", build_pdb(name, namespace, spec, ctx)),
                            ("HorizontalPodAutoscaler", build_hpa(name, namespace, spec, ctx))):  # fmt: skip
