@@ -9,7 +9,10 @@ exit with status 1 (bad file, bad YAML, not a ModelApp, invalid spec).
 `modelapp`) so that of several replicas only one acts — each replica takes a random priority unless
 `--priority` is given, because kopf pauses *all* operators of equal priority; `--standalone` turns
 peering off (one replica only); `--liveness http://0.0.0.0:8080/healthz` serves kopf's liveness probe;
-`--metrics-port PORT` serves Prometheus metrics (`modelapp_operator.metrics`; off by default). Without
+`--metrics-port PORT` serves Prometheus metrics (`modelapp_operator.metrics`; off by default).
+`--shard NAME` makes this replica one of a fleet's shards: it handles only the ModelApps labelled
+`modelapp.io/shard=NAME` (`--shard-default`: and those with no such label), and its peering defaults to
+`modelapp-shard-NAME`, so each shard elects its own acting replica (docs/scaling.md). Without
 `--standalone` it exits with status 2 before kopf starts when the peering CRD is missing (`kubectl apply -f crds/`).
 """
 
@@ -26,7 +29,7 @@ from typing import Any
 import yaml
 
 from modelapp_operator import builders, names
-from modelapp_operator.settings import ConfigError, OperatorConfig, from_env
+from modelapp_operator.settings import ConfigError, OperatorConfig, check_shard, from_env, shard_peering
 from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
 
 
@@ -58,6 +61,10 @@ def add_parsers(sub: Any) -> None:
         "--metrics-port", type=int, default=0, help="serve Prometheus metrics on this port (default 0: off)"
     )
     run.add_argument("--metrics-address", default="0.0.0.0", help="address of the metrics server (default 0.0.0.0)")
+    run.add_argument("--shard", default=None,
+                     help="handle only ModelApps labelled modelapp.io/shard=SHARD (default: $MODELAPP_SHARD, else all)")
+    run.add_argument("--shard-default", action="store_true", default=None,
+                     help="with --shard: also handle ModelApps without a modelapp.io/shard label")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=run_main)
 
@@ -132,8 +139,14 @@ def run_main(args: argparse.Namespace) -> int:
 
     try:
         config = from_env()
+        shard = check_shard(args.shard) if args.shard else config.shard
     except ConfigError as exc:
         print(f"modelapp run: {exc}", file=sys.stderr)
+        return 2
+    shard_default = config.shard_default if args.shard_default is None else args.shard_default
+    if shard_default and shard is None:
+        print("modelapp run: --shard-default needs --shard NAME (without a shard every ModelApp is handled)",
+              file=sys.stderr)  # fmt: skip
         return 2
     namespaces = tuple(args.namespace) or (() if args.all_namespaces else config.namespaces)
     clusterwide = args.all_namespaces or (not namespaces and config.all_namespaces)
@@ -142,7 +155,8 @@ def run_main(args: argparse.Namespace) -> int:
         return 2
     config = dataclasses.replace(
         config, namespaces=namespaces, all_namespaces=clusterwide, standalone=args.standalone,
-        peering=args.peering or config.peering, liveness=args.liveness,
+        peering=args.peering or (shard_peering(shard) if shard else config.peering), liveness=args.liveness,
+        shard=shard, shard_default=shard_default,
         priority=args.priority if args.priority is not None else random.randint(1, 2**31 - 1),  # noqa: S311
     )  # fmt: skip
     missing = _missing_peering_crd(config)

@@ -31,6 +31,7 @@ import kopf
 from modelapp_operator import builders, cache, kube, metrics, rollout, smoke, status
 from modelapp_operator.names import (
     KIND,
+    LABEL_SHARD,
     OUTCOME_AVAILABLE,
     OUTCOME_FAILED,
     OUTCOME_PROGRESSING,
@@ -101,10 +102,20 @@ class Engine:
     # -- what the operator knows ---------------------------------------------------------------------
 
     def remember(self, kind: str, obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        return self.store.put(kind, obj) if obj is not None else None
+        """Keep `obj` in the store (newest wins); a ModelApp of another shard is returned, never kept."""
+        if obj is None:
+            return None
+        if kind == KIND and not self.owns(obj):
+            return cache.trim(obj)
+        return self.store.put(kind, obj)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.store.drop(kind, namespace, name)
+
+    def owns(self, app: Mapping[str, Any]) -> bool:
+        """The ModelApp belongs to this replica's shard (settings.OperatorConfig.owns)."""
+        labels = (app.get("metadata") or {}).get("labels") or {}
+        return self.config.owns(labels.get(LABEL_SHARD))
 
     def _read_app(self, name: str, namespace: str) -> Mapping[str, Any] | None:
         """The ModelApp from the store; on a miss from the API server, remembered."""
@@ -133,8 +144,8 @@ class Engine:
 
     def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
         app = self._read_app(name, namespace)
-        if app is None or app["metadata"].get("deletionTimestamp"):
-            return
+        if app is None or app["metadata"].get("deletionTimestamp") or not self.owns(app):
+            return  # gone, going, or moved to another shard (which converges it from now on)
         spec = self._parse(app, strict=everything)
         if spec is None:
             return

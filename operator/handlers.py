@@ -6,6 +6,13 @@
 - Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator) are remembered at once,
   then handed to `Engine.on_child` in a child thread: drift repair, rollout progress, status.
 
+Shards (`modelapp run --shard NAME`, docs/scaling.md): the ModelApp handlers carry a `when` filter
+(`in_shard`), so kopf is blind to another shard's ModelApps (no handler, no diff-base or progress write);
+the event handler forgets a ModelApp that leaves the shard (its label changed), and the new shard sees the
+label change as an update of `metadata.labels` (or as a create, when no replica ever handled it) and
+converges it. The engine checks the shard again at the start of every pass (`Engine.owns`), so a pass
+that was already queued in the old shard writes nothing.
+
 No finalizers on ModelApps: owner references let the garbage collector delete the children. That is also
 why there is no kopf timer for periodic resync (kopf puts a finalizer on every object with a timer or
 daemon): progress is noticed from the children's own watch events. kopf's own progress and diff-base are
@@ -76,19 +83,26 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     memo.engine = Engine(config)
 
 
+def in_shard(*, body: kopf.Body, memo: Any, **_: Any) -> bool:
+    """kopf's `when` filter: the ModelApp belongs to this replica's shard (every one, when it has none)."""
+    return _engine(memo).owns(body)
+
+
 @kopf.on.event(*MODELAPPS)
 async def modelapp_seen(*, type: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """Keep the newest ModelApp in the store (kopf runs event handlers before the create/update handlers)."""
-    if type == "DELETED":
+    """Keep the newest ModelApp in the store (kopf runs event handlers before the create/update handlers);
+    one of another shard is forgotten (it may just have moved away)."""
+    if type == "DELETED" or not _engine(memo).owns(body):
         _engine(memo).forget(KIND, body.metadata.namespace or "", body.metadata.name or "")
     else:
         _engine(memo).remember(KIND, body)
 
 
-@kopf.on.resume(*MODELAPPS)
-@kopf.on.create(*MODELAPPS)
-@kopf.on.update(*MODELAPPS, field="spec")
-@kopf.on.update(*MODELAPPS, field="metadata.annotations")
+@kopf.on.resume(*MODELAPPS, when=in_shard)
+@kopf.on.create(*MODELAPPS, when=in_shard)
+@kopf.on.update(*MODELAPPS, field="spec", when=in_shard)
+@kopf.on.update(*MODELAPPS, field="metadata.annotations", when=in_shard)
+@kopf.on.update(*MODELAPPS, field="metadata.labels", when=in_shard)  # a ModelApp that moved into this shard
 def reconcile(*, name: str, namespace: str | None, body: kopf.Body, reason: str, memo: Any, logger: Logger,
               **_: Any) -> None:  # fmt: skip
     """Level-based: the same spec and history always yield the same children and the same status."""

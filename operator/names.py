@@ -30,6 +30,9 @@ BUMP_COMPONENT: Final = "modelapp-bump"
 # -- labels of every child and serving pod (the first two form the immutable selector) -------------------
 LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
 LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+#: On a ModelApp (set by the platform team): the operator shard that handles it (`modelapp run --shard`,
+#: docs/scaling.md). Changing it moves the ModelApp to another shard.
+LABEL_SHARD: Final = "modelapp.io/shard"
 
 # -- pod-template annotations that identify a revision (image + model) ------------------------------------
 ANN_IMAGE: Final = "modelapp.io/image"

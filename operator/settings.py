@@ -19,11 +19,15 @@ Environment (all optional except where noted in the chart):
   (their IPs; the operator runs in the cluster's pod network, no RBAC on pods/proxy) or `proxy` (the API
   server's pod proxy, for an operator outside the pod network; the chart then grants create on pods/proxy).
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
+- `MODELAPP_SHARD` / `MODELAPP_SHARD_DEFAULT=true`: defaults for `--shard` and `--shard-default`: this
+  replica handles only the ModelApps labelled `modelapp.io/shard=<shard>` (and, with the default flag, those
+  with no such label), with a peering object of its own (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -31,6 +35,8 @@ from modelapp_operator import __version__
 
 DEFAULT_SERVING_IMAGE = f"modelapp-serving:{__version__}"
 DEFAULT_PEERING = "modelapp"
+#: A shard's name is a DNS label (it names the shard's peering object, `modelapp-shard-<name>`).
+_SHARD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 
 
 class ConfigError(ValueError):
@@ -56,7 +62,29 @@ class OperatorConfig:
     posting_level: str = "WARNING"
     workers: int = 12
     smoke_transport: str = "direct"
+    #: The shard this replica serves (None: every ModelApp, whatever its `modelapp.io/shard` label).
+    shard: str | None = None
+    #: With `shard`: also the ModelApps that carry no shard label (one shard of a fleet should say so).
+    shard_default: bool = False
 
+    def owns(self, shard_label: str | None) -> bool:
+        """Whether this replica handles a ModelApp whose `modelapp.io/shard` label is this (None: no label)."""
+        if self.shard is None:
+            return True
+        return shard_label == self.shard if shard_label is not None else self.shard_default
+
+
+def check_shard(name: str) -> str:
+    """A shard name as given, or ConfigError saying what a shard name may be."""
+    if not _SHARD_NAME.fullmatch(name):
+        raise ConfigError(f"shard {name!r}: a shard name is 1-40 lower-case letters, digits and '-', starting and "
+                          f"ending with a letter or digit (the value of the modelapp.io/shard label)")  # fmt: skip
+    return name
+
+
+def shard_peering(shard: str) -> str:
+    """The peering object of a shard's replicas: each shard elects its own acting replica."""
+    return f"{DEFAULT_PEERING}-shard-{shard}"
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     raw = env.get(key)
@@ -81,6 +109,7 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
     if transport not in {"direct", "proxy"}:
         raise ConfigError(f"MODELAPP_SMOKE_TRANSPORT={transport!r}: use direct (pod IPs) or proxy (the API server's)")
     namespaces = tuple(ns.strip() for ns in env.get("MODELAPP_NAMESPACES", "").split(",") if ns.strip())
+    shard = env.get("MODELAPP_SHARD") or None
     return OperatorConfig(
         serving_image=env.get("MODELAPP_SERVING_IMAGE") or DEFAULT_SERVING_IMAGE,
         namespaces=namespaces,
@@ -93,4 +122,6 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         posting_level=level,
         workers=_int(env, "MODELAPP_WORKERS", 12, 1, 60),
         smoke_transport=transport,
+        shard=check_shard(shard) if shard else None,
+        shard_default=env.get("MODELAPP_SHARD_DEFAULT", "").lower() in {"1", "true", "yes"},
     )
