@@ -1,0 +1,115 @@
+"""spec.ingress: the Ingress manifest, the URL, bad hosts, and who may route which host.
+
+Design notes: `hosts` is pure, so the tenancy rules (docs/security.md, "Host names") are tested here with
+claims written by hand: the allow-list per namespace, first claim wins across namespaces whatever the path,
+sharing a host by path inside one namespace, and the same answer from both sides of a race (the decision
+orders claims by creation time, then namespace/name). The CRD's refusal of the same hosts, with the same
+words, is in tests/integration/test_ingress.py against the real API server.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from modelapp_operator import hosts
+from modelapp_operator.spec import HOST_NOT_DNS, IngressSpec, InvalidSpec, parse_spec
+
+BASE = {"image": "registry.example.com/iris:1.0.0", "model": {"uri": "azureblob://models/iris", "version": "1"}}
+
+
+def test_ingress_routes_host_and_path_to_the_service_port() -> None:
+    spec = IngressSpec(host="iris.ml.example.com", class_name="traefik", tls_secret="iris-tls", path="/v2/models/iris")
+    ingress = hosts.build_ingress("iris", spec, {"name": "iris", "namespace": "ml"})
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["spec"] == {
+        "ingressClassName": "traefik",
+        "tls": [{"hosts": ["iris.ml.example.com"], "secretName": "iris-tls"}],
+        "rules": [{"host": "iris.ml.example.com", "http": {"paths": [{
+            "path": "/v2/models/iris", "pathType": "Prefix",
+            "backend": {"service": {"name": "iris", "port": {"name": "http"}}}}]}}],
+    }  # fmt: skip
+    assert hosts.url("iris", spec) == "https://iris.ml.example.com/v2/models/iris"
+
+
+def test_without_class_or_tls_the_cluster_default_and_http() -> None:
+    spec = parse_spec({**BASE, "ingress": {"host": "iris.example.com"}}).ingress
+    assert spec is not None and spec.path == "/"
+    ingress = hosts.build_ingress("iris", spec, {"name": "iris"})
+    assert "ingressClassName" not in ingress["spec"] and "tls" not in ingress["spec"]
+    assert hosts.url("iris", spec) == "http://iris.example.com/v2/models/iris"
+
+
+@pytest.mark.parametrize("host", ["*.example.com", "Iris.example.com", "10.0.0.1", "iris.example.com:443",
+                                  "https://iris.example.com", "iris_app.example.com", "-iris.example.com",
+                                  "iris..example.com", "a" * 64 + ".example.com", ""])  # fmt: skip
+def test_a_host_that_is_not_a_dns_name_is_refused_with_the_crd_words(host: str) -> None:
+    with pytest.raises(InvalidSpec) as err:
+        parse_spec({**BASE, "ingress": {"host": host}})
+    assert f"spec.ingress.host: {HOST_NOT_DNS}" in str(err.value) or "at most 253" in str(err.value)
+
+
+@pytest.mark.parametrize("path", ["v2", "//", "/a/../b", "/a%2Fb", "/a b"])
+def test_a_bad_path_is_refused(path: str) -> None:
+    with pytest.raises(InvalidSpec, match=r"spec\.ingress\.path: not a path prefix"):
+        parse_spec({**BASE, "ingress": {"host": "iris.example.com", "path": path}})
+
+
+def test_the_allow_list_keeps_a_namespace_to_its_suffixes() -> None:
+    allow = {"team-a": ("a.example.com",)}
+    spec = IngressSpec(host="iris.a.example.com")
+    assert hosts.refusal(namespace="team-a", name="iris", spec=spec, created=None, allow=allow, claims=[]) is None
+    assert hosts.refusal(namespace="team-a", name="iris", spec=IngressSpec(host="a.example.com"), created=None,
+                         allow=allow, claims=[]) is None  # fmt: skip
+    refused = hosts.refusal(namespace="team-a", name="iris", spec=IngressSpec(host="iris.evil-a.example.com"),
+                            created=None, allow=allow, claims=[])  # fmt: skip
+    assert refused is not None and refused[0] == "HostNotAllowed" and "a.example.com" in refused[1]
+    # a namespace the list does not name may use no host at all
+    refused = hosts.refusal(namespace="team-b", name="iris", spec=spec, created=None, allow=allow, claims=[])
+    assert refused is not None and "suffixes: none" in refused[1]
+    # no list: every host is allowed (first claim still wins)
+    assert hosts.refusal(namespace="team-b", name="iris", spec=spec, created=None, allow=None, claims=[]) is None
+
+
+def _claim(namespace: str, owner: str, host: str, path: str = "/",
+           created: str = "2026-12-02T10:00:00Z") -> hosts.Claim:  # fmt: skip
+    return hosts.Claim(namespace=namespace, owner=owner, host=host, path=path, created=created)
+
+
+def test_another_namespace_cannot_take_a_routed_host_whatever_the_path() -> None:
+    victim = _claim("team-y", "iris", "iris.example.com", "/")
+    for path in ("/", "/v2/models/iris", "/v2"):
+        refused = hosts.refusal(namespace="team-x", name="thief", spec=IngressSpec(host="iris.example.com", path=path),
+                                created=None, allow=None, claims=[victim])  # fmt: skip
+        assert refused is not None and refused[0] == "HostTaken" and "team-y/iris" in refused[1]
+
+
+def test_one_namespace_shares_a_host_by_path() -> None:
+    iris = _claim("ml", "iris", "api.example.com", "/v2/models/iris")
+    wine = IngressSpec(host="api.example.com", path="/v2/models/wine")
+    assert hosts.refusal(namespace="ml", name="wine", spec=wine, created=None, allow=None, claims=[iris]) is None
+    same = IngressSpec(host="api.example.com", path="/v2/models/iris")
+    assert hosts.refusal(namespace="ml", name="wine", spec=same, created=None, allow=None, claims=[iris]) is not None
+
+
+def test_a_race_is_decided_the_same_way_from_both_sides() -> None:
+    """Both Ingresses were written before either saw the other: the older keeps the host, the newer yields."""
+    old = _claim("team-y", "iris", "iris.example.com", created="2026-12-02T10:00:00Z")
+    new = _claim("team-x", "thief", "iris.example.com", created="2026-12-02T10:00:01Z")
+    spec = IngressSpec(host="iris.example.com")
+    both = [old, new]
+    assert hosts.refusal(namespace="team-y", name="iris", spec=spec, created=old.created, allow=None,
+                         claims=both) is None  # fmt: skip
+    assert hosts.refusal(namespace="team-x", name="thief", spec=spec, created=new.created, allow=None,
+                         claims=both) is not None  # fmt: skip
+    # same second: namespace/name decides, the same on both sides
+    tie = _claim("team-x", "thief", "iris.example.com", created=old.created)
+    assert hosts.refusal(namespace="team-x", name="thief", spec=spec, created=tie.created, allow=None,
+                         claims=[old, tie]) is None  # fmt: skip
+    assert hosts.refusal(namespace="team-y", name="iris", spec=spec, created=old.created, allow=None,
+                         claims=[old, tie]) is not None  # fmt: skip
+
+
+def test_claims_are_read_from_an_ingress() -> None:
+    ingress = hosts.build_ingress("iris", IngressSpec(host="iris.example.com", path="/v2/models/iris"),
+                                  {"name": "iris", "namespace": "ml", "creationTimestamp": "2026-12-02T10:00:00Z"})
+    assert hosts.claims_of(ingress, "iris") == [_claim("ml", "iris", "iris.example.com", "/v2/models/iris")]
