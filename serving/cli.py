@@ -40,6 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--version", required=True)
     publish.add_argument("--format", default="onnx", choices=["onnx", "sklearn", "custom"])
     publish.add_argument("--entrypoint", default=None, help="the main file (default: the first FILE)")
+    publish.add_argument(
+        "--signature",
+        default=None,
+        metavar="FILE",
+        help="the model's inputs and outputs, JSON (derived for onnx and sklearn; declare it for custom)",
+    )
+    publish.add_argument(
+        "--examples",
+        default=None,
+        metavar="FILE",
+        help="acceptance examples, JSON: inputs, expected outputs, tolerance (the smoke test runs them)",
+    )
+    publish.add_argument("--training-run", default=None, help="provenance: the training run that made the model")
+    publish.add_argument("--source-commit", default=None, help="provenance: the commit of the training code")
+    publish.add_argument("--dataset-digest", default=None, help="provenance: the digest of the training data")
+    publish.add_argument(
+        "--meta", action="append", default=[], metavar="KEY=VALUE", help="provenance: free-form metadata (repeatable)"
+    )
     publish.add_argument("files", nargs="+", metavar="FILE")
 
     versions = sub.add_parser("versions", help="list the complete model versions under a URI, newest first")
