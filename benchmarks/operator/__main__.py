@@ -2,17 +2,21 @@
 
 Phases (each bounded; the whole run is cut at --max-minutes):
 1. create -> Deployment and Service applied, --samples per side, interleaved (baseline, operator, ...);
-2. --apps ModelApps created at once -> all Ready, with the operator's peak RSS (VmHWM, and sampled VmRSS);
+then for each fleet size of --apps (e.g. 300,1000), with a fresh operator process (or --shards processes):
+2. N ModelApps created at once -> all Ready, with the operator's peak RSS (VmHWM, and sampled VmRSS) and the
+   API server's own request counts for the burst (`apiserver_request_duration_seconds`, before/after);
 3. idle CPU of the operator over --idle seconds with those objects in place;
-4. spec bump -> Deployment template updated, --samples per side, interleaved, with the --apps objects present;
-5. the same burst for the baseline (create + apply, then all Deployments available): the control plane's floor.
-Prints a Markdown table (figures for benchmarks/README.md) and writes JSON when --json is given.
+4. spec bump -> Deployment template updated, --samples per side, interleaved, with the N objects present;
+5. the same burst for the baseline (create + apply, then all Deployments available), its request counts too;
+6. both bursts' namespaces deleted (waited for), so the next size starts from the same empty cluster.
+Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.operator import scenarios
-from benchmarks.operator.measure import Proc, RssSampler, cpu_share, percentile, request_mix
+from benchmarks.operator.measure import Proc, RssSampler, cpu_share, delta, percentile, request_stats, side_by_side
 from kubernetes import client, config
 from tests.fixtures.net import free_port
 from tests.fixtures.private_cluster import install_crds
@@ -36,21 +40,32 @@ from modelapp_devcluster.layout import Settings
 from modelapp_operator import kube
 
 WARMUP = 3
+#: Pods per kwok node; the cluster gets enough nodes for both bursts of the largest size and the samples.
+NODE_PODS = 1000
 
 
 def log(message: str) -> None:
     print(f"[opbench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+def load() -> float:
+    """The machine's 1-minute load average, read beside every figure (2 shared cores)."""
+    return round(os.getloadavg()[0], 1)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.operator", description=__doc__.splitlines()[0])
-    parser.add_argument("--apps", type=int, default=1000, help="ModelApps created at once (default 1000)")
+    parser.add_argument("--apps", default="1000", help="fleet sizes, comma separated (default 1000; e.g. 300,1000)")
     parser.add_argument("--samples", type=int, default=40, help="latency samples per side (default 40)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measurement (default 60)")
-    parser.add_argument("--max-minutes", type=float, default=15.0, help="stop the run after this long")
+    parser.add_argument("--shards", type=int, default=1, help="operator processes, one shard each (default 1)")
+    parser.add_argument("--burst-timeout", type=float, default=600.0, help="give up on a burst after this long")
+    parser.add_argument("--max-minutes", type=float, default=30.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--operator-env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.sizes = [int(n) for n in str(args.apps).split(",") if n.strip()]
+    return args
 
 
 def api_client(kubeconfig: Path) -> client.ApiClient:
@@ -60,25 +75,57 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def start_operator(
-    cluster: LocalCluster, namespaces: list[str], workdir: Path, extra_env: list[str]
-) -> tuple[subprocess.Popen[bytes], int]:
-    """`modelapp run` on the benchmark namespaces; returns once its liveness endpoint answers."""
-    port = free_port()
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELAPP_SERVING_IMAGE": scenarios.CTX.serving_image}
-    env |= dict(item.split("=", 1) for item in extra_env)
-    args = [sys.executable, "-m", "modelapp_operator.cli", "run", *[f"--namespace={ns}" for ns in namespaces],
-            f"--liveness=http://127.0.0.1:{port}/healthz"]  # fmt: skip
-    with (workdir / "operator.log").open("wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
+class Operators:
+    """The operator under test: `modelapp run` subprocesses, one per shard (shard s0 also takes unlabelled
+    ModelApps), on the given namespaces; started at once, each returns once its liveness endpoint answers."""
+
+    def __init__(self, cluster: LocalCluster, namespaces: list[str], *, workdir: Path, extra_env: list[str],
+                 shards: int, tag: str) -> None:  # fmt: skip
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
+               "MODELAPP_SERVING_IMAGE": scenarios.CTX.serving_image}  # fmt: skip
+        env |= dict(item.split("=", 1) for item in extra_env)
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+        ports = []
+        for shard in range(shards):
+            port = free_port()
+            args = [sys.executable, "-m", "modelapp_operator.cli", "run", *[f"--namespace={ns}" for ns in namespaces],
+                    f"--liveness=http://127.0.0.1:{port}/healthz"]  # fmt: skip
+            if shards > 1:
+                args += [f"--shard=s{shard}", *(["--shard-default"] if shard == 0 else [])]
+            path = workdir / f"operator-{tag}-{shard}.log"
+            with path.open("wb") as out:
+                self.processes.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env))
+            self.logs.append(path)
+            ports.append(port)
+        for process, port, path in zip(self.processes, ports, self.logs, strict=True):
+            _wait_live(process, port, path)
+        self.procs = [Proc(p.pid) for p in self.processes]
+
+    def ticks(self) -> int:
+        return sum(p.ticks() for p in self.procs)
+
+    def peak_rss_mib(self) -> list[float]:
+        return [round(p.peak_rss_mib(), 1) for p in self.procs]
+
+    def stop(self) -> dict[str, int]:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(30)
+        text = "".join(path.read_text(errors="replace") for path in self.logs)
+        return {"tracebacks": text.count("Traceback"), "errors": text.count("[ERROR")}
+
+
+def _wait_live(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"the operator exited: see {workdir / 'operator.log'}")
+            raise SystemExit(f"the operator exited: see {log_path}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
                 if response.status == 200:
-                    return process, port
+                    return
         except OSError:
             time.sleep(0.2)
     raise SystemExit("the operator's liveness endpoint did not answer within 120 s")
@@ -95,7 +142,7 @@ def metrics_text(api: client.ApiClient) -> str:
 def summary(values: list[float]) -> dict[str, float]:
     kept = values[WARMUP:] if len(values) > WARMUP * 2 else values
     return {"n": len(kept), "p50_ms": percentile(kept, 0.5) * 1000, "p95_ms": percentile(kept, 0.95) * 1000,
-            "mean_ms": statistics.fmean(kept) * 1000}  # fmt: skip
+            "mean_ms": statistics.fmean(kept) * 1000, "load": load()}  # fmt: skip
 
 
 def interleaved(sides: list[scenarios.Side], samples: int, measure: Any) -> dict[str, list[float]]:
@@ -106,89 +153,176 @@ def interleaved(sides: list[scenarios.Side], samples: int, measure: Any) -> dict
     return found
 
 
+def delete_namespaces(api: client.ApiClient, names: list[str], *, timeout: float = 600) -> float:
+    """Delete and wait until they are gone (the garbage collector's work must not overlap the next size)."""
+    core, t0 = client.CoreV1Api(api), time.monotonic()
+    for name in names:
+        core.delete_namespace(name)
+    while time.monotonic() - t0 < timeout:
+        left = {ns.metadata.name for ns in core.list_namespace().items} & set(names)
+        if not left:
+            break
+        time.sleep(2)
+    return time.monotonic() - t0
+
+
+def burst_phase(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, args: argparse.Namespace,
+                labels: scenarios.Labels) -> tuple[scenarios.Burst, list[dict[str, object]]]:  # fmt: skip
+    what = "available" if baseline else "Ready"
+    before = request_stats(metrics_text(api))
+    done = scenarios.burst(api, namespace, count, baseline=baseline, timeout=args.burst_timeout, labels=labels,
+                           on_tick=lambda n: log(f"  {n} {what} (load {load()})"))  # fmt: skip
+    return done, delta(before, request_stats(metrics_text(api)), per=count)
+
+
+def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, *, workdir: Path, run_id: str,
+          size: int, lat: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Phases 2-6 for one fleet size."""
+    ns = {key: f"bench-{key}-{size}-{run_id}" for key in ("op-burst", "base-burst")}
+    core = client.CoreV1Api(api)
+    for name in ns.values():
+        core.create_namespace({"metadata": {"name": name}})
+    labels = scenarios.shard_labels(args.shards)
+    operators = Operators(cluster, [lat["op"], ns["op-burst"]], workdir=workdir, extra_env=args.operator_env,
+                          shards=args.shards, tag=str(size))  # fmt: skip
+    sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
+             scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
+    found: dict[str, Any] = {"apps": size, "shards": args.shards}
+    try:
+        log(f"[{size}] phase 2: {size} ModelApps at once (operator, {args.shards} shard(s))")
+        samplers = [RssSampler(p) for p in operators.procs]
+        for sampler in samplers:
+            sampler.__enter__()
+        load_before = load()
+        burst, requests = burst_phase(api, ns["op-burst"], size, baseline=False, args=args, labels=labels)
+        for sampler in samplers:
+            sampler.__exit__()
+        found["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
+                                   "load_before": load_before, "load_after": load(),
+                                   "peak_rss_mib": operators.peak_rss_mib(),
+                                   "sampled_rss_mib": [round(s.peak, 1) for s in samplers]}  # fmt: skip
+        found["requests_operator"] = requests
+        log(f"  {found['burst_operator']}")
+        log(f"  requests: {requests[:8]}")
+
+        log(f"[{size}] phase 3: idle CPU over {args.idle:.0f} s (after 10 s to settle)")
+        time.sleep(10)
+        before, t0 = operators.ticks(), time.monotonic()
+        time.sleep(args.idle)
+        found["idle"] = {"cpu_percent": round(100 * cpu_share(before, operators.ticks(), time.monotonic() - t0), 3),
+                         "seconds": args.idle, "rss_mib": [round(p.rss_mib(), 1) for p in operators.procs],
+                         "load": load()}  # fmt: skip
+        log(f"  {found['idle']}")
+
+        log(f"[{size}] phase 4: bump latency, {args.samples} samples per side, {size} objects present")
+        version = str(size)
+        bump = interleaved(sides, args.samples,
+                           lambda side, i: scenarios.bump_latency(side, f"lat-{i:03d}", version))  # fmt: skip
+        found["bump"] = {name: summary(values) for name, values in bump.items()}
+        found["peak_rss_mib"] = operators.peak_rss_mib()
+        log(f"  {found['bump']}")
+
+        log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
+        load_before = load()
+        floor, requests = burst_phase(api, ns["base-burst"], size, baseline=True, args=args, labels=labels)
+        found["burst_baseline"] = {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
+                                   "load_before": load_before, "load_after": load()}  # fmt: skip
+        found["requests_baseline"] = requests
+        found["requests_side_by_side"] = side_by_side(found["requests_operator"], requests)
+        log(f"  {found['burst_baseline']}")
+    finally:
+        for side in sides:
+            side.stop()
+        found["operator_log"] = operators.stop()
+        log(f"[{size}] phase 6: deleting both bursts' namespaces")
+        found["cleanup_s"] = round(delete_namespaces(api, list(ns.values())), 1)
+    return found
+
+
 def run(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
     kube.api_client.cache_clear()
     install_crds(cluster)
     api = api_client(cluster.kubeconfig)
     run_id = uuid.uuid4().hex[:6]
-    ns = {key: f"bench-{key}-{run_id}" for key in ("op", "base", "op-burst", "base-burst")}
-    for name in ns.values():
+    lat = {key: f"bench-{key}-{run_id}" for key in ("op", "base")}
+    for name in lat.values():
         client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    operator, _ = start_operator(cluster, [ns["op"], ns["op-burst"]], workdir, args.operator_env)
-    proc = Proc(operator.pid)
-    results: dict[str, Any] = {"apps": args.apps, "samples": args.samples}
-    sides = [scenarios.Side("baseline", ns["base"], api, True), scenarios.Side("operator", ns["op"], api, False)]
+    results: dict[str, Any] = {"sizes": args.sizes, "samples": args.samples, "shards": args.shards,
+                               "control_plane": control_plane(cluster), "fleets": []}  # fmt: skip
+    labels = scenarios.shard_labels(args.shards)
+    operators = Operators(cluster, [lat["op"]], workdir=workdir, extra_env=args.operator_env, shards=args.shards,
+                          tag="latency")  # fmt: skip
+    sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
+             scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
     try:
         log(f"phase 1: create latency, {args.samples} samples per side")
-        create = interleaved(sides, args.samples, lambda side, i: scenarios.create_latency(side, f"lat-{i:03d}"))
+        create = interleaved(sides, args.samples,
+                             lambda side, i: scenarios.create_latency(side, f"lat-{i:03d}", i))  # fmt: skip
         results["create"] = {name: summary(values) for name, values in create.items()}
         log(f"  {results['create']}")
-
-        log(f"phase 2: {args.apps} ModelApps at once (operator)")
-        with RssSampler(proc) as sampler:
-            burst = scenarios.burst(api, ns["op-burst"], args.apps, baseline=False, timeout=300,
-                                    on_tick=lambda n: log(f"  {n} Ready"))  # fmt: skip
-        results["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
-                                     "peak_rss_mib": max(proc.peak_rss_mib(), sampler.peak)}  # fmt: skip
-        log(f"  {results['burst_operator']}")
-        results["apiserver_after_burst"] = request_mix(metrics_text(api))
-        log(f"  API server, most time: {results['apiserver_after_burst'][:4]}")
-
-        log(f"phase 3: idle CPU over {args.idle:.0f} s (after 10 s to settle)")
-        time.sleep(10)
-        before, t0 = proc.ticks(), time.monotonic()
-        time.sleep(args.idle)
-        results["idle"] = {"cpu_percent": 100 * cpu_share(before, proc.ticks(), time.monotonic() - t0),
-                           "seconds": args.idle, "rss_mib": proc.rss_mib()}  # fmt: skip
-        log(f"  {results['idle']}")
-
-        log(f"phase 4: bump latency, {args.samples} samples per side, {args.apps} objects present")
-        bump = interleaved(sides, args.samples, lambda side, i: scenarios.bump_latency(side, f"lat-{i:03d}", "2"))
-        results["bump"] = {name: summary(values) for name, values in bump.items()}
-        log(f"  {results['bump']}")
-        results["peak_rss_mib"] = proc.peak_rss_mib()
-
-        log(f"phase 5: {args.apps} ModelApps at once (baseline: create + apply, all Deployments available)")
-        floor = scenarios.burst(api, ns["base-burst"], args.apps, baseline=True, timeout=300,
-                                on_tick=lambda n: log(f"  {n} available"))  # fmt: skip
-        results["burst_baseline"] = {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done}
-        log(f"  {results['burst_baseline']}")
     finally:
         for side in sides:
             side.stop()
-        operator.terminate()
-        operator.wait(30)
-        text = (workdir / "operator.log").read_text(errors="replace")
-        results["operator_log"] = {"tracebacks": text.count("Traceback"), "errors": text.count("[ERROR")}
-        for name in ns.values():
-            client.CoreV1Api(api).delete_namespace(name)
+        results["operator_log_latency"] = operators.stop()
+    try:
+        for size in args.sizes:
+            results["fleets"].append(fleet(cluster, api, args, workdir=workdir, run_id=run_id, size=size, lat=lat))
+    finally:
+        delete_namespaces(api, list(lat.values()), timeout=120)
     return results
 
 
+def control_plane(cluster: LocalCluster) -> dict[str, Any]:
+    """The cluster's settings that bound the figures (recorded with them)."""
+    from modelapp_devcluster import components
+
+    flags = ("--max-requests-inflight", "--max-mutating-requests-inflight", "--kube-api-qps", "--kube-api-burst",
+             "--concurrent-deployment-syncs", "--concurrent-replicaset-syncs")  # fmt: skip
+    source = Path(components.__file__).read_text()
+    found = sorted({line.strip().strip('",') for line in source.splitlines()
+                    if any(line.strip().startswith(f'"{flag}=') for flag in flags)})  # fmt: skip
+    return {"kwok_nodes": cluster.settings.kwok_nodes, "node_pods": cluster.settings.node_pods, "flags": found}
+
+
 def table(r: dict[str, Any]) -> str:
-    """The figures as a Markdown table: measure, operator, baseline, goal."""
-    c, b, op, floor = r["create"], r["bump"], r["burst_operator"], r["burst_baseline"]
+    """The figures as Markdown: one column pair (operator, baseline) per fleet size."""
+    c = r["create"]
 
     def ms(side: dict[str, Any], key: str) -> str:
         return f"{side[key]:.0f} ms"
 
-    idle = r["idle"]
-    rows = [
-        ("create -> Deployment+Service applied, p50", ms(c["operator"], "p50_ms"), ms(c["baseline"], "p50_ms"), ""),
-        ("create -> Deployment+Service applied, p95", ms(c["operator"], "p95_ms"), ms(c["baseline"], "p95_ms"),
-         f"<= 1.5x baseline ({1.5 * c['baseline']['p95_ms']:.0f} ms)"),
-        (f"{r['apps']} ModelApps at once -> all Ready", f"{op['total_s']:.1f} s ({op['ready']} Ready)",
-         f"{floor['total_s']:.1f} s (all Deployments available)", "<= 60 s"),
-        ("operator peak RSS (VmHWM)", f"{r['peak_rss_mib']:.0f} MiB", "-", "<= 250 MB"),
-        (f"idle CPU, {r['apps']} objects, {idle['seconds']:.0f} s", f"{idle['cpu_percent']:.2f} % of a core", "-",
-         "< 2 %"),
-        ("spec bump -> Deployment template updated, p50", ms(b["operator"], "p50_ms"), ms(b["baseline"], "p50_ms"), ""),
-        ("spec bump -> Deployment template updated, p95", ms(b["operator"], "p95_ms"), ms(b["baseline"], "p95_ms"),
-         "<= 500 ms"),
-    ]  # fmt: skip
-    lines = ["| measure | operator | baseline | goal |", "|---|---|---|---|"]
-    return "\n".join(lines + [f"| {' | '.join(row)} |" for row in rows])
+    head = ["measure"] + [f"{f['apps']}: operator | {f['apps']}: baseline" for f in r["fleets"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(r["fleets"]))]
+
+    def row(name: str, cells: list[tuple[str, str]]) -> None:
+        lines.append(f"| {name} | " + " | ".join(f"{a} | {b}" for a, b in cells) + " |")
+
+    row("create -> children applied, p95 (load)", [(f"{ms(c['operator'], 'p95_ms')} ({c['operator']['load']})",
+                                                    f"{ms(c['baseline'], 'p95_ms')} ({c['baseline']['load']})")]
+        + [("", "")] * (len(r["fleets"]) - 1))  # fmt: skip
+    row("N at once -> all Ready / all available (load before-after)",
+        [(f"{f['burst_operator']['total_s']:.1f} s ({f['burst_operator']['ready']}; "
+          f"{f['burst_operator']['load_before']}-{f['burst_operator']['load_after']})",
+          f"{f['burst_baseline']['total_s']:.1f} s ({f['burst_baseline']['ready']}; "
+          f"{f['burst_baseline']['load_before']}-{f['burst_baseline']['load_after']})") for f in r["fleets"]])
+    row("ratio operator / baseline",
+        [(f"{f['burst_operator']['total_s'] / f['burst_baseline']['total_s']:.2f}x", "") for f in r["fleets"]])
+    row("bump -> template updated, p95 (load)",
+        [(f"{ms(f['bump']['operator'], 'p95_ms')} ({f['bump']['operator']['load']})",
+          f"{ms(f['bump']['baseline'], 'p95_ms')} ({f['bump']['baseline']['load']})") for f in r["fleets"]])
+    row("peak RSS per process (VmHWM)", [(" + ".join(f"{m:.0f}" for m in f["peak_rss_mib"]) + " MiB", "-")
+                                         for f in r["fleets"]])  # fmt: skip
+    row("idle CPU, all processes (load)", [(f"{f['idle']['cpu_percent']:.2f} % ({f['idle']['load']})", "-")
+                                           for f in r["fleets"]])  # fmt: skip
+    out = "\n".join(lines)
+    for f in r["fleets"]:
+        out += f"\n\nAPI requests during the {f['apps']}-app bursts (operator phase vs baseline phase, per app):\n"
+        out += "| verb resource | operator | baseline | extra per app |\n|---|---|---|---|\n"
+        for x in f["requests_side_by_side"][:14]:
+            out += (f"| {x['verb']} {x['resource']} | {x['operator']} | {x['baseline']} | "
+                    f"{int(str(x['extra'])) / f['apps']:+.2f} |\n")  # fmt: skip
+    return out
 
 
 class OutOfTime(Exception):
@@ -204,10 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     signal.signal(signal.SIGALRM, _out_of_time)
     signal.alarm(int(args.max_minutes * 60))
+    pods = 2 * max(args.sizes) + 4 * args.samples
     with tempfile.TemporaryDirectory(prefix="opbench-") as scratch:
         workdir = Path(scratch)
-        # Room for both bursts and the samples: 4 kwok nodes x 700 pods.
-        cluster = LocalCluster(workdir / "cluster", Settings(node_pods=700), report=log)
+        settings = Settings(kwok_nodes=max(2, math.ceil(pods / NODE_PODS) + 1), node_pods=NODE_PODS)
+        cluster = LocalCluster(workdir / "cluster", settings, report=log)
         cluster.up()
         try:
             results = run(cluster, args, workdir)
@@ -217,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"\nwhole run {results['wall_s']:.0f} s; operator log: {results['operator_log']}")
+    print(f"\nwhole run {results['wall_s']:.0f} s; control plane: {results['control_plane']}")
     return 0
 
 

@@ -111,3 +111,49 @@ def request_mix(metrics_text: str, *, top: int = 12) -> list[dict[str, object]]:
     return [{"verb": verb, "resource": resource, "count": int(v["count"]), "total_s": round(v["sum"], 1),
              "mean_ms": round(1000 * v["sum"] / v["count"], 1) if v["count"] else 0.0}
             for (verb, resource), v in rows]  # fmt: skip
+
+
+Stats = dict[tuple[str, str], dict[str, float]]
+
+
+def request_stats(metrics_text: str) -> Stats:
+    """Cumulative (count, seconds) per (verb, resource[/subresource]) from the API server's
+    `apiserver_request_duration_seconds` (every request, whoever sent it; WATCH left out: it lasts by
+    design). Two snapshots subtracted (`delta`) give what one phase cost the API server."""
+    found: Stats = {}
+    for line in metrics_text.splitlines():
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        labels = dict(_LABEL.findall(match.group(2)))
+        if labels.get("verb") in ("WATCH", None):
+            continue
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        row = found.setdefault((labels["verb"], resource), {"sum": 0.0, "count": 0.0})
+        row[match.group(1)] += float(match.group(3))
+    return found
+
+
+def delta(before: Stats, after: Stats, *, per: int = 1) -> list[dict[str, object]]:
+    """What happened between two snapshots, most requests first: count, count per `per` (an app), seconds,
+    mean ms. Rows with no request in between are left out."""
+    rows = []
+    for key, now in after.items():
+        was = before.get(key, {"sum": 0.0, "count": 0.0})
+        count, seconds = now["count"] - was["count"], now["sum"] - was["sum"]
+        if count <= 0:
+            continue
+        rows.append({"verb": key[0], "resource": key[1], "count": int(count), "per_app": round(count / per, 2),
+                     "total_s": round(seconds, 1), "mean_ms": round(1000 * seconds / count, 1)})  # fmt: skip
+    return sorted(rows, key=lambda r: (-int(str(r["count"])), str(r["verb"]), str(r["resource"])))
+
+
+def side_by_side(operator: list[dict[str, object]], baseline: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The two phases' request counts per (verb, resource), with the operator's extra (operator - baseline)."""
+    keyed = {(str(r["verb"]), str(r["resource"])): r for r in operator}
+    base = {(str(r["verb"]), str(r["resource"])): r for r in baseline}
+    rows = []
+    for key in sorted(keyed.keys() | base.keys()):
+        op, bl = int(str(keyed.get(key, {}).get("count", 0))), int(str(base.get(key, {}).get("count", 0)))
+        rows.append({"verb": key[0], "resource": key[1], "operator": op, "baseline": bl, "extra": op - bl})
+    return sorted(rows, key=lambda r: -abs(int(str(r["extra"]))))

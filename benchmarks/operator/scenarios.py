@@ -23,6 +23,7 @@ from benchmarks.operator.watch import Obj, Watcher
 from kubernetes import client
 
 from modelapp_operator import builders, kube
+from modelapp_operator.names import LABEL_SHARD
 from modelapp_operator.spec import parse_spec
 
 GROUP, VERSION, PLURAL = "modelapp.io", "v1alpha1", "modelapps"
@@ -38,8 +39,20 @@ def app_spec(version: str = "1") -> dict[str, Any]:
     }
 
 
-def body(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "metadata": {"name": name}, "spec": spec}
+Labels = Callable[[int], dict[str, str]]
+
+
+def body(name: str, spec: dict[str, Any], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, **({"labels": labels} if labels else {})}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelApp", "metadata": meta, "spec": spec}
+
+
+def shard_labels(shards: int) -> Labels:
+    """App number -> its labels: with several shards, app i goes to shard `s<i mod shards>` (both sides get
+    the same labels, so the objects are the same size)."""
+    if shards <= 1:
+        return lambda _: {}
+    return lambda i: {LABEL_SHARD: f"s{i % shards}"}
 
 
 @dataclass
@@ -50,6 +63,7 @@ class Side:
     namespace: str
     api: client.ApiClient
     baseline: bool
+    labels: Labels = field(default=lambda _: {})
     deployments: Watcher = field(init=False)
     services: Watcher = field(init=False)
 
@@ -62,8 +76,8 @@ class Side:
         self.deployments.stop()
         self.services.stop()
 
-    def create(self, name: str, spec: dict[str, Any]) -> None:
-        create(self.custom, self.namespace, name, spec, baseline=self.baseline)
+    def create(self, name: str, spec: dict[str, Any], index: int = 0) -> None:
+        create(self.custom, self.namespace, name, spec, baseline=self.baseline, labels=self.labels(index))
 
     def bump(self, name: str, version: str) -> dict[str, str]:
         """Patch spec.model.version; returns the template annotations the Deployment must then carry."""
@@ -85,16 +99,17 @@ def apply_children(namespace: str, name: str, spec: dict[str, Any], uid: str) ->
         kube.apply(builders.with_owner(manifest, name=name, uid=uid))
 
 
-def create(custom: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any], *, baseline: bool) -> None:
+def create(custom: client.CustomObjectsApi, namespace: str, name: str, spec: dict[str, Any], *, baseline: bool,
+           labels: dict[str, str] | None = None) -> None:  # fmt: skip
     """The user's create; the baseline then does the operator's job itself."""
-    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body(name, spec))
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body(name, spec, labels))
     if baseline:
         apply_children(namespace, name, spec, created["metadata"]["uid"])
 
 
-def create_latency(side: Side, name: str, *, timeout: float = 60) -> float:
+def create_latency(side: Side, name: str, index: int = 0, *, timeout: float = 60) -> float:
     t0 = time.monotonic()
-    side.create(name, app_spec())
+    side.create(name, app_spec(), index)
     seen = [w.first(name, lambda _: True, after=t0, timeout=timeout) for w in (side.deployments, side.services)]
     return max(seen) - t0
 
@@ -129,7 +144,8 @@ class Burst:
 
 
 def burst(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, timeout: float,
-          workers: int = 16, on_tick: Callable[[int], None] | None = None) -> Burst:  # fmt: skip
+          workers: int = 16, on_tick: Callable[[int], None] | None = None,
+          labels: Labels | None = None) -> Burst:  # fmt: skip
     """Create `count` ModelApps at once (a pool of `workers` clients) and wait until all are Ready/available."""
     resource = "apps/v1/deployments" if baseline else f"{GROUP}/{VERSION}/{PLURAL}"
     done: set[str] = set()
@@ -150,7 +166,8 @@ def burst(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, 
     custom = client.CustomObjectsApi(api)
     t0 = time.monotonic()
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: create(custom, namespace, f"app-{i:04d}", app_spec(), baseline=baseline), range(count)))
+        list(pool.map(lambda i: create(custom, namespace, f"app-{i:05d}", app_spec(), baseline=baseline,
+                                       labels=(labels or (lambda _: {}))(i)), range(count)))  # fmt: skip
     created = time.monotonic() - t0
     deadline = t0 + timeout
     while not finished.wait(5) and time.monotonic() < deadline:

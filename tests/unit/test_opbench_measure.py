@@ -34,3 +34,20 @@ def test_request_mix_sums_versions_orders_by_time_and_skips_watches() -> None:
 def test_percentile_is_nearest_rank() -> None:
     assert percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
     assert percentile([3.0, 1.0, 2.0, 4.0], 0.95) == 4.0
+
+
+def test_delta_is_what_one_phase_cost_per_app() -> None:
+    from benchmarks.operator.measure import delta, request_stats, side_by_side
+
+    before = request_stats(TEXT)
+    after = request_stats(TEXT.replace("_count{group=\"\",resource=\"services\",subresource=\"\",verb=\"APPLY\"} 5",
+                                       "_count{group=\"\",resource=\"services\",subresource=\"\",verb=\"APPLY\"} 25")
+                          .replace("verb=\"APPLY\"} 12.5", "verb=\"APPLY\"} 14.5"))  # fmt: skip
+    assert ("WATCH", "pods") not in after, "watches last by design: left out"
+    rows = delta(before, after, per=10)
+    assert rows == [{"verb": "APPLY", "resource": "services", "count": 20, "per_app": 2.0, "total_s": 2.0,
+                     "mean_ms": 100.0}]  # fmt: skip
+    both = side_by_side(rows, [{"verb": "APPLY", "resource": "services", "count": 10},
+                               {"verb": "POST", "resource": "pods", "count": 3}])  # fmt: skip
+    assert both == [{"verb": "APPLY", "resource": "services", "operator": 20, "baseline": 10, "extra": 10},
+                    {"verb": "POST", "resource": "pods", "operator": 0, "baseline": 3, "extra": -3}]  # fmt: skip
