@@ -22,7 +22,14 @@ Contracts:
   patch as the spec change), and a core v1 Event `Bumped` records the change on the ModelApp. An Event
   that cannot be created (RBAC) is a warning on stderr, not a failed row: the spec change is done.
 - A registry or store failure fails that app's row only. Exit code 0: every app planned and
-  patched; 2: some rows failed; 1: nothing could be done (no API server, no CRD).
+  patched; 2: some rows failed; 3: the breaker tripped (a rollout this run started failed or did not
+  settle in time; the apps it held back are rows with result `held`); 1: nothing could be done (no API
+  server, no CRD).
+- The fleet circuit breaker (`modelapp_operator.fleet`, docs/rollouts.md): an image or model digest that
+  failed a rollout in another app is never proposed where that evidence counts (`--quarantine-scope`:
+  the app's own namespace by default, or the cluster for attributable failures); with `--max-rollouts N`
+  at most N apps are patched at once, each batch is waited for (Ready on the new pair, or rolled back,
+  within `--rollout-timeout`), and a failed batch holds back every later app its evidence counts for.
 - Credentials never cross tenants (docs/security.md): a model store is opened with exactly the keys of
   the Secret the ModelApp names (read from the app's own namespace), never with the bump's environment
   under it; an app naming no Secret reads its store anonymously, unless the store's URI starts with a
@@ -37,12 +44,13 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from modelapp_operator import kube
+from modelapp_operator import fleet, kube
 from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog
 from modelapp_operator.names import (
     ANN_BUMP_REASON,
@@ -60,8 +68,10 @@ from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
 from modelapp_serving.stores import Store, StoreError, open_store
 
 MAX_CONFLICT_RETRIES = 5
-Result = Literal["planned", "patched", "unchanged", "failed", "skipped"]
-RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "unchanged")
+Result = Literal["planned", "patched", "unchanged", "failed", "skipped", "held"]
+RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "held", "unchanged")
+#: How often a batch's apps are read while the bump waits for their rollouts.
+POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -132,8 +142,12 @@ class FieldPlan:
     digest: str = ""
 
 
-def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog) -> AppPlan:
-    """Plan one ModelApp: pure apart from the catalogs, which list each repository/location once."""
+def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog,
+             quarantined: fleet.Fleet | None = None) -> AppPlan:  # fmt: skip
+    """Plan one ModelApp: pure apart from the catalogs, which list each repository/location once.
+
+    `quarantined`: the fleet's evidence; a candidate it blocks for this app's namespace is passed over, and
+    a field that stays only because of it is `held` (the row says which app's failure holds it)."""
     meta = obj.get("metadata", {})
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     rv = str(meta.get("resourceVersion", ""))
@@ -148,8 +162,10 @@ def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog) 
     except (InvalidSpec, PolicyError) as exc:
         return AppPlan(namespace, name, rv, (Row(namespace, name, "spec", "", "", f"invalid: {exc}", "failed"),))
     quarantine = Quarantine.from_status(obj.get("status"))
-    image = _plan_image(spec, image_policy, tags, quarantine)
-    model = _plan_model(spec, model_policy, models, quarantine, key=_store_key(spec, namespace))
+    evidence = quarantined or fleet.Fleet()
+    image = _plan_image(spec, image_policy, tags, quarantine, _Blocked(evidence, namespace))
+    model = _plan_model(spec, model_policy, models, quarantine, _Blocked(evidence, namespace),
+                        key=_store_key(spec, namespace))  # fmt: skip
     if image.new and model.new and quarantine.blocks(image.new, model.new):
         model = FieldPlan("", f"{image.new} with {model.new} is quarantined", "unchanged")
     rows = (
@@ -197,8 +213,37 @@ def bump_message(rows: tuple[Row, ...], *, image_policy: str, model_policy: str)
     return "; ".join(parts)
 
 
-def _plan_image(spec: ModelAppSpec, policy: Policy, tags: TagCatalog, quarantine: Quarantine) -> FieldPlan:
-    """Newest allowed tag; a tag whose (digest, current model) pair failed before is passed over."""
+@dataclass
+class _Blocked:
+    """The fleet's evidence as one app's planning meets it: remembers what it passed over, for the row."""
+
+    known: fleet.Fleet
+    namespace: str
+    seen: list[fleet.Evidence] = field(default_factory=list)
+
+    def hit(self, evidence: fleet.Evidence | None) -> bool:
+        if evidence is not None:
+            self.seen.append(evidence)
+        return evidence is not None
+
+    def held(self, plan: FieldPlan) -> FieldPlan:
+        """A field that stays while a newer candidate was passed over for the fleet's evidence is `held`."""
+        if plan.result != "unchanged" or not self.seen:
+            return plan
+        evidence = self.seen[-1]
+        return FieldPlan("", f"quarantined: {evidence.describe()}; {plan.reason}", "held")
+
+    def note(self, plan: FieldPlan) -> FieldPlan:
+        if plan.result != "planned" or not self.seen:
+            return plan
+        return FieldPlan(plan.new, f"{plan.reason}; passed over {self.seen[-1].describe()}", "planned", plan.digest)
+
+
+def _plan_image(spec: ModelAppSpec, policy: Policy, tags: TagCatalog, quarantine: Quarantine,
+                blocked: _Blocked | None = None) -> FieldPlan:  # fmt: skip
+    """Newest allowed tag; a tag whose (digest, current model) pair failed before is passed over, and so is
+    one whose digest or `repository:tag` the fleet quarantines for this namespace."""
+    blocked = blocked or _Blocked(fleet.Fleet(), "")
     ref = parse_image(spec.image)  # the spec's pattern already guarantees a parseable reference
     excluded: set[str] = set()
     try:
@@ -206,10 +251,17 @@ def _plan_image(spec: ModelAppSpec, policy: Policy, tags: TagCatalog, quarantine
             decision = tags.decide(ref, policy, excluded=excluded)
             found = decision.found
             if found is None:
-                return FieldPlan("", decision.reason, "unchanged")
-            if not quarantine.blocks(ref.format(tag=found.value, digest=found.digest), spec.model.version):
+                return blocked.held(FieldPlan("", decision.reason, "unchanged"))
+            candidate = ref.format(tag=found.value, digest=found.digest)
+            if blocked.hit(blocked.known.image_block(blocked.namespace, candidate)):
+                if found.value in excluded:
+                    return blocked.held(FieldPlan("", f"{found.value} at {found.digest[:19]} is quarantined",
+                                                  "unchanged"))  # fmt: skip
+                excluded.add(found.value)
+                continue
+            if not quarantine.blocks(candidate, spec.model.version):
                 new = ref.format(tag=found.value, digest=found.digest if ref.digest else None)
-                return FieldPlan(new, f"{decision.reason} [{found.digest[:19]}]", "planned", found.digest)
+                return blocked.note(FieldPlan(new, f"{decision.reason} [{found.digest[:19]}]", "planned", found.digest))
             if found.value in excluded:  # a moved tag whose new digest is quarantined: nothing else to try
                 return FieldPlan("", f"{found.value} at {found.digest[:19]} is quarantined", "unchanged")
             excluded.add(found.value)
@@ -218,19 +270,31 @@ def _plan_image(spec: ModelAppSpec, policy: Policy, tags: TagCatalog, quarantine
 
 
 def _plan_model(
-    spec: ModelAppSpec, policy: Policy, models: ModelCatalog, quarantine: Quarantine, *, key: StoreKey
+    spec: ModelAppSpec,
+    policy: Policy,
+    models: ModelCatalog,
+    quarantine: Quarantine,
+    blocked: _Blocked | None = None,
+    *,
+    key: StoreKey,
 ) -> FieldPlan:
-    """Newest complete allowed version; versions that failed with the current image are passed over."""
+    """Newest complete allowed version; versions that failed with the current image are passed over, and so
+    are versions whose manifest digest (or uri@version) the fleet quarantines for this namespace."""
+    blocked = blocked or _Blocked(fleet.Fleet(), "")
     current = _image_identity(spec.image)
     excluded = {version for image, version in quarantine.pairs if _image_identity(image) & current}
-    try:
-        decision = models.decide(key, policy, current=spec.model.version, excluded=excluded)
-    except DiscoveryError as exc:
-        return FieldPlan("", str(exc), "failed")
-    if decision.found is None:
-        return FieldPlan("", decision.reason, "unchanged")
-    found = decision.found
-    return FieldPlan(found.value, f"{decision.reason} [sha256 {found.digest[:12]}]", "planned", found.digest)
+    while True:
+        try:
+            decision = models.decide(key, policy, current=spec.model.version, excluded=excluded)
+        except DiscoveryError as exc:
+            return FieldPlan("", str(exc), "failed")
+        found = decision.found
+        if found is None:
+            return blocked.held(FieldPlan("", decision.reason, "unchanged"))
+        if not blocked.hit(blocked.known.model_block(blocked.namespace, spec.model.uri, found.value, found.digest)):
+            plan = FieldPlan(found.value, f"{decision.reason} [sha256 {found.digest[:12]}]", "planned", found.digest)
+            return blocked.note(plan)
+        excluded.add(found.value)
 
 
 def _store_key(spec: ModelAppSpec, namespace: str) -> StoreKey:
@@ -270,14 +334,63 @@ def build_event(plan: AppPlan, *, now: str, instance: str) -> dict[str, Any]:
 # -- one run ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """An app the bump patched under `--max-rollouts`, and how its rollout ended.
+
+    verdict: Ready | Failed (rolled back, or Degraded without autoRollback) | TimedOut (neither within
+    `--rollout-timeout`) | Changed (someone else changed or deleted the app meanwhile) | Unobserved (no
+    operator has ever written its status: nothing to wait for)."""
+
+    namespace: str
+    name: str
+    batch: int
+    image: str
+    model: str
+    verdict: str
+    reason: str
+    message: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Trip:
+    """The breaker tripped on one rollout: the rest of `namespace` is held back, or every namespace when the
+    failure is evidence that counts beyond its own (cluster scope, attributable: see fleet.py)."""
+
+    namespace: str
+    name: str
+    verdict: str
+    reason: str
+    message: str
+    everywhere: bool
+
+    def holds(self, namespace: str) -> bool:
+        return self.everywhere or namespace == self.namespace
+
+    def describe(self) -> str:
+        where = "every namespace" if self.everywhere else f"namespace {self.namespace}"
+        why = f"{self.verdict}, {self.reason}" if self.reason else self.verdict
+        return (
+            f"held back: the rollout of {self.namespace}/{self.name} ended {why} ({self.message[:200]}); "
+            f"the breaker holds {where} for this run"
+        )
+
+
 @dataclass
 class Outcome:
     rows: list[Row] = field(default_factory=list)
     registry_requests: int = 0
     storage_requests: int = 0
+    max_rollouts: int = 0
+    rollouts: list[Rollout] = field(default_factory=list)
+    trips: list[Trip] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
+        """0 done; 2 some rows failed; 3 the breaker tripped (rows held back); 1 is main's: nothing done."""
+        if self.trips:
+            return 3
         return 2 if any(row.result == "failed" for row in self.rows) else 0
 
     def counts(self) -> dict[str, int]:
@@ -286,20 +399,126 @@ class Outcome:
 
 
 def run_bump(
-    *, namespace: str | None, dry_run: bool, registry: RegistryClient, opener: StoreOpenerFn | None = None,
+    *,
+    namespace: str | None,
+    dry_run: bool,
+    registry: RegistryClient,
+    opener: StoreOpenerFn | None = None,
     trusted_stores: Sequence[str] = (),
+    max_rollouts: int = 0,
+    rollout_timeout: float = 900.0,
+    quarantine_scope: fleet.Scope = "namespace",
+    quarantine_from: Sequence[str] = (),
+    poll: float = POLL_SECONDS,
 ) -> Outcome:
     """Plan every app, then patch (unless dry-run); a 409 re-reads the app and plans it again.
 
-    `namespace` None: every namespace. The cluster is the one `kube` is configured for."""
+    `namespace` None: every namespace. The cluster is the one `kube` is configured for. The fleet's
+    evidence is read from the apps listed, and from the `quarantine_from` namespaces too (cluster scope:
+    only their evidence counts beyond its namespace). `max_rollouts` > 0: patch at most that many apps,
+    wait for their rollouts, and stop (hold back) where a failed one's evidence counts."""
     tags = TagCatalog(registry)
     models = ModelCatalog(opener or tenant_opener(trusted_stores=trusted_stores))
-    outcome = Outcome()
-    for obj in sorted(kube.list_objects(KIND, namespace), key=_app_key):
-        outcome.rows.extend(_apply(obj, tags=tags, models=models, dry_run=dry_run))
+    outcome = Outcome(max_rollouts=max_rollouts)
+    objs = sorted(kube.list_objects(KIND, namespace), key=_app_key)
+    quarantined = fleet.Fleet.of([*objs, *_evidence_apps(namespace, quarantine_from)], scope=quarantine_scope,
+                                 trusted=quarantine_from)  # fmt: skip
+    batch: list[_Started] = []
+    for obj in objs:
+        trip = next((t for t in outcome.trips if t.holds(_app_key(obj)[0])), None)
+        if trip is not None:
+            rows = _apply(obj, tags=tags, models=models, dry_run=True, quarantined=quarantined)
+            outcome.rows.extend(_with_result(r, "held", trip.describe()) if r.result == "planned" else r for r in rows)
+            continue
+        started = batch.append if max_rollouts > 0 else None
+        outcome.rows.extend(_apply(obj, tags=tags, models=models, dry_run=dry_run, quarantined=quarantined,
+                                   started=started))  # fmt: skip
+        if len(batch) >= max_rollouts > 0:
+            _settle(batch, outcome, quarantined, timeout=rollout_timeout, poll=poll)
+    if batch:
+        _settle(batch, outcome, quarantined, timeout=rollout_timeout, poll=poll)
     outcome.registry_requests = registry.requests_made
     outcome.storage_requests = models.request_count()
     return outcome
+
+
+def _evidence_apps(namespace: str | None, quarantine_from: Sequence[str]) -> list[Mapping[str, Any]]:
+    """ModelApps of the evidence namespaces the run does not list anyway; one that cannot be read is a warning."""
+    found: list[Mapping[str, Any]] = []
+    for other in dict.fromkeys(quarantine_from):
+        if namespace is None or other == namespace:
+            continue
+        try:
+            found.extend(kube.list_objects(KIND, other))
+        except Exception as exc:  # RBAC, a namespace that is gone: that evidence is missing, the run goes on
+            print(f"modelapp bump: no quarantine evidence from namespace {other}: {_one_line(exc)}", file=sys.stderr)
+    return found
+
+
+@dataclass(frozen=True)
+class _Started:
+    """An app patched in the current batch: the pair the patch made and the generation it got."""
+
+    namespace: str
+    name: str
+    image: str
+    model: str
+    uri: str
+    sha256: str
+    generation: int
+    at: float
+
+
+def _started(obj: Mapping[str, Any]) -> _Started:
+    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+    generation, model = meta.get("generation"), spec.get("model") or {}
+    return _Started(str(meta.get("namespace", "")), str(meta.get("name", "")), str(spec.get("image", "")),
+                    str(model.get("version", "")), str(model.get("uri", "")), str(model.get("sha256") or ""),
+                    generation if isinstance(generation, int) else 0, time.monotonic())  # fmt: skip
+
+
+def _settle(batch: list[_Started], outcome: Outcome, quarantined: fleet.Fleet, *, timeout: float,
+            poll: float) -> None:  # fmt: skip
+    """Wait for every rollout of the batch (Ready, rolled back, or the deadline); a failure trips the breaker."""
+    number = 1 + max((r.batch for r in outcome.rollouts), default=0)
+    deadline = time.monotonic() + timeout
+    pending = list(batch)
+    batch.clear()
+    while pending:
+        for app in list(pending):
+            try:
+                obj = kube.get(KIND, app.name, app.namespace)
+            except kube.ApiError as exc:  # a blip of the API server: read again next round
+                print(f"modelapp bump: cannot read {app.namespace}/{app.name}: {exc}", file=sys.stderr)
+                continue
+            result = fleet.rollout_result(obj, image=app.image, version=app.model, generation=app.generation)
+            if result is None:
+                continue
+            pending.remove(app)
+            _record(outcome, app, number, result, travels=_travels(obj, quarantined, app))
+        if pending and time.monotonic() >= deadline:
+            for app in pending:
+                message = f"neither Ready on the new pair nor rolled back within {timeout:.0f}s"
+                _record(outcome, app, number, fleet.RolloutResult("TimedOut", message), travels=False)
+            return
+        if pending:
+            time.sleep(poll)
+
+
+def _travels(obj: Mapping[str, Any] | None, quarantined: fleet.Fleet, app: _Started) -> bool:
+    """The failed pair's evidence counts beyond its namespace (so the breaker holds every namespace)."""
+    pair = fleet.image_ids(app.image) | fleet.model_ids(app.uri, app.model, app.sha256)
+    evidence = fleet.evidence_of(obj) if obj is not None else []
+    return any(quarantined.travels(e) and not e.ids.isdisjoint(pair) for e in evidence)
+
+
+def _record(outcome: Outcome, app: _Started, batch: int, result: fleet.RolloutResult, *, travels: bool) -> None:
+    seconds = round(time.monotonic() - app.at, 1)
+    outcome.rollouts.append(Rollout(app.namespace, app.name, batch, app.image, app.model, result.verdict,
+                                    result.reason, result.message, seconds))  # fmt: skip
+    if result.verdict in ("Failed", "TimedOut"):
+        outcome.trips.append(Trip(app.namespace, app.name, result.verdict, result.reason, result.message,
+                                  everywhere=travels and result.verdict == "Failed"))  # fmt: skip
 
 
 StoreOpenerFn = Callable[[StoreKey], Store]
@@ -354,14 +573,17 @@ def _app_key(obj: Mapping[str, Any]) -> tuple[str, str]:
     return (str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
-def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dry_run: bool) -> list[Row]:
+def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dry_run: bool,
+           quarantined: fleet.Fleet | None = None,
+           started: Callable[[_Started], None] | None = None) -> list[Row]:  # fmt: skip
+    """Plan one app and patch it; `started` hears of every app patched (the pair and generation it got)."""
     for _ in range(MAX_CONFLICT_RETRIES):
-        plan = plan_app(obj, tags=tags, models=models)
+        plan = plan_app(obj, tags=tags, models=models, quarantined=quarantined)
         if plan.patch is None or dry_run:
             return list(plan.rows)
         at = now()
         try:
-            kube.patch(KIND, plan.name, plan.namespace, annotate(plan.patch, now=at, message=plan.message))
+            patched = kube.patch(KIND, plan.name, plan.namespace, annotate(plan.patch, now=at, message=plan.message))
         except kube.Gone:
             return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
         except kube.ApiError as exc:
@@ -373,6 +595,8 @@ def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dr
             obj = fresh  # someone else changed it (another bump, a user): plan again from what is there now
             continue
         _record_event(plan, at)
+        if started is not None:
+            started(_started(patched))
         return [_with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
     return [_with_result(row, "failed", "kept conflicting with other writers") for row in plan.rows]
 
@@ -405,7 +629,18 @@ def render_table(outcome: Outcome, out: TextIO) -> None:
         f"{outcome.registry_requests} registry and {outcome.storage_requests} storage request(s)",
         file=out,
     )
-    print(", ".join(f"{result} {counts[result]}" for result in RESULTS[:4]), file=out)
+    print(", ".join(f"{result} {counts[result]}" for result in RESULTS[:5]), file=out)
+    if outcome.rollouts:
+        print(f"\nrollouts (at most {outcome.max_rollouts} at once, each batch waited for):", file=out)
+        for r in outcome.rollouts:
+            why = f" ({r.reason})" if r.reason else ""
+            print(f"  batch {r.batch}  {r.namespace}/{r.name}  {r.image} model {r.model}: {r.verdict}{why} "
+                  f"after {r.seconds:.0f}s", file=out)  # fmt: skip
+    for trip in outcome.trips:
+        held = sum(1 for row in outcome.rows if row.result == "held" and trip.holds(row.namespace))
+        why = f"{trip.verdict}, {trip.reason}" if trip.reason else trip.verdict
+        where = "every namespace" if trip.everywhere else f"namespace {trip.namespace}"
+        print(f"breaker tripped by {trip.namespace}/{trip.name} ({why}): {held} row(s) held back in {where}", file=out)
 
 
 def render_json(outcome: Outcome, out: TextIO) -> None:
@@ -413,6 +648,12 @@ def render_json(outcome: Outcome, out: TextIO) -> None:
         "rows": [asdict(row) for row in outcome.rows],
         "requests": {"registry": outcome.registry_requests, "storage": outcome.storage_requests},
         "counts": outcome.counts(),
+        "breaker": {
+            "maxRollouts": outcome.max_rollouts,
+            "rollouts": [asdict(r) for r in outcome.rollouts],
+            "trips": [{**asdict(t), "summary": t.describe()} for t in outcome.trips],
+            "held": sorted({f"{r.namespace}/{r.name}" for r in outcome.rows if r.result == "held"}),
+        },
         "exitCode": outcome.exit_code,
     }
     json.dump(body, out, indent=2)
@@ -444,11 +685,35 @@ def add_parsers(subparsers: Any) -> None:
         "the bump's own credentials or identity (repeatable; also $MODELAPP_BUMP_TRUSTED_STORES, comma-separated). "
         "Elsewhere such apps read their store anonymously.",
     )  # fmt: skip
+    breaker = parser.add_argument_group("fleet circuit breaker (docs/rollouts.md)")
+    breaker.add_argument(
+        "--max-rollouts", type=int, default=_env_int("MODELAPP_BUMP_MAX_ROLLOUTS", 0), metavar="N",
+        help="Patch at most N apps at once and wait for their rollouts before the next N; the first one that fails "
+        "(or does not settle in --rollout-timeout) holds back the rest. 0: no cap, no waiting (default; also "
+        "$MODELAPP_BUMP_MAX_ROLLOUTS).",
+    )  # fmt: skip
+    breaker.add_argument("--rollout-timeout", type=float, default=900.0, metavar="SECONDS",
+                         help="How long one batch may take to be Ready or rolled back (default 900).")  # fmt: skip
+    breaker.add_argument(
+        "--quarantine-scope", choices=fleet.SCOPES, default=os.environ.get("MODELAPP_QUARANTINE_SCOPE", "namespace"),
+        help="Where a digest that failed counts: its own namespace (default) or the cluster (only failures "
+        "attributable to the digest; also $MODELAPP_QUARANTINE_SCOPE).",
+    )  # fmt: skip
+    breaker.add_argument(
+        "--quarantine-from", action="append", default=_env_list("MODELAPP_QUARANTINE_FROM"), metavar="NAMESPACE",
+        help="With cluster scope, only failures in these namespaces count beyond their own (repeatable; also "
+        "$MODELAPP_QUARANTINE_FROM); their ModelApps are read for evidence even when the run lists one namespace.",
+    )  # fmt: skip
     parser.set_defaults(func=main)
 
 
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() else default
 
 
 def main(args: argparse.Namespace) -> int:
@@ -463,8 +728,13 @@ def main(args: argparse.Namespace) -> int:
         namespace = None if args.all_namespaces else (args.namespace or kube.default_namespace())
         registry = RegistryClient(config=config, timeout=args.registry_timeout, insecure=args.insecure_registry,
                                   trusted_realms=realms)  # fmt: skip
+        if args.max_rollouts < 0 or args.rollout_timeout <= 0:
+            print("modelapp bump: --max-rollouts must be 0 or more and --rollout-timeout above 0", file=sys.stderr)
+            return 1
         outcome = run_bump(namespace=namespace, dry_run=args.dry_run, registry=registry,
-                           trusted_stores=args.trusted_store)  # fmt: skip
+                           trusted_stores=args.trusted_store, max_rollouts=args.max_rollouts,
+                           rollout_timeout=args.rollout_timeout, quarantine_scope=args.quarantine_scope,
+                           quarantine_from=args.quarantine_from)  # fmt: skip
     except (RegistryError, OSError) as exc:
         print(f"modelapp bump: {exc}", file=sys.stderr)
         return 1
@@ -480,4 +750,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-__all__ = ["AppPlan", "FieldPlan", "Quarantine", "Row", "add_parsers", "main", "plan_app", "run_bump", "tenant_opener"]
+__all__ = [
+    "AppPlan", "FieldPlan", "Outcome", "Quarantine", "Rollout", "Row", "Trip", "add_parsers", "main", "plan_app",
+    "run_bump", "tenant_opener",
+]  # fmt: skip

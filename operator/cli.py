@@ -21,6 +21,7 @@ _COMMAND_MODULES = {
     "modelapp_operator.commands": ("render", "run"),
     "modelapp_operator.bump": ("bump",),
     "modelapp_operator.rollback": ("rollback",),
+    "modelapp_operator.quarantine": ("quarantine",),
 }
 """Module -> the subcommands it provides, for the message when its dependencies are missing."""
 
