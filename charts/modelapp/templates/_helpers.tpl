@@ -109,6 +109,18 @@ fails `helm install`/`helm template` with a clear message instead of installing 
 {{- else if .Values.watchNamespaces }}
 {{- fail "watchNamespaces is only for rbac.scope=namespaced; rbac.scope=cluster watches every namespace" }}
 {{- end }}
+{{- $shardNames := list }}
+{{- $defaults := 0 }}
+{{- range .Values.operator.shards }}
+{{- $shardNames = append $shardNames .name }}
+{{- if .default }}{{ $defaults = add1 $defaults }}{{ end }}
+{{- end }}
+{{- if ne (len $shardNames) (len (uniq $shardNames)) }}
+{{- fail "operator.shards names a shard twice: each shard needs a name of its own" }}
+{{- end }}
+{{- if gt $defaults 1 }}
+{{- fail "operator.shards: more than one shard has default: true; only one shard may take the ModelApps without a modelapp.io/shard label" }}
+{{- end }}
 {{- if and .Values.operator.metrics.enabled (eq (int .Values.operator.metrics.port) (int .Values.operator.livenessPort)) }}
 {{- fail "operator.metrics.port is also operator.livenessPort: give the operator's /metrics a port of its own" }}
 {{- end }}
