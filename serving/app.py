@@ -9,7 +9,8 @@ usually answered by the fast path in front (`fastpath.py`), built from the same 
 
 Under `serve` the app sits behind two listeners, the public port and the metrics port: each request
 reaches only the rows of its listener (`routes.hidden`); any other is the same JSON 404 as a path no
-row has, counted under the `unmatched` label.
+row has, counted under the `unmatched` label. With `MODELAPP_AUTH_TOKEN` in the environment (a ModelApp's
+`spec.auth`), a public request other than the health probes needs the bearer token (`auth.py`): a 401 first.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, NotFound
 
 from modelapp_serving import codecs
+from modelapp_serving.auth import Authenticator, wsgi_headers
 from modelapp_serving.dataplane import DataPlane
-from modelapp_serving.errors import to_response
+from modelapp_serving.errors import error_headers, to_response
 from modelapp_serving.fastpath import ListenerOf, ModelCallPath, every_row, listener_by_port
 from modelapp_serving.metrics import Metrics
 from modelapp_serving.models import resolve_model
@@ -41,6 +43,7 @@ from modelapp_serving.routes import (
     body_format,
     hidden,
     method_label,
+    needs_token,
     read_body,
 )
 
@@ -75,7 +78,8 @@ def create_app(
         on_loaded=None if workers is None else lambda: workers.mark_ready(os.getpid(), master),
         others_ready=None if workers is None else lambda: workers.all_ready(master),
     )
-    app = build_app(dataplane, metrics, max_body_bytes=max_body_bytes, listener_of=listener_by_port(metrics_port))
+    app = build_app(dataplane, metrics, max_body_bytes=max_body_bytes, listener_of=listener_by_port(metrics_port),
+                    auth=Authenticator.from_env(os.environ))  # fmt: skip
     dataplane.start_loading()
     return app
 
@@ -100,11 +104,12 @@ def _view(route: Route, served: Served, max_body_bytes: int) -> Callable[..., Re
     return view
 
 
-def _observe_requests(app: Flask, metrics: Metrics, listener_of: ListenerOf) -> None:
+def _observe_requests(app: Flask, metrics: Metrics, listener_of: ListenerOf, auth: Authenticator | None) -> None:
     """One sample per request Flask answers; the labels come from the route table (or `unmatched`).
 
     A row hidden from the request's listener is refused here, before Flask's own routing answer
-    (a 405 for another method would tell that the rule exists).
+    (a 405 for another method would tell that the rule exists); then, with authentication on, a request
+    without the token (any method, any path but the open probes) gets its 401 before anything is read.
     """
 
     @app.before_request
@@ -113,6 +118,8 @@ def _observe_requests(app: Flask, metrics: Metrics, listener_of: ListenerOf) -> 
         g.hidden = hidden(request.path, listener_of(request.environ))
         if g.hidden:
             raise NotFound()
+        if auth is not None and needs_token(request.path, listener_of(request.environ)):
+            auth.check(wsgi_headers(request.environ))
 
     @app.after_request
     def observe(response: Response) -> Response:
@@ -134,11 +141,13 @@ def build_app(
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     listener_of: ListenerOf = every_row,
+    auth: Authenticator | None = None,
 ) -> Flask:
     """A new Flask app around `dataplane`: every row of the route table, the fast path in front.
 
     `listener_of` tells each request's listener; the default, one socket answering every row, is
-    for callers without sockets (the Flask test client), never for `serve`.
+    for callers without sockets (the Flask test client), never for `serve`. `auth`: the accepted tokens,
+    None for no authentication.
     """
     app = Flask("modelapp_serving")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
@@ -147,14 +156,14 @@ def build_app(
     @app.errorhandler(Exception)
     def on_error(exc: Exception) -> Response:
         status, body = to_response(exc)
-        return Response(codecs.dumps(body), status=status, mimetype=JSON)
+        return Response(codecs.dumps(body), status=status, mimetype=JSON, headers=error_headers(exc))
 
-    served = Served(dataplane, metrics)
+    served = Served(dataplane, metrics, auth)
     for route in ROUTES:
         app.add_url_rule(
             route.rule, endpoint=route.rule, view_func=_view(route, served, max_body_bytes), methods=[route.method]
         )
-    _observe_requests(app, metrics, listener_of)
+    _observe_requests(app, metrics, listener_of, auth)
     app.wsgi_app = ModelCallPath(  # type: ignore[method-assign]
         app.wsgi_app, served, max_body_bytes=max_body_bytes, listener_of=listener_of
     )

@@ -3,9 +3,9 @@
 The model loaders, the codecs and the dataplane raise the domain errors below and know nothing of
 HTTP; the Flask app turns any exception into a response with `to_response`, and only here. The
 contract with clients: every error body is JSON `{"error": "<one-line message>"}`; a client's
-mistake is always a 4xx (400 malformed input, 404 unknown model or route, 405 wrong method, 408
-body not sent in time, 413 body over the limit, 415 wrong content type), 503 means "not ready yet,
-retry", and 500 is reserved for faults of the server or of the model itself.
+mistake is always a 4xx (400 malformed input, 401 missing or wrong bearer token, 404 unknown model or
+route, 405 wrong method, 408 body not sent in time, 413 body over the limit, 415 wrong content type),
+503 means "not ready yet, retry", and 500 is reserved for faults of the server or of the model itself.
 """
 
 from __future__ import annotations
@@ -33,6 +33,16 @@ class InvalidInput(ServingError):
     """The request is malformed: bad JSON, wrong tensor datatype or shape, NaN/inf, too deep."""
 
     status = 400
+
+
+class Unauthorized(ServingError):
+    """The route needs a bearer token and the request has none, or a wrong one (`auth.py`)."""
+
+    status = 401
+
+    def __init__(self, message: str, challenge: str) -> None:
+        super().__init__(message)
+        self.challenge = challenge
 
 
 class ModelNotFound(ServingError):
@@ -89,6 +99,11 @@ def to_response(exc: BaseException) -> tuple[int, dict[str, str]]:
         return code, {"error": _http_message(code, exc)}
     log.exception("unexpected error while handling a request", exc_info=exc)
     return 500, {"error": "internal server error"}
+
+
+def error_headers(exc: BaseException) -> list[tuple[str, str]]:
+    """Headers an error answer carries besides its content type: the challenge of a 401 (RFC 6750)."""
+    return [("WWW-Authenticate", exc.challenge)] if isinstance(exc, Unauthorized) else []
 
 
 def _http_message(code: int, exc: HTTPException) -> str:

@@ -14,7 +14,8 @@ a body over the limit, a body the rules refuse) goes to Flask untouched, which o
 
 Every request passes here first, so this is also where its listener is told (`listener_by_port`) and
 kept in the environ for Flask: the model calls are public rows, so a request on the metrics port
-goes to Flask, which answers only the internal rows there (`routes.hidden`).
+goes to Flask, which answers only the internal rows there (`routes.hidden`). With authentication on, a
+model call's token is checked here before its body is read (no model call is an open row).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from http import HTTPStatus
 from typing import Any
 
 from modelapp_serving import codecs
-from modelapp_serving.errors import ServingError, to_response
+from modelapp_serving.auth import wsgi_headers
+from modelapp_serving.errors import ServingError, error_headers, to_response
 from modelapp_serving.routes import (
     JSON,
     MODEL_CALLS,
@@ -146,13 +148,15 @@ class ModelCallPath:
         length, header_length = plan
         headers: list[tuple[str, str]]
         try:
+            if self.served.auth is not None:
+                self.served.auth.check(wsgi_headers(environ))
             data = read_body(environ["wsgi.input"], str(length), limit=self.max_body_bytes)
             reply = route.handler(self.served, params, Body(data, header_length))
             status, payload = 200, reply.payload
             headers = [("Content-Type", reply.content_type), *reply.headers]
         except Exception as exc:
             status, error = to_response(exc)
-            payload, headers = codecs.dumps(error), [("Content-Type", JSON)]
+            payload, headers = codecs.dumps(error), [("Content-Type", JSON), *error_headers(exc)]
         headers.append(("Content-Length", str(len(payload))))
         start_response(_STATUS_LINES.get(status, f"{status} Error"), headers)
         self.served.metrics.observe_request(

@@ -4,11 +4,12 @@ Why one table: the Flask app (`app.py`) and the lean model-call path in front of
 answer the same routes. Each route is declared once here -- method, path rule, handler, what body
 it takes -- and both are built from it: Flask registers every row, the fast path takes the rows
 that carry a body. A row marked `internal` (`/metrics`) is answered only on the metrics port, never
-on the public port behind the ModelApp's Service (`hidden`). The metrics `endpoint` label is the
-row's rule and the `method` label one of the table's methods (else `other`), whichever path
-answers, so labels cannot drift apart and stay bounded whatever a client sends. The rules both
-paths apply to a request -- the version check, the content-type rules, reading the body within the
-limit -- live here once each.
+on the public port behind the ModelApp's Service (`hidden`). With authentication on (`auth.py`), every
+public path but the `open` rows (the health probes) needs the bearer token (`needs_token`).
+The metrics `endpoint` label is the row's rule and the `method` label one of the table's methods
+(else `other`), whichever path answers, so labels cannot drift apart and stay bounded whatever a
+client sends. The rules both paths apply to a request -- the version check, the content-type rules,
+reading the body within the limit -- live here once each.
 
 Handlers are the thin layer between HTTP and the dataplane: path parameters and the body in, a
 `Reply` out, domain errors raised (mapped to HTTP by `errors.to_response`, nowhere else). No Flask
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from modelapp_serving import codecs
+from modelapp_serving.auth import Authenticator
 from modelapp_serving.dataplane import DataPlane
 from modelapp_serving.errors import (
     BODY_OVER_LIMIT,
@@ -76,10 +78,11 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """What handlers work on: the model's dataplane and the pod's metrics."""
+    """What handlers work on: the model's dataplane and the pod's metrics; `auth` None: no token needed."""
 
     dataplane: DataPlane
     metrics: Metrics
+    auth: Authenticator | None = None
 
 
 Handler = Callable[[Served, Mapping[str, str], Body], Reply]
@@ -99,6 +102,7 @@ class Route:
     handler: Handler
     body: BodyKind = BodyKind.NONE
     internal: bool = False  # answered on the metrics port only (a 404 on the public port)
+    open: bool = False  # answered without a bearer token when authentication is on (the kubelet's probes)
     pattern: re.Pattern[str] = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -243,8 +247,8 @@ def _metrics(served: Served, _params: Mapping[str, str], _body: Body) -> Reply:
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/v2/health/live", _live),
-    Route("GET", "/v2/health/ready", _ready),
+    Route("GET", "/v2/health/live", _live, open=True),
+    Route("GET", "/v2/health/ready", _ready, open=True),
     Route("GET", "/v2", _server_metadata),
     Route("GET", "/version", _version),
     Route("GET", "/v2/models/<name>", _model_metadata),
@@ -278,6 +282,17 @@ def hidden(path: str, listener: Listener) -> bool:
     for all its methods (`test_routes` checks that no rule is both).
     """
     return any(pattern.fullmatch(path) for pattern in _HIDDEN[listener])
+
+
+_OPEN: tuple[re.Pattern[str], ...] = tuple(route.pattern for route in ROUTES if route.open)
+
+
+def needs_token(path: str, listener: Listener) -> bool:
+    """Whether a request for `path` on `listener` must carry the bearer token (when authentication is on).
+
+    By path, for every method, and for paths no row has too: without the token a client learns nothing
+    (not even which routes exist) beyond the open probes. The metrics listener is never public."""
+    return listener is not Listener.METRICS and not any(pattern.fullmatch(path) for pattern in _OPEN)
 
 
 # Labels: HEAD and OPTIONS are answered for every GET row (by Flask), so they count as the table's.
