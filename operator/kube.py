@@ -17,6 +17,8 @@ What happens on errors, per call:
   `metadata.resourceVersion` in the patch) raises `ApiError` with status 409 for the caller to re-read.
 - `create`: POST; 409 (exists) and 403 (RBAC) raise `ApiError` with that status.
 - `secret_data`: a Secret's decoded data; 404 returns None, 403 raises `ApiError`.
+- `ensure_secret_key`: the operator's own key Secret, created once when missing; 409 (another replica created it
+  first) reads that one; 403 raises `ApiError`.
 
 Who uses it: the operator's handlers and engine, `modelapp bump`, `modelapp rollback`, `modelapp run`; the
 configuration (kubeconfig or in-cluster) is chosen once per process (`use_kubeconfig` to change it).
@@ -39,7 +41,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from modelapp_operator.names import GROUP, MANAGER, PLURAL, VERSION
+from modelapp_operator.names import GROUP, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
 
 Obj = dict[str, Any]
 
@@ -236,13 +238,36 @@ def secret_data(name: str, namespace: str) -> dict[str, bytes] | None:
     return {key: base64.b64decode(value) for key, value in (secret.get("data") or {}).items()}
 
 
+def ensure_secret_key(name: str, namespace: str, *, key: str = "key", size: int = 32) -> bytes:
+    """The value of `key` in the Secret `namespace/name`, first creating the Secret with `size` random bytes
+    when it does not exist. Every replica and every restart reads the same value (so what is derived from it
+    stays the same); of two replicas creating it at once, the second gets 409 and reads the first's.
+    A Secret without the key (or with an empty one) raises `ApiError` (status 0) saying so: it is never
+    overwritten, since everything derived from it would change."""
+    data = secret_data(name, namespace)
+    if data is None:
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "labels": {LABEL_MANAGED_BY: MANAGER}},
+                "data": {key: base64.b64encode(os.urandom(size)).decode()}}  # fmt: skip
+        try:
+            create("Secret", namespace, body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        data = secret_data(name, namespace) or {}
+    if not data.get(key):
+        raise ApiError(0, f"Secret {namespace}/{name} has no value under {key!r}: delete it, and the operator "
+                          "creates a new key (every app with auth and a smoke test then rolls once)")  # fmt: skip
+    return data[key]
+
+
 def patch(kind: str, name: str, namespace: str | None, body: Mapping[str, Any]) -> Obj:
     """JSON merge patch (metadata and spec); a `metadata.resourceVersion` in it makes the write conditional."""
     return _call("PATCH", _path(kind, name, namespace), body=dict(body), content_type="application/merge-patch+json")
 
 
 def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *, timeout: float,
-                   limit: int) -> tuple[int, bytes]:  # fmt: skip
+                   limit: int, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
     """POST JSON to a pod's port through the API server's pod proxy; (HTTP status, body bytes).
 
     The path is `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/<path>`: the operator needs no network route
@@ -252,8 +277,8 @@ def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *,
     """
     api = api_client()
     url = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
-    headers = {"Accept": "application/json", "Content-Type": "application/json"}
-    params = api.param_serialize("POST", url, header_params=headers, body=body, auth_settings=["BearerToken"])
+    sent = {**(headers or {}), "Accept": "application/json", "Content-Type": "application/json"}
+    params = api.param_serialize("POST", url, header_params=sent, body=body, auth_settings=["BearerToken"])
     deadline = time.monotonic() + timeout
     response = None
     try:

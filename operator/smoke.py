@@ -12,6 +12,10 @@ but cannot answer one request is not a good revision.
 The tenant owns the app image, so the pod's answer is hostile input: it is read at most `MAX_ANSWER`
 bytes, and the whole check of one revision ends within `BUDGET_SECONDS` however slowly its pods answer
 (a verdict that says so), so no app can hold the operator's threads or memory.
+
+A ModelApp with `spec.auth` gets the smoke token of its revision (`builders.smoke_token`; its pods hold only
+its SHA-256): `token=` on the transports sends it as `Authorization: Bearer`, or, through the API server's pod
+proxy (which spends `Authorization` on the operator's own credentials), as `X-ModelApp-Token`.
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ def check_pods(name: str, namespace: str, test: SmokeTest, pair: Pair,
     return SmokeVerdict(True, f"{len(pods)} pod(s) answered as expected") if pods else None
 
 
-def direct_transport(namespace: str, pod: Mapping[str, Any]) -> Transport:
+def direct_transport(namespace: str, pod: Mapping[str, Any], *, token: str | None = None) -> Transport:
     """Straight to the pod's IP and serving port (the default: no RBAC on pods/proxy needed, but the
     operator must reach the pod network, as it does when it runs in the cluster)."""
     ip = str((pod.get("status") or {}).get("podIP") or "")
@@ -172,20 +176,26 @@ def direct_transport(namespace: str, pod: Mapping[str, Any]) -> Transport:
 
         return unreachable
     host = f"[{ip}]" if ":" in ip else ip
-    return http_transport(f"http://{host}:{PORT}")
+    return http_transport(f"http://{host}:{PORT}", token=token)
 
 
-def proxy_transport(namespace: str, pod: Mapping[str, Any]) -> Transport:
+def proxy_transport(namespace: str, pod: Mapping[str, Any], *, token: str | None = None) -> Transport:
     """The serving port of a pod, through the API server's pod proxy (needs `create` on `pods/proxy`)."""
-    return pod_transport(namespace, str(pod["metadata"]["name"]), PORT)
+    return pod_transport(namespace, str(pod["metadata"]["name"]), PORT, token=token)
 
 
-def pod_transport(namespace: str, pod: str, port: int) -> Transport:
+#: The header that carries the smoke token through the pod proxy (serving/auth.py reads it).
+TOKEN_HEADER = "X-ModelApp-Token"  # noqa: S105 (a header's name)
+
+
+def pod_transport(namespace: str, pod: str, port: int, *, token: str | None = None) -> Transport:
     """Through the API server's pod proxy."""
+    headers = {TOKEN_HEADER: token} if token else {}
 
     def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
         try:
-            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout, limit=MAX_ANSWER)
+            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout, limit=MAX_ANSWER,
+                                       headers=headers)  # fmt: skip
         except kube.ApiError as exc:
             raise TransportError(str(exc)) from None
 
@@ -195,15 +205,18 @@ def pod_transport(namespace: str, pod: str, port: int) -> Transport:
 TRANSPORTS: dict[str, TransportFor] = {"direct": direct_transport, "proxy": proxy_transport}
 
 
-def http_transport(base_url: str) -> Transport:
+def http_transport(base_url: str, *, token: str | None = None) -> Transport:
     """Straight to a server: a pod's IP, or in the tests a `modelapp-serving serve` on 127.0.0.1. The answer
     is streamed, at most MAX_ANSWER bytes, and must end within `timeout` in all (a trickle cannot hold it)."""
     import requests
 
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
     def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
         deadline = time.monotonic() + timeout
         try:
-            with requests.post(base_url.rstrip("/") + path, json=dict(body), timeout=timeout, stream=True) as answer:
+            with requests.post(base_url.rstrip("/") + path, json=dict(body), headers=headers, timeout=timeout,
+                               stream=True) as answer:  # fmt: skip
                 data = kube.read_bounded(answer.iter_content(64 * 1024), limit=MAX_ANSWER, deadline=deadline)
                 return answer.status_code, data
         except requests.RequestException as exc:
