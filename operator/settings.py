@@ -18,6 +18,10 @@ Environment (all optional except where noted in the chart):
 - `MODELAPP_SMOKE_TRANSPORT` (default direct): how the smoke test reaches a new revision's pods: `direct`
   (their IPs; the operator runs in the cluster's pod network, no RBAC on pods/proxy) or `proxy` (the API
   server's pod proxy, for an operator outside the pod network; the chart then grants create on pods/proxy).
+- `MODELAPP_OPERATOR_NAMESPACE` (the chart sets it from the pod's own namespace) and `MODELAPP_SMOKE_KEY_SECRET`
+  (default `modelapp-smoke-key`): where the operator keeps the key its smoke tokens are derived from, for
+  ModelApps with `auth` and a smoke test (docs/security.md, "Endpoint authentication"); created once when
+  missing. Unset namespace: the service account's own when in a pod.
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
 - `MODELAPP_SHARD` / `MODELAPP_SHARD_DEFAULT=true`: defaults for `--shard` and `--shard-default`: this
   replica handles only the ModelApps labelled `modelapp.io/shard=<shard>` (and, with the default flag, those
@@ -35,6 +39,7 @@ from modelapp_operator import __version__
 
 DEFAULT_SERVING_IMAGE = f"modelapp-serving:{__version__}"
 DEFAULT_PEERING = "modelapp"
+DEFAULT_SMOKE_KEY_SECRET = "modelapp-smoke-key"  # noqa: S105 (a Secret's name)
 #: A shard's name is a DNS label (it names the shard's peering object, `modelapp-shard-<name>`).
 _SHARD_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?")
 
@@ -62,6 +67,9 @@ class OperatorConfig:
     posting_level: str = "WARNING"
     workers: int = 12
     smoke_transport: str = "direct"
+    #: Where the smoke-token key Secret lives (None: the pod's own namespace, when the operator runs in one).
+    operator_namespace: str | None = None
+    smoke_key_secret: str = DEFAULT_SMOKE_KEY_SECRET
     #: The shard this replica serves (None: every ModelApp, whatever its `modelapp.io/shard` label).
     shard: str | None = None
     #: With `shard`: also the ModelApps that carry no shard label (one shard of a fleet should say so).
@@ -122,6 +130,8 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         posting_level=level,
         workers=_int(env, "MODELAPP_WORKERS", 12, 1, 60),
         smoke_transport=transport,
+        operator_namespace=env.get("MODELAPP_OPERATOR_NAMESPACE") or None,
+        smoke_key_secret=env.get("MODELAPP_SMOKE_KEY_SECRET") or DEFAULT_SMOKE_KEY_SECRET,
         shard=check_shard(shard) if shard else None,
         shard_default=env.get("MODELAPP_SHARD_DEFAULT", "").lower() in {"1", "true", "yes"},
     )
