@@ -1,0 +1,71 @@
+"""kopf's diff-base in memory (`operator/diffbase.py`): nothing written to the ModelApp, same change detection.
+
+Design notes: the storage is driven here the way kopf drives it (`build` -> `fetch` -> compare -> `store` into
+kopf's patch object); what matters is that the patch stays empty (no PATCH request after a handler), that
+status and the operator's own `modelapp.io/` annotations never count as a change while spec, labels and a
+user's `rollout.modelapp.io/` annotations do, and that a forgotten ModelApp is new again (kopf: create).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kopf
+
+from modelapp_operator.diffbase import MemoryDiffBaseStorage
+
+
+def body(**changes: Any) -> kopf.Body:
+    raw: dict[str, Any] = {
+        "apiVersion": "modelapp.io/v1alpha1", "kind": "ModelApp",
+        "metadata": {"name": "iris", "namespace": "ml", "uid": "u-1", "resourceVersion": "7", "generation": 1,
+                     "labels": {"modelapp.io/shard": "a"},
+                     "annotations": {"modelapp.io/bumped-at": "2026-12-02T10:00:00Z"}},
+        "spec": {"image": "r/app:1", "model": {"uri": "file:///m", "version": "1"}},
+        "status": {"observedGeneration": 1},
+    }  # fmt: skip
+    for path, value in changes.items():
+        *parents, last = path.split("__")
+        node = raw
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return kopf.Body(kopf.RawBody(copy.deepcopy(raw)))  # type: ignore[typeddict-item]
+
+
+def handled(storage: MemoryDiffBaseStorage, obj: kopf.Body) -> kopf.Patch:
+    patch = kopf.Patch()
+    storage.store(body=obj, patch=patch, essence=storage.build(body=obj))
+    return patch
+
+
+def test_storing_writes_nothing_to_the_object() -> None:
+    storage = MemoryDiffBaseStorage()
+    assert storage.fetch(body=body()) is None, "never seen: kopf calls it a create"
+    assert not handled(storage, body()), "an empty patch: kopf sends no request"
+    assert storage.fetch(body=body()) == storage.build(body=body())
+    assert len(storage) == 1
+
+
+def test_only_real_changes_differ() -> None:
+    storage = MemoryDiffBaseStorage()
+    handled(storage, body())
+    old = storage.fetch(body=body())
+    same = [body(status={"observedGeneration": 1, "readyReplicas": 2}),
+            body(metadata__resourceVersion="9"),
+            body(metadata__annotations={"modelapp.io/bumped-at": "later", "modelapp.io/kopf-managed": "yes"})]
+    for obj in same:
+        assert storage.build(body=obj) == old, obj
+    changed = [body(spec={"image": "r/app:2", "model": {"uri": "file:///m", "version": "1"}}),
+               body(metadata__labels={"modelapp.io/shard": "b"}),
+               body(metadata__annotations={"rollout.modelapp.io/retry-quarantined": "r/app:1,1"})]  # fmt: skip
+    for obj in changed:
+        assert storage.build(body=obj) != old, obj
+
+
+def test_forget_makes_it_new_again() -> None:
+    storage = MemoryDiffBaseStorage()
+    handled(storage, body())
+    storage.forget("u-1")
+    assert storage.fetch(body=body()) is None and len(storage) == 0
