@@ -12,16 +12,24 @@ policy. The manifest's digest is what bump writes to `spec.model.sha256`.
 
 Image tags: one `tags/list` sequence per repository; the chosen tag's digest is resolved once
 (`HEAD` manifest) so that a revision records it and a tag that moved is noticed.
+
+Facts for signature checks (docs/contracts.md): a version's card is read once per (location, version),
+checked against the sha256 its manifest pins; an image's accepted signatures (label
+`io.modelapp.signatures`) once per (repository, digest). Both are the tenant's, so both are read with
+the stores' and the registry client's bounds, and a bad one fails only the rows that need it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from modelapp_operator.policies import Policy, choose
 from modelapp_operator.registry import ImageRef, RegistryClient, RegistryError
-from modelapp_serving.manifest import ManifestError, digest, parse_manifest
+from modelapp_operator.signatures import LABEL, ImageFacts, ModelFacts, SignatureError, parse_accepts
+from modelapp_serving.card import CARD_NAME, MAX_CARD_BYTES, Card, CardError, card_entry_sha256, parse_card
+from modelapp_serving.manifest import Manifest, ManifestError, digest, parse_manifest
 from modelapp_serving.stores import NotFoundError, Store, StoreError
 
 
@@ -72,6 +80,8 @@ class ModelCatalog:
     _stores: dict[StoreKey, Store] = field(default_factory=dict)
     _listings: dict[StoreKey, list[str] | DiscoveryError] = field(default_factory=dict)
     _digests: dict[tuple[StoreKey, str], str | None] = field(default_factory=dict)
+    _manifests: dict[tuple[StoreKey, str], Manifest] = field(default_factory=dict)
+    _facts: dict[tuple[StoreKey, str], ModelFacts | DiscoveryError] = field(default_factory=dict)
 
     def versions(self, key: StoreKey) -> list[str]:
         """Every version-shaped name under the location (complete or not); one listing per key."""
@@ -109,7 +119,50 @@ class ModelCatalog:
             return None
         except StoreError as exc:
             raise _located(f"{key.uri}/{version}", exc) from None
-        return digest(data) if manifest.version == version else None
+        if manifest.version != version:
+            return None
+        self._manifests[(key, version)] = manifest
+        return digest(data)
+
+    def facts(self, key: StoreKey, version: str) -> ModelFacts:
+        """What the version's card says (signature, whether it has examples, provenance), read once and
+        checked against the sha256 the manifest pins; a version without a card has facts with none of it.
+        DiscoveryError when the version is incomplete or its card unreadable."""
+        if (key, version) not in self._facts:
+            self._facts[(key, version)] = self._read_facts(key, version)
+        result = self._facts[(key, version)]
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result
+
+    def _read_facts(self, key: StoreKey, version: str) -> ModelFacts | DiscoveryError:
+        try:
+            version_digest = self.manifest_digest(key, version)
+            if version_digest is None:
+                raise DiscoveryError(f"{key.uri}/{version}: no valid manifest, so no card to read")
+            facts = ModelFacts(uri=key.uri, version=version, sha256=version_digest)
+            pinned = card_entry_sha256(self._manifests[(key, version)])
+            if pinned is None:
+                return facts
+            card = self._read_card(key, version, pinned)
+        except DiscoveryError as exc:
+            return exc
+        provenance = None if card.provenance.empty else card.provenance
+        return facts.model_copy(update={"card": pinned, "signature": card.signature,
+                                        "examples": card.examples is not None, "provenance": provenance})  # fmt: skip
+
+    def _read_card(self, key: StoreKey, version: str, pinned: str) -> Card:
+        where = f"{key.uri}/{version}/{CARD_NAME}"
+        try:
+            data = self._store(key).read_small_file(version, CARD_NAME, limit=MAX_CARD_BYTES)
+        except StoreError as exc:
+            raise _located(where, exc) from None
+        if hashlib.sha256(data).hexdigest() != pinned:
+            raise DiscoveryError(f"{where}: sha256 differs from the manifest's; the version is damaged")
+        try:
+            return parse_card(data)
+        except CardError as exc:
+            raise DiscoveryError(f"{where}: {exc}") from None
 
     def _store(self, key: StoreKey) -> Store:
         if key not in self._stores:
@@ -154,6 +207,23 @@ class TagCatalog:
     client: RegistryClient
     _tags: dict[str, list[str] | DiscoveryError] = field(default_factory=dict)
     _digests: dict[tuple[str, str], str | DiscoveryError] = field(default_factory=dict)
+    _accepts: dict[tuple[str, str], ImageFacts | DiscoveryError] = field(default_factory=dict)
+
+    def facts(self, ref: ImageRef, image: str, digest: str) -> ImageFacts:
+        """The signatures the image `digest` accepts (its label `io.modelapp.signatures`; None without one),
+        read once per (repository, digest); `image` is the reference as the spec will name it."""
+        if (ref.key, digest) not in self._accepts:
+            try:
+                labels = self.client.image_labels(ref, digest)
+                text = labels.get(LABEL)
+                accepts = None if text is None else parse_accepts(text)
+                self._accepts[(ref.key, digest)] = ImageFacts(image="", digest=digest, accepts=accepts)
+            except (RegistryError, SignatureError) as exc:
+                self._accepts[(ref.key, digest)] = DiscoveryError(f"{ref.key}@{digest[:19]}: {exc}")
+        result = self._accepts[(ref.key, digest)]
+        if isinstance(result, DiscoveryError):
+            raise result
+        return result.model_copy(update={"image": image})
 
     def tags(self, ref: ImageRef) -> list[str]:
         if ref.key not in self._tags:

@@ -1,12 +1,17 @@
-"""An OCI Distribution API client: list tags and resolve a tag to its digest.
+"""An OCI Distribution API client: list tags, resolve a tag to its digest, read an image's labels.
 
-Why our own: bump needs two calls (`GET /v2/<repo>/tags/list`, `HEAD /v2/<repo>/manifests/<tag>`)
-with the auth every registry in use speaks, and nothing more. The contract with a registry:
+Why our own: bump needs three calls (`GET /v2/<repo>/tags/list`, `HEAD /v2/<repo>/manifests/<tag>`, and
+the image config's labels) with the auth every registry in use speaks, and nothing more. The contract
+with a registry:
 
 - Tags: `GET /v2/<repo>/tags/list?n=<page>`, following `Link: <...>; rel="next"` until none is
   left (Distribution spec, "Listing Tags"). One listing per repository per bump.
 - Digests: `HEAD /v2/<repo>/manifests/<tag>` with Accept for OCI and Docker manifests and
   indexes; the digest is the `Docker-Content-Digest` header (else sha256 of a `GET` body).
+- Labels: `GET /v2/<repo>/manifests/<digest>` (an index: the linux/amd64 entry, else the first
+  image), then `GET /v2/<repo>/blobs/<config digest>`; each body must hash to the digest it was
+  asked by, the config is at most `MAX_CONFIG_BYTES`, and only `config.Labels` is read
+  (string values; an image without labels has none).
 - Auth: anonymous first; on `401` the `WWW-Authenticate` challenge says how. `Basic` sends the
   Docker config credentials. `Bearer realm=..,service=..` (Docker Hub, ACR, GHCR, Distribution's
   token auth) fetches a token for `repository:<repo>:pull` from the realm — with basic
@@ -73,6 +78,10 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 )
+INDEX_TYPES = frozenset({MANIFEST_TYPES[0], MANIFEST_TYPES[2]})
+#: The most an image config may weigh for its labels to be read (configs are a few KiB; history makes
+#: some tens of KiB).
+MAX_CONFIG_BYTES = 1024 * 1024
 LOOPBACK = frozenset({"localhost", "127.0.0.1", "[::1]"})
 DIGEST_PATTERN = re.compile(r"^sha256:[a-f0-9]{64}$")
 #: A tag as the CRD's image pattern accepts it (spec.IMAGE_PATTERN's tag part; a unit test compares).
@@ -470,6 +479,50 @@ class RegistryClient:
             raise RegistryError(f"{ref.key}:{tag}: registry returned a malformed digest {_clean(digest)}; {SKIPPED}")
         return digest
 
+    def image_labels(self, ref: ImageRef, digest: str) -> dict[str, str]:
+        """The labels of the image `digest` names (its config's `config.Labels`); raises RegistryError.
+
+        Every body is checked against the digest it was fetched by, so a registry cannot answer for
+        another image; the config's declared size is checked before it is fetched."""
+        if not DIGEST_PATTERN.fullmatch(digest):
+            raise RegistryError(f"{ref.key}: {_clean(digest)} is not a sha256 digest; {SKIPPED}")
+        self._refuse_if_down(ref)
+        budget = _Budget.start(self._call_timeout, "label lookup")
+        base = f"{self._base(ref.registry)}/v2/{ref.repository}"
+        manifest = self._by_digest(f"{base}/manifests/{digest}", digest, ref, budget, accept=MANIFEST_TYPES)
+        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+            chosen = _platform_entry(manifest, ref)
+            manifest = self._by_digest(f"{base}/manifests/{chosen}", chosen, ref, budget, accept=MANIFEST_TYPES)
+        config = manifest.get("config")
+        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
+            raise RegistryRefused(f"{ref.key}@{digest[:19]}: the image manifest has no config; {SKIPPED}")
+        size = config.get("size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_CONFIG_BYTES:
+            raise RegistryRefused(f"{ref.key}@{digest[:19]}: the image config is declared {_clean(str(size))} bytes, "
+                                  f"over the {MAX_CONFIG_BYTES}-byte cap for reading labels; {SKIPPED}")  # fmt: skip
+        blob = self._by_digest(f"{base}/blobs/{config['digest']}", config["digest"], ref, budget, accept=("*/*",))
+        inner = blob.get("config")
+        labels = inner.get("Labels") if isinstance(inner, dict) else None
+        if not isinstance(labels, dict):
+            return {}
+        return {str(k): v for k, v in labels.items() if isinstance(v, str)}
+
+    def _by_digest(self, url: str, digest: str, ref: ImageRef, budget: _Budget, *,
+                   accept: tuple[str, ...]) -> dict[str, Any]:  # fmt: skip
+        """GET a JSON object by its digest: the body must hash to it."""
+        if not isinstance(digest, str) or not DIGEST_PATTERN.fullmatch(digest):
+            raise RegistryRefused(f"{ref.key}: {_clean(str(digest))} is not a sha256 digest; {SKIPPED}")
+        answer = self._call("GET", url, ref, {"Accept": ", ".join(accept)}, budget)
+        if "sha256:" + hashlib.sha256(answer.body).hexdigest() != digest:
+            raise RegistryRefused(f"{ref.key}: {answer.path} does not hash to {digest[:19]}...; {SKIPPED}")
+        try:
+            body = answer.json()
+        except ValueError:
+            raise RegistryRefused(f"{ref.key}: {answer.path} is not JSON; {SKIPPED}") from None
+        if not isinstance(body, dict):
+            raise RegistryRefused(f"{ref.key}: {answer.path} is not a JSON object; {SKIPPED}")
+        return body
+
     def _refuse_if_down(self, ref: ImageRef) -> None:
         first = self._down.get(ref.registry)
         if first is not None:
@@ -770,6 +823,18 @@ def _error_code(answer: _Answer) -> str:
     except (ValueError, AttributeError, IndexError, KeyError, TypeError):
         return ""
     return code if _ERROR_CODE.fullmatch(code) else ""
+
+
+def _platform_entry(index: Mapping[str, Any], ref: ImageRef) -> str:
+    """The digest of an index's linux/amd64 image (what the serving nodes run), else of its first image."""
+    entries = [e for e in index.get("manifests") or [] if isinstance(e, dict) and isinstance(e.get("digest"), str)]
+    if not entries:
+        raise RegistryRefused(f"{ref.key}: the image index lists no image; {SKIPPED}")
+    for entry in entries:
+        platform = entry.get("platform")
+        if isinstance(platform, dict) and (platform.get("os"), platform.get("architecture")) == ("linux", "amd64"):
+            return str(entry["digest"])
+    return str(entries[0]["digest"])
 
 
 def _tags_of(answer: _Answer, ref: ImageRef) -> list[str]:

@@ -109,6 +109,18 @@ class Store(ABC):
             name=f"{version}/{MANIFEST_NAME}",
         )
 
+    def read_small_file(self, version: str, path: str, *, limit: int) -> bytes:
+        """A small file of a version (the card) whole, in one ranged read of at most `limit` bytes; the caller
+        checks its sha256 against the manifest. NotFoundError when it is missing."""
+        key = self.location.key(check_version(version), path)
+        return read_small(
+            lambda start, length: self._read(key, start, length),
+            limit=limit,
+            settings=self.settings,
+            stats=self.stats,
+            name=f"{version}/{path}",
+        )
+
     def exists(self, version: str) -> bool:
         """True when a manifest object is present for `version` (complete or not, the name is taken)."""
         key = self.location.key(check_version(version), MANIFEST_NAME)
