@@ -17,6 +17,8 @@ import re
 import shutil
 import statistics
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -26,7 +28,17 @@ from typing import Any
 
 from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.models import IRIS_ROW, VersionDir
-from benchmarks.serving.servers import HERE, Server, start_kserve, start_mlserver, start_ours
+from benchmarks.serving.servers import (
+    HERE,
+    REPO,
+    Server,
+    start_granian,
+    start_kserve,
+    start_mlserver,
+    start_ours,
+    start_thin,
+)
+from benchmarks.serving.split import connection_split, session_cpu_seconds, session_threads, worker_counts
 
 
 @dataclass(frozen=True)
@@ -72,8 +84,22 @@ def check_answer(server: Server, body: bytes) -> dict[str, Any]:
     return payload
 
 
-def run_wrk(url: str, body_file: Path, *, seconds: int, settings: LoadSettings) -> dict[str, Any]:
-    """wrk against `url` for `seconds`; the Lua script's RESULT line, parsed."""
+def run_wrk(
+    url: str,
+    body_file: Path,
+    *,
+    seconds: int,
+    settings: LoadSettings,
+    sample: Callable[[], list[int]] | None = None,
+    cpu: Callable[[], float] | None = None,
+) -> dict[str, Any]:
+    """wrk against `url` for `seconds`; the Lua script's RESULT line, parsed.
+
+    `sample`, when given, is called once the connections are open (a third into the round) and its
+    answer kept as `split`: the connections each worker holds. The machine's 1-minute load average
+    at the start is kept as `load1`; `cpu`, when given, reads the server's CPU seconds so far, and
+    the difference over the round is kept as `cpu_seconds`. wrk is killed if it overruns the round by a minute.
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is missing: apt-get install wrk")
@@ -88,18 +114,48 @@ def run_wrk(url: str, body_file: Path, *, seconds: int, settings: LoadSettings) 
         str(HERE / "wrk_report.lua"),
         url,
     ]
-    done = subprocess.run(
+    load1 = os.getloadavg()[0]
+    cpu_before = cpu() if cpu is not None else 0.0
+    with subprocess.Popen(
         command,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=seconds + 60,
-        check=True,
         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
-    )
+    ) as process:
+        split: list[int] = []
+        if sample is not None:
+            time.sleep(seconds / 3)
+            split = sample()
+        try:
+            stdout, stderr = process.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    cpu_seconds = cpu() - cpu_before if cpu is not None else 0.0
+    if process.returncode:
+        raise RuntimeError(f"wrk exited {process.returncode}: {stderr}")
+    match = re.search(r"^RESULT (\{.*\})$", stdout, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result: {stdout} {stderr}")
+    result: dict[str, Any] = json.loads(match.group(1))
+    result["load1"] = load1
+    result["split"] = split
+    result["cpu_seconds"] = cpu_seconds
+    return result
+
+
+def run_floor(model: VersionDir, body_file: Path, *, seconds: int) -> dict[str, Any]:
+    """The model call with no HTTP (`floor.py`), one process: its RESULT line, with `load1`."""
+    command = [sys.executable, "-m", "benchmarks.serving.floor", "--model-dir", str(model.path)]
+    command += ["--sha256", model.digest, "--body-file", str(body_file), "--seconds", str(seconds)]
+    load1 = os.getloadavg()[0]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120, check=True, cwd=REPO)
     match = re.search(r"^RESULT (\{.*\})$", done.stdout, re.MULTILINE)
     if match is None:
-        raise RuntimeError(f"wrk printed no result: {done.stdout} {done.stderr}")
+        raise RuntimeError(f"the floor printed no result: {done.stdout} {done.stderr}")
     result: dict[str, Any] = json.loads(match.group(1))
+    result["load1"] = load1
     return result
 
 
@@ -155,9 +211,12 @@ def combine(server: str, model: str, rounds: list[dict[str, Any]]) -> LoadResult
 Starter = Callable[[VersionDir, str, int, Path], Server]
 
 
-def starters(baseline: Baseline | None = None, also: Sequence[Baseline] = ()) -> dict[str, Starter]:
+def starters(
+    baseline: Baseline | None = None, also: Sequence[Baseline] = (), threads: Sequence[int] = ()
+) -> dict[str, Starter]:
     """Each server under test: how to start it on a model of a given format (`ours-before`: `baseline`,
-    `ours@REV`: each of `also`, more revisions measured in the same rounds)."""
+    `ours@REV`: each of `also`, `ours-tN`: the current tree with N threads per worker; all measured in
+    the same rounds)."""
     found: dict[str, Starter] = {
         "ours": lambda model, fmt, workers, logs: start_ours(model, workers=workers, logs=logs, tag=fmt),
         "kserve": lambda model, fmt, workers, logs: start_kserve(
@@ -166,6 +225,8 @@ def starters(baseline: Baseline | None = None, also: Sequence[Baseline] = ()) ->
         "mlserver": lambda model, fmt, workers, logs: start_mlserver(
             model, model_format=fmt, workers=workers, logs=logs, tag=fmt
         ),
+        "thin": lambda model, fmt, workers, logs: start_thin(model, workers=workers, logs=logs, tag=fmt),
+        "granian": lambda model, fmt, workers, logs: start_granian(model, workers=workers, logs=logs, tag=fmt),
     }
     if baseline is not None:
         found["ours-before"] = lambda model, fmt, workers, logs: start_ours(
@@ -173,11 +234,21 @@ def starters(baseline: Baseline | None = None, also: Sequence[Baseline] = ()) ->
         )
     for extra in also:
         found[f"ours@{extra.rev}"] = partial(_start_revision, extra)
+    for count in threads:
+        found[f"ours-t{count}"] = partial(_start_threads, count)
     return found
+
+
+def _start_threads(count: int, model: VersionDir, fmt: str, workers: int, logs: Path) -> Server:
+    return start_ours(model, workers=workers, logs=logs, tag=fmt, extra_env={"MODELAPP_THREADS": str(count)})
 
 
 def _start_revision(revision: Baseline, model: VersionDir, fmt: str, workers: int, logs: Path) -> Server:
     return start_ours(model, workers=workers, logs=logs, tag=fmt, baseline=revision)
+
+
+FLOOR = "floor"  # not a server: the model call with no HTTP, one process (`floor.py`)
+DEFAULT_SERVERS = ("ours", "kserve", "mlserver", "thin", FLOOR)  # granian: on request (--servers)
 
 
 def run_inference(
@@ -188,26 +259,43 @@ def run_inference(
     only: list[str] | None = None,
     baseline: Baseline | None = None,
     also: Sequence[Baseline] = (),
-) -> list[LoadResult]:
+    threads: Sequence[int] = (),
+) -> tuple[list[LoadResult], list[dict[str, Any]]]:
     """Per model: start every server, then measure them in interleaved rounds.
 
     Why rounds: the machine is shared, and its load changes within minutes; measuring A for 15 s
     and then B for 15 s would give A and B different machines. Short rounds in turn (A B C A B C...)
-    spread any change in background load over all servers. Idle servers use no CPU meanwhile.
+    spread any change in background load over all servers. Idle servers use no CPU meanwhile. The
+    floor (no HTTP) takes its turn in the same rounds. Every round is also kept on its own (the
+    goal is judged per round), with the load average at its start and the connections per worker.
     """
     results: list[LoadResult] = []
+    per_round: list[dict[str, Any]] = []
     for model_format, model in models.items():
-        table = starters(baseline, also)
-        names = [name for name in table if not only or name in only]
+        table = starters(baseline, also, threads)
+        wanted = only or [*DEFAULT_SERVERS, *(name for name in table if name.startswith("ours-") or "@" in name)]
+        names = [name for name in table if name in wanted]
+        floor = FLOOR in wanted
         servers = {name: table[name](model, model_format, settings.workers, scratch / "logs") for name in names}
         try:
             targets = {
                 name: prepare(server, model, settings=settings, scratch=scratch) for name, server in servers.items()
             }
-            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-            for _ in range(settings.rounds):
-                for name, (url, body_file) in targets.items():
-                    rounds[name].append(run_wrk(url, body_file, seconds=settings.seconds, settings=settings))
+            body_file = scratch / f"body-{model.input_name}.json"
+            body_file.write_bytes(request_body(model))
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, *([FLOOR] if floor else [])]}
+            for index in range(settings.rounds):
+                for name, (url, body) in targets.items():
+                    server = servers[name]
+                    sample = partial(_split, server, settings.workers)
+                    cpu = partial(session_cpu_seconds, server.session)
+                    raw = run_wrk(url, body, seconds=settings.seconds, settings=settings, sample=sample, cpu=cpu)
+                    rounds[name].append(raw)
+                    per_round.append(_round_row(name, model_format, index, raw))
+                if floor:
+                    raw = run_floor(model, body_file, seconds=settings.seconds)
+                    rounds[FLOOR].append(raw)
+                    per_round.append(_floor_row(model_format, index, raw))
         finally:
             for server in servers.values():
                 server.stop()
@@ -215,11 +303,58 @@ def run_inference(
             result = combine(name, model_format, rounds[name])
             print(
                 f"  {model_format:8} {name:9} {result.requests_per_second:8.0f} req/s  "
-                f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}",
+                f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}  "
+                f"conns per worker {' '.join(_slashed(raw['split'][:-1]) for raw in rounds[name])}",
                 flush=True,
             )
             results.append(result)
-    return results
+        if floor:
+            calls = sum(raw["calls"] for raw in rounds[FLOOR]) / sum(raw["seconds"] for raw in rounds[FLOOR])
+            print(f"  {model_format:8} {FLOOR:9} {calls:8.0f} calls/s, one process, no HTTP", flush=True)
+    return results, per_round
+
+
+def _split(server: Server, workers: int) -> list[int]:
+    """The connections each worker holds, and last, the threads of all the server's processes."""
+    return [*worker_counts(connection_split(server.port, server.session), workers), session_threads(server.session)]
+
+
+def _slashed(split: list[int]) -> str:
+    return "/".join(str(count) for count in split) or "-"
+
+
+def _round_row(name: str, model: str, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+    result = to_result(name, model, raw)
+    return {
+        "server": name,
+        "model": model,
+        "round": index + 1,
+        "load1": raw["load1"],
+        "requests_per_second": result.requests_per_second,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "errors": result.errors,
+        "split": raw["split"][:-1],
+        "threads": raw["split"][-1] if raw["split"] else 0,
+        "cpu_seconds": raw.get("cpu_seconds", 0.0),
+        "requests": raw["requests"],
+    }
+
+
+def _floor_row(model: str, index: int, raw: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "server": FLOOR,
+        "model": model,
+        "round": index + 1,
+        "load1": raw["load1"],
+        "requests_per_second": raw["calls"] / raw["seconds"],
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": 0,
+        "split": [],
+        "cpu_seconds": raw["cpu_seconds"],
+        "requests": raw["calls"],
+    }
 
 
 def as_rows(results: list[LoadResult]) -> list[dict[str, Any]]:

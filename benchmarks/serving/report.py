@@ -38,6 +38,139 @@ def inference_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+RIVALS = ("kserve", "mlserver")
+NOT_SERVERS = ("floor",)
+
+
+def _ours(name: str) -> bool:
+    return name.startswith("ours")
+
+
+def _by_model_round(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, dict[str, Any]]]:
+    grouped: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        grouped[(row["model"], row["round"])][row["server"]] = row
+    return grouped
+
+
+def round_table(rows: list[dict[str, Any]]) -> str:
+    """Every round of every server: load average at its start, req/s, p50, p99, connections per worker."""
+    lines = [
+        "| model | round | server | load avg | requests/s | p50 ms | p99 ms | conns per worker | threads "
+        "| requests per CPU s |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
+    for row in rows:
+        split = "/".join(str(count) for count in row["split"]) or "-"
+        rate = f"{row['requests_per_second']:,.0f}" + (" calls/s" if row["server"] in NOT_SERVERS else "")
+        lines.append(
+            f"| {row['model']} | {row['round']} | {row['server']} | {row['load1']:.1f} | {rate} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {split} | {row.get('threads') or ''} | "
+            f"{_per_cpu([row])} |"
+        )
+    return "\n".join(lines)
+
+
+def goal_rounds(rows: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
+    """Per (model, round): `server` against the faster rival of that round (pure).
+
+    held: requests/s at least 2x the faster rival's and p99 no worse than that rival's p99.
+    """
+    out = []
+    for (model, index), group in sorted(_by_model_round(rows).items()):
+        rivals = [group[name] for name in RIVALS if name in group]
+        if server not in group or not rivals:
+            continue
+        ours, rival = group[server], max(rivals, key=lambda row: row["requests_per_second"])
+        ratio = ours["requests_per_second"] / rival["requests_per_second"] if rival["requests_per_second"] else 0.0
+        out.append(
+            {
+                "model": model,
+                "round": index,
+                "load1": ours["load1"],
+                "server": server,
+                "rps": ours["requests_per_second"],
+                "rival": rival["server"],
+                "rival_rps": rival["requests_per_second"],
+                "ratio": ratio,
+                "p99": ours["p99_ms"],
+                "rival_p99": rival["p99_ms"],
+                "best_rival_p99": min(row["p99_ms"] for row in rivals),
+                "held": ratio >= 2.0 and ours["p99_ms"] <= rival["p99_ms"] and not ours["errors"],
+            }
+        )
+    return out
+
+
+def goal_table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | round | load avg | server | requests/s | faster rival | its requests/s | ratio | p99 ms "
+        "| rival's p99 ms | both rivals' best p99 | held |",
+        "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    summary = []
+    for server in sorted({row["server"] for row in rows if _ours(row["server"])}):
+        checks = goal_rounds(rows, server)
+        for check in checks:
+            lines.append(
+                f"| {check['model']} | {check['round']} | {check['load1']:.1f} | {server} | {check['rps']:,.0f} | "
+                f"{check['rival']} | {check['rival_rps']:,.0f} | {check['ratio']:.2f}x | {check['p99']:.2f} | "
+                f"{check['rival_p99']:.2f} | {check['best_rival_p99']:.2f} | {'yes' if check['held'] else 'no'} |"
+            )
+        for model in sorted({check["model"] for check in checks}):
+            mine = [check for check in checks if check["model"] == model]
+            summary.append(f"{server} {model}: held in {sum(c['held'] for c in mine)} of {len(mine)} rounds")
+    return "\n".join(lines) + "\n\n" + "; ".join(summary)
+
+
+def floor_table(rows: list[dict[str, Any]], workers: int) -> str:
+    """Per model, summed over rounds: the floor (no HTTP), the thin server, and each server as a fraction."""
+    totals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        totals[(row["model"], row["server"])].append(row["requests_per_second"])
+        groups[(row["model"], row["server"])].append(row)
+    lines = [
+        f"| model | server | requests/s (mean of rounds) | of thin server | of floor x {workers} "
+        "(one process per worker) | of floor (one process) | requests per CPU s | of thin's per CPU s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for model in sorted({model for model, _ in totals}):
+        floor = _mean(totals.get((model, "floor"), []))
+        thin = _mean(totals.get((model, "thin"), []))
+        for (row_model, server), rates in sorted(totals.items()):
+            if row_model != model:
+                continue
+            rate = _mean(rates)
+            of_thin = f"{rate / thin:.0%}" if thin and server != "floor" else ""
+            of_floor = f"{rate / (floor * workers):.0%}" if floor else ""
+            of_one = f"{rate / floor:.0%}" if floor else ""
+            unit = " calls/s" if server in NOT_SERVERS else ""
+            per_cpu = _per_cpu(groups[(model, server)])
+            mine, thin_cpu = _per_cpu_value(groups[(model, server)]), _per_cpu_value(groups.get((model, "thin"), []))
+            of_thin_cpu = f"{mine / thin_cpu:.0%}" if mine and thin_cpu and server != "floor" else ""
+            lines.append(
+                f"| {model} | {server} | {rate:,.0f}{unit} | {of_thin} | {of_floor} | {of_one} | {per_cpu} "
+                f"| {of_thin_cpu} |"
+            )
+    return "\n".join(lines)
+
+
+def _per_cpu_value(rows: list[dict[str, Any]]) -> float:
+    """Requests (or floor calls) per CPU second the server used over these rounds; 0 when unmeasured."""
+    cpu = sum(row.get("cpu_seconds", 0.0) for row in rows)
+    return sum(row.get("requests", 0) for row in rows) / cpu if cpu else 0.0
+
+
+def _per_cpu(rows: list[dict[str, Any]]) -> str:
+    value = _per_cpu_value(rows)
+    return f"{value:,.0f}" if value else ""
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def fetch_table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| downloader | runs | best MiB/s | median MiB/s | peak RSS MiB (max) | ok |",
@@ -75,6 +208,11 @@ def tables(report: dict[str, Any]) -> str:
     parts = [f"machine: {report['machine']}", f"settings: {report['settings']}"]
     if "inference" in report:
         parts += ["### Inference (POST /v2/models/iris/infer)", inference_table(report["inference"])]
+    if report.get("inference_rounds"):
+        rounds = report["inference_rounds"]
+        parts += ["### The goal, round by round (>= 2x the faster rival, p99 no worse)", goal_table(rounds)]
+        parts += ["### Floor: no HTTP, and the thin server", floor_table(rounds, report["settings"]["workers"])]
+        parts += ["### Every round", round_table(rounds)]
     if "fetch" in report:
         parts += [f"### Fetch ({report['settings']['fetch_mib']} MiB from Azurite)", fetch_table(report["fetch"])]
     if "cold_start" in report:

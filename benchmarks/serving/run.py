@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.serving.run --only inference --seconds 10
     hack/bench-serving.sh --baseline 09de185        # adds `ours-before` rows: that revision of serving/
     hack/bench-serving.sh --only inference --servers ours --baseline af021d5 --also 7262238   # + `ours@7262238`
+    hack/bench-serving.sh --only inference --baseline 0176ccd   # issue 13: rivals, floor, thin server, before/after
 
 Raw results go to `benchmarks/results/serving-<UTC time>.json` (gitignored); the tables are printed
 as Markdown, ready for benchmarks/README.md. The competitors' virtualenvs are created on first use
@@ -34,14 +35,19 @@ PARTS = ("inference", "fetch", "cold")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts (repeatable)")
-    parser.add_argument("--servers", help="comma-separated subset of ours,kserve,mlserver")
+    parser.add_argument(
+        "--servers", help="comma-separated subset of ours,kserve,mlserver,thin,floor,granian (default: all but granian)"
+    )
     parser.add_argument("--seconds", type=int, default=5, help="one measured wrk round per server and model")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per server and model")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per server and model")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fetch-mib", type=int, default=1024)
     parser.add_argument("--fetch-repeats", type=int, default=2)
     parser.add_argument("--fetch-tunings", default="", help="extra rows of ours, e.g. 4x4,16x4 (CHUNK_MIBxWORKERS)")
+    parser.add_argument(
+        "--ours-threads", default="", help="inference only: rows `ours-tN` with MODELAPP_THREADS=N, e.g. 1,2"
+    )
     parser.add_argument("--baseline", help="git revision of serving/ to run beside the current one (ours-before)")
     parser.add_argument(
         "--also", action="append", default=[], metavar="REV", help="inference only: more revisions as `ours@REV` rows"
@@ -75,12 +81,20 @@ def main() -> None:
             servers.append("ours-before")
         if servers:
             servers += [f"ours@{rev}" for rev in args.also]
+            servers += [f"ours-t{item}" for item in args.ours_threads.split(",") if item]
         if "inference" in parts:
             print("inference", flush=True)
-            runs = inference.run_inference(
-                iris_versions(scratch), settings=settings, scratch=scratch, only=servers, baseline=before, also=also
+            runs, rounds = inference.run_inference(
+                iris_versions(scratch),
+                settings=settings,
+                scratch=scratch,
+                only=servers,
+                baseline=before,
+                also=also,
+                threads=[int(item) for item in args.ours_threads.split(",") if item],
             )
             report["inference"] = inference.as_rows(runs)
+            report["inference_rounds"] = rounds
         if "fetch" in parts:
             print("fetch", flush=True)
             tunings = [item for item in args.fetch_tunings.split(",") if item]

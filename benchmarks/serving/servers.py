@@ -26,6 +26,7 @@ from benchmarks.serving.baseline import Baseline
 from benchmarks.serving.models import VersionDir
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modelapp" / "bench"
 BASE_PYTHON = Path(sys.base_prefix) / "bin" / "python3"
 SKLEARN = "scikit-learn==1.9.1"  # the same as ours: a joblib file only loads in the version that wrote it
@@ -57,6 +58,27 @@ def venv_python(name: str) -> Path:
     return python
 
 
+GRANIAN = "granian==2.8.7"  # a Rust HTTP server with a WSGI interface, measured as a candidate for `serve`
+
+
+def granian_path() -> Path:
+    """A folder holding granian (pip --target), put on PYTHONPATH beside the project venv, which
+    then runs our own app under it: the same packages as `serve`, only the HTTP server differs."""
+    folder = CACHE / f"target-{GRANIAN.replace('==', '-')}"
+    marker = folder / ".modelapp-bench-ready"
+    if marker.exists():
+        return folder
+    CACHE.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(folder), GRANIAN],
+        check=True,
+        timeout=600,
+        cwd=CACHE,
+    )
+    marker.write_text(GRANIAN)
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -72,6 +94,15 @@ class Server:
     process: subprocess.Popen[bytes]
     log_path: Path
     started: float = field(default_factory=time.monotonic)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def session(self) -> int:
+        """The session id of the server's processes (each server is started in a session of its own)."""
+        return self.process.pid
 
     def ready(self) -> bool:
         try:
@@ -122,8 +153,17 @@ def _start(
     return Server(name, f"http://127.0.0.1:{port}", process, log_path)
 
 
-def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str, baseline: Baseline | None = None) -> Server:
-    """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX); `baseline`: an earlier revision."""
+def start_ours(
+    model: VersionDir,
+    *,
+    workers: int,
+    logs: Path,
+    tag: str,
+    baseline: Baseline | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Server:
+    """`modelapp-serving serve`, pinned (required for sklearn, harmless for ONNX); `baseline`: an earlier
+    revision; `extra_env`: settings such as MODELAPP_THREADS for a variant row."""
     port = free_port()
     prefix = [str(Path(sys.executable).parent / "modelapp-serving")] if baseline is None else baseline.command()
     command = [
@@ -144,7 +184,9 @@ def start_ours(model: VersionDir, *, workers: int, logs: Path, tag: str, baselin
     ]
     name = f"ours-{tag}" if baseline is None else f"ours-{baseline.rev}-{tag}"
     # No metrics listener (9090 would clash between servers started side by side); an older revision ignores it.
-    env = {**(os.environ if baseline is None else baseline.env()), "MODELAPP_METRICS_PORT": "0"}
+    env = {**(os.environ if baseline is None else baseline.env()), "MODELAPP_METRICS_PORT": "0", **(extra_env or {})}
+    if extra_env:
+        name += "-" + "-".join(f"{key}={value}" for key, value in extra_env.items())
     return _start(name, command, port=port, logs=logs, cwd=model.path.parent, env=env)
 
 
@@ -196,3 +238,31 @@ def start_mlserver(model: VersionDir, *, model_format: str, workers: int, logs: 
     folder, port = mlserver_repository(model, model_format=model_format, workers=workers, root=logs)
     command = [str(venv_python("mlserver").parent / "mlserver"), "start", str(folder)]
     return _start(f"mlserver-{tag}", command, port=port, logs=logs, cwd=folder)
+
+
+def start_thin(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
+    """The thinnest HTTP server around the same dataplane (`thin_server.py`): a floor, not a rival."""
+    port = free_port()
+    command = [sys.executable, "-m", "benchmarks.serving.thin_server", "--model-dir", str(model.path)]
+    command += ["--sha256", model.digest, "--port", str(port), "--workers", str(workers)]
+    # cwd = the repository, for `-m benchmarks...`: never on PYTHONPATH, whose `operator/` would shadow
+    # the standard library's `operator` before `site` has imported it (`-m` adds the cwd after that).
+    return _start(f"thin-{tag}", command, port=port, logs=logs, cwd=REPO)
+
+
+def start_granian(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
+    """Our own app (`create_app`: fast path, Flask, metrics) under granian's WSGI interface instead of gunicorn."""
+    port = free_port()
+    metrics_dir = logs / f"granian-metrics-{tag}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--http", "1"]
+    command += ["benchmarks.serving.granian_app:app"]
+    env = {
+        "PYTHONPATH": str(granian_path()),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # as under `serve`: samples in files, one per worker
+        "BENCH_MODEL_DIR": str(model.path),
+        "BENCH_MODEL_SHA256": model.digest,
+    }
+    return _start(f"granian-{tag}", command, port=port, logs=logs, cwd=REPO, env=env)
