@@ -19,6 +19,7 @@ Engine at startup, keep it in kopf's memo, and hand it every event.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import logging
 import threading
@@ -58,6 +59,13 @@ SMOKE_RETRY_SECONDS = 5.0
 SmokeCheck = Callable[[str, str, SmokeTest, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
 #: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
 CONFLICT_RETRY_SECONDS = 60
+#: While a ModelApp with `auth` rolls out, its pods are looked at again this often for a missing token Secret
+#: (the kubelet's CreateContainerConfigError changes no Deployment status, so no event would tell).
+TOKEN_RECHECK_SECONDS = 10.0
+
+
+class SmokeKeyUnavailable(Exception):
+    """The operator cannot read or create its smoke-test key Secret; the message says why and what to do."""
 
 
 class NameTaken(Exception):
@@ -96,6 +104,8 @@ class Engine:
         self._smoke_lock = threading.Lock()
         #: (namespace, name, pair) -> None while its check runs, then its verdict until a pass records it.
         self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
+        self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
+        self._rechecks: set[tuple[str, str]] = set()  # ModelApps with a token-Secret look-again timer pending
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
 
@@ -156,6 +166,9 @@ class Engine:
             stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
             deployment = stored.get("Deployment", observed)
             service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
+        except SmokeKeyUnavailable as exc:
+            self._blocked(app, "SmokeKeyUnavailable", str(exc), retry=30, everything=everything)
+            return
         except NameTaken as exc:
             self._blocked(app, "NameTaken", str(exc), retry=5 if exc.earlier_self else CONFLICT_RETRY_SECONDS,
                           everything=everything)  # fmt: skip
@@ -208,21 +221,104 @@ class Engine:
     def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None,
                 logger: Logger) -> rollout.Decision:  # fmt: skip
         meta = app["metadata"]
-        seen = rollout.Observation(spec=spec, revisions=parse_revisions(app.get("status")), deployment=deployment,
+        # A missing token Secret (or key) is not the pair's fault: the Deployment's failure it causes (its progress
+        # deadline) is kept from the decision, so the revision is not quarantined, and conditions say what to do.
+        waiting = self._token_secret_problem(app, spec, deployment, logger)
+        observed = _without_failure(deployment) if waiting else deployment
+        seen = rollout.Observation(spec=spec, revisions=parse_revisions(app.get("status")), deployment=observed,
                                    annotations=meta.get("annotations") or {}, now=now())  # fmt: skip
         decision = rollout.decide(seen)
         test = spec.rollout.smoke_test
         if decision.smoke_due and test is not None:
-            verdict = self.smoke_verdict(meta["name"], meta["namespace"], test, decision.effective, logger)
+            verdict = self.smoke_verdict(meta["name"], meta["namespace"], test, decision.effective, logger,
+                                         token=self._smoke_token(app, spec, decision.effective))  # fmt: skip
             decision = rollout.decide(seen.with_smoke(verdict)) if verdict else decision
+        if waiting and spec.auth is not None:
+            found = status.token_secret_conditions(secret=spec.auth.secret_name, key=spec.auth.key,
+                                                   namespace=meta["namespace"], kubelet=waiting)  # fmt: skip
+            decision = dataclasses.replace(decision, conditions=[*decision.conditions, *found])
         return decision
 
-    def smoke_verdict(self, name: str, namespace: str, test: SmokeTest, pair: Pair,
-                      logger: Logger) -> rollout.SmokeVerdict | None:  # fmt: skip
+    # -- endpoint authentication (spec.auth; docs/security.md) -------------------------------------------
+
+    def smoke_key(self) -> bytes:
+        """The operator's smoke-test key, from its own Secret (created once when missing); SmokeKeyUnavailable
+        when there is no namespace to keep it in or the API server refuses."""
+        with self._smoke_lock:
+            if self._smoke_key is not None:
+                return self._smoke_key
+        namespace = self.config.operator_namespace or (
+            kube.SA_NAMESPACE.read_text().strip() if kube.SA_NAMESPACE.is_file() else "")
+        where = f"Secret {namespace or '<no namespace>'}/{self.config.smoke_key_secret}"
+        if not namespace:
+            raise SmokeKeyUnavailable(
+                f"the operator has no namespace for its smoke-test key ({where}): set MODELAPP_OPERATOR_NAMESPACE "
+                "(the chart does). A ModelApp with auth and a smoke test waits for it; what runs keeps running")
+        try:
+            key = kube.ensure_secret_key(self.config.smoke_key_secret, namespace)
+        except kube.ApiError as exc:
+            raise SmokeKeyUnavailable(
+                f"the operator cannot read or create its smoke-test key, {where}: {exc}. The chart's Role grants "
+                "get and create on it; a ModelApp with auth and a smoke test waits for it, what runs keeps running"
+            ) from None
+        with self._smoke_lock:
+            self._smoke_key = self._smoke_key or key
+            return self._smoke_key
+
+    def _build_context(self, spec: ModelAppSpec) -> builders.BuildContext:
+        """The build context, with the smoke key when this spec's pods must accept a smoke token."""
+        if spec.auth is None or spec.rollout.smoke_test is None:
+            return self._ctx
+        return dataclasses.replace(self._ctx, smoke_key=self.smoke_key())
+
+    def _smoke_token(self, app: Mapping[str, Any], spec: ModelAppSpec, pair: Pair) -> str | None:
+        """The smoke token of this app's revision `pair` (None without auth): what its pods hold the digest of."""
+        if spec.auth is None:
+            return None
+        return builders.smoke_token(self.smoke_key(), uid=str(app["metadata"]["uid"]), image=pair.image,
+                                    uri=pair.uri, version=pair.version, sha256=pair.sha256)  # fmt: skip
+
+    def _token_secret_problem(self, app: Mapping[str, Any], spec: ModelAppSpec,
+                              deployment: Mapping[str, Any] | None, logger: Logger) -> str | None:  # fmt: skip
+        """The kubelet's complaint about the token Secret while a ModelApp with auth rolls out (its pods are
+        listed only then); until one is seen, and before the progress deadline, a pass again in a while."""
+        if spec.auth is None or deployment is None:
+            return None
+        seen = status.read_rollout(deployment, spec)
+        if seen.complete:
+            return None
+        meta = app["metadata"]
+        pods = kube.list_objects("Pod", meta["namespace"], selector=builders.selector(meta["name"]))
+        problem = status.token_secret_problem(pods, secret=spec.auth.secret_name)
+        if problem is None and seen.failure is None:
+            self._look_again(meta["name"], meta["namespace"], logger)
+        return problem
+
+    def _look_again(self, name: str, namespace: str, logger: Logger) -> None:
+        """One pass of this ModelApp in TOKEN_RECHECK_SECONDS (at most one pending per ModelApp)."""
+        key = (namespace, name)
+        with self._smoke_lock:
+            if key in self._rechecks:
+                return
+            self._rechecks.add(key)
+
+        def again() -> None:
+            with self._smoke_lock:
+                self._rechecks.discard(key)
+            self.converge(name=name, namespace=namespace, logger=logger, everything=False)
+
+        timer = threading.Timer(TOKEN_RECHECK_SECONDS, contextvars.copy_context().run, [again])
+        timer.daemon = True
+        timer.start()
+
+    def smoke_verdict(self, name: str, namespace: str, test: SmokeTest, pair: Pair, logger: Logger, *,
+                      token: str | None = None) -> rollout.SmokeVerdict | None:  # fmt: skip
         """The verdict of the smoke test of `pair` once it is in (handed out once: the pass records it in
         status.revisions); until then None, and a check is started in the smoke pool if none runs. When it
-        ends, a pass of this ModelApp is asked for, which reads the verdict here."""
+        ends, a pass of this ModelApp is asked for, which reads the verdict here. `token`: the revision's smoke
+        token, sent with the golden request (spec.auth)."""
         key = (namespace, name, pair)
+        transport = functools.partial(self.smoke_transport, token=token) if token else self.smoke_transport
         with self._smoke_lock:
             if key in self._verdicts:
                 verdict = self._verdicts[key]
@@ -233,7 +329,7 @@ class Engine:
 
         def check() -> None:
             try:
-                verdict = self._smoke_check(name, namespace, test, pair, self.smoke_transport)
+                verdict = self._smoke_check(name, namespace, test, pair, transport)
             except Exception as exc:  # the API server could not list the pods: try again at the next pass
                 logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
                 verdict = None
@@ -291,7 +387,8 @@ class Engine:
         A child that must not exist (a PDB for one replica) is deleted when it is known, or on resume (the
         watch may not have listed it yet); otherwise its own watch event deletes it (`repair`)."""
         meta = app["metadata"]
-        children = builders.build_children(meta["name"], meta["namespace"], spec, self._ctx)
+        children = builders.build_children(meta["name"], meta["namespace"], spec, self._build_context(spec),
+                                           uid=meta["uid"])  # fmt: skip
         wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
         targets = [m for m in wanted if everything or m["kind"] == "Deployment"]
         current = [self._child(app, m["kind"]) for m in targets]  # every name checked before anything is written
@@ -354,6 +451,15 @@ class Engine:
         if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
             logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
             self.store.put(kind, kube.apply(desired))
+
+
+def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The Deployment without the conditions that would fail its revision (progress deadline, replica failure)."""
+    if deployment is None:
+        return None
+    kept = [c for c in (deployment.get("status") or {}).get("conditions") or []
+            if not (c.get("reason") == "ProgressDeadlineExceeded" or c.get("type") == "ReplicaFailure")]  # fmt: skip
+    return {**deployment, "status": {**(deployment.get("status") or {}), "conditions": kept}}
 
 
 def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:

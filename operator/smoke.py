@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from modelapp_operator import kube
 from modelapp_operator.builders import PORT, selector
@@ -33,8 +33,15 @@ from modelapp_operator.rollout import SmokeVerdict
 from modelapp_operator.spec import SmokeTest
 
 Transport = Callable[[str, Mapping[str, Any], float], tuple[int, bytes]]
-#: How the smoke test reaches a pod: (namespace, the pod as listed) -> transport.
-TransportFor = Callable[[str, Mapping[str, Any]], Transport]
+
+
+class TransportFor(Protocol):
+    """How the smoke test reaches a pod: (namespace, the pod as listed) -> transport; `token`, the revision's
+    smoke token for a ModelApp with `auth` (bind it with functools.partial)."""
+
+    def __call__(self, namespace: str, pod: Mapping[str, Any], *, token: str | None = None) -> Transport: ...
+
+
 #: At most this many ready pods of a new revision get the golden request.
 PODS = 3
 #: The most of a pod's answer that is read (a golden answer is a few hundred bytes).

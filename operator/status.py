@@ -250,3 +250,36 @@ def status_patch(old: Obj, new: Mapping[str, Any]) -> dict[str, Any] | None:
 def condition(status: Obj, kind: str) -> Obj | None:
     """The condition of `kind` in a status, if any."""
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+#: Why nothing of a revision starts when `spec.auth` names a Secret (or key) that does not exist: the kubelet
+#: cannot build the app container's environment and says so in the container's waiting state.
+CONTAINER_CONFIG_ERROR = "CreateContainerConfigError"
+TOKEN_SECRET_MISSING = "TokenSecretMissing"  # noqa: S105 (a condition reason)
+
+
+def token_secret_problem(pods: Sequence[Obj], *, secret: str) -> str | None:
+    """The kubelet's message when a pod's container waits in CreateContainerConfigError over the auth token's
+    Secret `secret` (`secret "x" not found`, `couldn't find key k in Secret ns/x`); None when no pod does.
+
+    Not the (image, model) pair's fault, so the caller keeps the revision out of quarantine (engine.py)."""
+    for pod in pods:
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            message = str(waiting.get("message") or "")
+            names_it = f'"{secret}"' in message or message.rstrip().endswith(f"/{secret}")
+            if waiting.get("reason") == CONTAINER_CONFIG_ERROR and names_it:
+                return message[:512]
+    return None
+
+
+def token_secret_conditions(*, secret: str, key: str, namespace: str, kubelet: str) -> list[Condition]:
+    """Ready False, Progressing True and Degraded True, all saying which Secret and key to create."""
+    message = (f"the app container cannot start: {kubelet}. Create the Secret {namespace}/{secret} with the key "
+               f"{key!r} (spec.auth), or fix spec.auth; the running revision keeps serving, and this pair is not "
+               f"quarantined for it (it is not the pair's fault)")  # fmt: skip
+    return [
+        Condition(READY, "False", TOKEN_SECRET_MISSING, message),
+        Condition(PROGRESSING, "True", TOKEN_SECRET_MISSING, f"waiting for Secret {namespace}/{secret}"),
+        Condition(DEGRADED, "True", TOKEN_SECRET_MISSING, message),
+    ]
