@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 from modelapp_operator import fleet, kube
-from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog
+from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog, check_pair
 from modelapp_operator.names import (
     ANN_BUMP_REASON,
     ANN_BUMPED_AT,
@@ -64,6 +64,7 @@ from modelapp_operator.names import (
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
 from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image, parse_trusted_realms
 from modelapp_operator.revisions import Revision, parse_revisions
+from modelapp_operator.signatures import ANN_PAIR_FACTS
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
 from modelapp_serving.stores import Store, StoreError, open_store
 
@@ -168,13 +169,25 @@ def plan_app(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog,
                         key=_store_key(spec, namespace))  # fmt: skip
     if image.new and model.new and quarantine.blocks(image.new, model.new):
         model = FieldPlan("", f"{image.new} with {model.new} is quarantined", "unchanged")
+    fits = check_pair(spec, image=(image.new, image.digest), version=model.new, tags=tags, models=models,
+                      key=_store_key(spec, namespace))  # fmt: skip
+    image, model = _fitted(image, fits.image_held, fits.failure), _fitted(model, fits.model_held, fits.failure)
     rows = (
         Row(namespace, name, "image", spec.image, image.new, image.reason, image.result),
         Row(namespace, name, "model", spec.model.version, model.new, model.reason, model.result),
     )
     message = bump_message(rows, image_policy=spec.updates.image.policy, model_policy=spec.updates.model.policy)
     patch = build_patch(rv, image=image, model=model)
+    if patch is not None and fits.facts is not None:  # what the operator checks and shows (signatures.py)
+        patch["metadata"]["annotations"] = {ANN_PAIR_FACTS: fits.facts.to_annotation()}
     return AppPlan(namespace, name, rv, rows, patch, message, str(meta.get("uid", "")))
+
+
+def _fitted(plan: FieldPlan, held: str, failure: str) -> FieldPlan:
+    """A planned change the signatures hold back (`held`) or could not be checked for (`failed`)."""
+    if plan.result != "planned" or not (held or failure):
+        return plan
+    return FieldPlan("", failure, "failed") if failure else FieldPlan("", held, "held")
 
 
 FIELDS = ("image", "model")
@@ -314,7 +327,8 @@ def build_patch(rv: str, *, image: FieldPlan, model: FieldPlan) -> dict[str, Any
 
 def annotate(patch: Mapping[str, Any], *, now: str, message: str) -> dict[str, Any]:
     """The patch with the bump's annotations: they change in the same write as the spec, or not at all."""
-    meta = {**patch["metadata"], "annotations": {ANN_BUMPED_AT: now, ANN_BUMP_REASON: message}}
+    annotations = {**patch["metadata"].get("annotations", {}), ANN_BUMPED_AT: now, ANN_BUMP_REASON: message}
+    meta = {**patch["metadata"], "annotations": annotations}
     return {**patch, "metadata": meta}
 
 

@@ -26,8 +26,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from modelapp_operator.policies import Policy, choose
-from modelapp_operator.registry import ImageRef, RegistryClient, RegistryError
-from modelapp_operator.signatures import LABEL, ImageFacts, ModelFacts, SignatureError, parse_accepts
+from modelapp_operator.registry import ImageRef, RegistryClient, RegistryError, parse_image
+from modelapp_operator.signatures import (
+    LABEL,
+    ImageFacts,
+    ModelFacts,
+    PairFacts,
+    SignatureError,
+    fit,
+    parse_accepts,
+)
+from modelapp_operator.spec import ModelAppSpec
 from modelapp_serving.card import CARD_NAME, MAX_CARD_BYTES, Card, CardError, card_entry_sha256, parse_card
 from modelapp_serving.manifest import Manifest, ManifestError, digest, parse_manifest
 from modelapp_serving.stores import NotFoundError, Store, StoreError
@@ -260,3 +269,70 @@ class TagCatalog:
             if now != ref.digest:
                 return Decision(Found(ref.tag, now), f"tag {ref.tag} moved from {ref.digest[:19]} to {now[:19]}")
         return Decision(None, choice.reason)
+
+
+# -- does the proposed pair fit? (issue 14.2) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """What the signatures say about a proposed change: which half may move, why the other is held, and
+    the facts to record for the pair proposed (`signatures.PairFacts`, the operator's only source)."""
+
+    image_held: str = ""  # why the image change must wait ("" when it may go ahead, or there is none)
+    model_held: str = ""
+    failure: str = ""  # a card or label that could not be read: the changing rows fail with this
+    facts: PairFacts | None = None
+
+
+def check_pair(
+    spec: ModelAppSpec, *, image: tuple[str, str], version: str, tags: TagCatalog, models: ModelCatalog,
+    key: StoreKey,
+) -> PairCheck:  # fmt: skip
+    """Never propose a pair whose signatures do not fit: `image` is the planned (new image, its digest) and
+    `version` the planned model version, empty when that field stays. The whole proposal first; when both
+    move and they do not fit, each half alone (the image with the current version, the current image with
+    the new version); else both wait. What cannot be read about a half that changes fails the rows; about
+    the half that stays (e.g. a pinned image in a registry the bump has no login for), it counts as unknown,
+    as images and versions without signatures do."""
+    (new_image, image_digest), new_version = image, version
+    if not new_image and not new_version:
+        return PairCheck()
+    try:
+        img_new = tags.facts(parse_image(new_image), new_image, image_digest) if new_image else None
+        mod_new = models.facts(key, new_version) if new_version else None
+    except DiscoveryError as exc:
+        return PairCheck(failure=f"cannot check signatures: {exc}")
+    img_cur = _current_image(spec.image, tags)
+    mod_cur = _current_model(spec, models, key)
+    options = [(img_new or img_cur, mod_new or mod_cur)]
+    if img_new is not None and mod_new is not None:
+        options += [(img_new, mod_cur), (img_cur, mod_new)]
+    why = ""
+    for img, mod in options:
+        problem = fit(mod.signature, img.accepts)
+        if problem is None:
+            facts = PairFacts(image=img, model=mod)
+            held = f"held: {why}" if why else ""
+            return PairCheck(image_held=held if img is img_cur and new_image else "",
+                             model_held=held if mod is mod_cur and new_version else "", facts=facts)  # fmt: skip
+        why = why or f"signatures do not fit: image {img.image} with model version {mod.version}: {problem}"
+    return PairCheck(image_held=f"held: {why}" if new_image else "", model_held=f"held: {why}" if new_version else "")
+
+
+def _current_image(image: str, tags: TagCatalog) -> ImageFacts:
+    """What the spec's image accepts, or unknown when it cannot be read."""
+    try:
+        ref = parse_image(image)
+        digest_ = ref.digest or (tags.digest(ref, ref.tag) if ref.tag else "")
+        return tags.facts(ref, image, digest_) if digest_ else ImageFacts(image=image)
+    except (DiscoveryError, ValueError):
+        return ImageFacts(image=image)
+
+
+def _current_model(spec: ModelAppSpec, models: ModelCatalog, key: StoreKey) -> ModelFacts:
+    """The spec's version's facts, or unknown when they cannot be read."""
+    try:
+        return models.facts(key, spec.model.version)
+    except DiscoveryError:
+        return ModelFacts(uri=spec.model.uri, version=spec.model.version, sha256=spec.model.sha256 or "")

@@ -36,6 +36,9 @@ from modelapp_serving.card import Provenance, Signature, TensorSig
 
 #: The OCI label of an app image that lists the signatures it accepts.
 LABEL = "io.modelapp.signatures"
+#: The ModelApp annotation where `modelapp bump` records the facts of the pair it proposes (bookkeeping
+#: under modelapp.io/, so it never triggers a reconcile of its own; it comes with the spec change).
+ANN_PAIR_FACTS = "modelapp.io/pair-facts"
 #: The label's value is at most this long (a signature is a few hundred bytes).
 MAX_LABEL_BYTES = 16 * 1024
 #: At most this many signatures in one label.
@@ -204,6 +207,6 @@ def mismatch(facts: PairFacts, *, image: str, uri: str, version: str, sha256: st
 
 
 __all__ = [
-    "LABEL", "ImageFacts", "ModelFacts", "PairFacts", "SignatureError", "fit", "mismatch", "parse_accepts",
-    "parse_facts", "problems",
+    "ANN_PAIR_FACTS", "LABEL", "ImageFacts", "ModelFacts", "PairFacts", "SignatureError", "fit", "mismatch",
+    "parse_accepts", "parse_facts", "problems",
 ]  # fmt: skip
