@@ -62,6 +62,7 @@ def test_default_install_is_cluster_wide_with_crds(render_chart: Render) -> None
     kinds = sorted(obj["kind"] for obj in rendered.objects)
     assert kinds == sorted(
         ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"]
+        + ["Role", "RoleBinding"]  # the smoke-test key Secret, in the release namespace (test_chart_smoke_key.py)
         + ["CustomResourceDefinition"] * 3
     )
     crds = {crd["metadata"]["name"]: crd for crd in rendered.all("CustomResourceDefinition")}
@@ -106,7 +107,7 @@ def test_cluster_rbac_is_least_privilege(render_chart: Render) -> None:
 def test_namespaced_rbac_grants_only_the_listed_namespaces(render_chart: Render) -> None:
     rendered = render_chart(NAMESPACED)
     assert not rendered.error
-    roles = rendered.all("Role")
+    roles = [role for role in rendered.all("Role") if not role["metadata"]["name"].endswith("-smoke-key")]
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
     for role in roles:
         rules = role["rules"]
