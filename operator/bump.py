@@ -745,6 +745,10 @@ def main(args: argparse.Namespace) -> int:
         if args.max_rollouts < 0 or args.rollout_timeout <= 0:
             print("modelapp bump: --max-rollouts must be 0 or more and --rollout-timeout above 0", file=sys.stderr)
             return 1
+        if args.quarantine_scope not in fleet.SCOPES:
+            print(f"modelapp bump: quarantine scope {args.quarantine_scope!r} (from $MODELAPP_QUARANTINE_SCOPE): use "
+                  "namespace or cluster", file=sys.stderr)  # fmt: skip
+            return 1
         outcome = run_bump(namespace=namespace, dry_run=args.dry_run, registry=registry,
                            trusted_stores=args.trusted_store, max_rollouts=args.max_rollouts,
                            rollout_timeout=args.rollout_timeout, quarantine_scope=args.quarantine_scope,
