@@ -21,6 +21,7 @@ the stores' and the registry client's bounds, and a bad one fails only the rows 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -303,19 +304,21 @@ def check_pair(
         mod_new = models.facts(key, new_version) if new_version else None
     except DiscoveryError as exc:
         return PairCheck(failure=f"cannot check signatures: {exc}")
-    img_cur = _current_image(spec.image, tags)
-    mod_cur = _current_model(spec, models, key)
-    options = [(img_new or img_cur, mod_new or mod_cur)]
+    img_cur = functools.cache(lambda: _current_image(spec.image, tags))  # read only when a check needs it
+    mod_cur = functools.cache(lambda: _current_model(spec, models, key))
+    options = [(lambda: img_new or img_cur(), lambda: mod_new or mod_cur())]
     if img_new is not None and mod_new is not None:
-        options += [(img_new, mod_cur), (img_cur, mod_new)]
+        options += [(lambda: img_new, mod_cur), (img_cur, lambda: mod_new)]
     why = ""
-    for img, mod in options:
+    for image_of, model_of in options:
+        img, mod = image_of(), model_of()
         problem = fit(mod.signature, img.accepts)
         if problem is None:
-            facts = PairFacts(image=img, model=mod)
             held = f"held: {why}" if why else ""
-            return PairCheck(image_held=held if img is img_cur and new_image else "",
-                             model_held=held if mod is mod_cur and new_version else "", facts=facts)  # fmt: skip
+            known = img.accepts is not None or mod.card is not None
+            return PairCheck(image_held=held if img is not img_new else "",
+                             model_held=held if mod is not mod_new else "",
+                             facts=PairFacts(image=img, model=mod) if known else None)  # fmt: skip
         why = why or f"signatures do not fit: image {img.image} with model version {mod.version}: {problem}"
     return PairCheck(image_held=f"held: {why}" if new_image else "", model_held=f"held: {why}" if new_version else "")
 

@@ -104,7 +104,8 @@ def test_one_listing_per_repository_and_location(registry_anonymous: Registry, t
     for repository in repositories:
         assert registry_anonymous.request_count(f"/v2/{repository}/tags/list") == 1
         assert registry_anonymous.request_count(f"/v2/{repository}/manifests/1.4.1", method="HEAD") == 1
-    assert tags.client.requests_made == 6  # 3 listings + 3 digests, for 30 apps
+    # 3 listings + 3 digests, and the chosen image's manifest and config for its signature label, for 30 apps
+    assert tags.client.requests_made == 12
     assert catalog.request_count() == 4  # 2 listings + the chosen version's manifest in each location
 
 
