@@ -25,6 +25,16 @@ What this worker does differently (everything else is gthread's):
 - A head asking for `Expect: 100-continue` is answered `100 Continue` by the gate, so that the
   client sends its body (curl waits a second for it otherwise).
 
+Two more differences, for speed under load (issue 13, figures in benchmarks/README.md):
+
+- Each response goes out in one write when it can (`OneWriteResponse`): gunicorn writes the head
+  and then the body, two `sendall`s, and on a busy worker each is a GIL release and re-acquire
+  behind the threads running models. The head is held until the first body bytes (or the end of
+  the response) and sent with them.
+- With gunicorn's `reuse_port` (set by `server.py`), every worker binds its own listening sockets
+  (`SO_REUSEPORT`), so the kernel spreads new connections over the workers instead of the worker
+  that wakes first taking most of them (15:1 measured between two workers).
+
 What it does not do: limit connections per client (a load balancer's job); gunicorn's
 `worker_connections` still caps connections per worker.
 """
@@ -36,12 +46,15 @@ import re
 import selectors
 import socket
 import struct
+import sys
 import time
 from collections import deque
+from datetime import datetime
 from functools import partial
 from typing import Any
 
-from gunicorn import http
+from gunicorn import http, util
+from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
 GATE_BYTES = 64 * 1024  # bytes of a request buffered in the poller before a thread takes it
@@ -215,6 +228,56 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
         unreader.sock = DeadlineSocket(raw, time.monotonic() + self.read_timeout)
         return super().handle(conn)
 
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        """gthread's `handle_request` (gunicorn 27), with the one change of answering through
+        `OneWriteResponse`; gthread offers no setting for the response class."""
+        environ: dict[str, Any] = {}
+        resp = None
+        try:
+            self.cfg.pre_request(self, req)
+            request_start = datetime.now()
+            resp, environ = wsgi.create(
+                req, conn.sock, conn.client, conn.server, self.cfg, response_class=OneWriteResponse
+            )
+            environ["wsgi.multithread"] = True
+            self._count_request(resp)
+            respiter = self.wsgi(environ, resp.start_response)
+            try:
+                _send(resp, respiter, environ)
+            finally:
+                self.log.access(resp, req, environ, datetime.now() - request_start)
+                if hasattr(respiter, "close"):
+                    respiter.close()
+            if resp.should_close():
+                self.log.debug("Closing connection.")
+                return False
+        except OSError:
+            util.reraise(*sys.exc_info())
+        except (Exception, SystemExit):
+            if resp and resp.headers_sent:
+                # A started response cannot be followed by a 500 on the same socket (gthread's rule).
+                self.log.exception("Error handling request")
+                util.close_graceful(conn.sock)
+                raise StopIteration() from None
+            raise
+        finally:
+            try:
+                self.cfg.post_request(self, req, environ, resp)
+            except Exception:
+                self.log.exception("Exception in post_request hook")
+        return True
+
+    def _count_request(self, resp: Any) -> None:
+        """gthread's bookkeeping: restart after `max_requests`, close when stopping or kept-alive are full."""
+        self.nr += 1
+        if self.nr >= self.max_requests:
+            if self.alive:
+                self.log.info("Autorestarting worker after current request.")
+                self.alive = False
+            resp.force_close()
+        if not self.alive or not self.cfg.keepalive or len(self.keepalived_conns) >= self.max_keepalived:
+            resp.force_close()
+
     def _gate(self, conn: Any) -> Any:
         """Read what has arrived (without blocking); None when the request may be handled now.
 
@@ -257,6 +320,59 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.let_through = True
             return _PARK
         return None
+
+
+def _send(resp: Any, respiter: Any, environ: dict[str, Any]) -> None:
+    if isinstance(respiter, environ["wsgi.file_wrapper"]):
+        resp.write_file(respiter)
+    else:
+        for item in respiter:
+            resp.write(item)
+    resp.close()
+
+
+class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
+    """gunicorn's response, with the head sent together with the first body bytes: one write.
+
+    `send_headers` renders the head as gunicorn does but holds it; the first body write (or the
+    end of the response, for a response without a body) sends it, joined to the body unless the
+    body is chunked. `headers_sent` turns true when the head is rendered, as in gunicorn, so the
+    rules that read it (no 500 after a started response) are unchanged.
+    """
+
+    held: bytes | None = None
+
+    def send_headers(self) -> None:
+        if self.headers_sent:
+            return
+        lines = self.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in self.headers)
+        self.held = util.to_bytestring("{}\r\n".format("".join(lines)), "latin-1")
+        self.headers_sent = True
+
+    def flush_head(self) -> None:
+        held, self.held = self.held, None
+        if held is not None:
+            util.write(self.sock, held)
+
+    def _emit_body(self, data: bytes) -> None:
+        held = self.held
+        if held is not None and not self.chunked:
+            self.held = None
+            util.write(self.sock, held + data)
+            return
+        self.flush_head()
+        super()._emit_body(data)
+
+    def sendfile(self, respiter: Any) -> bool:
+        self.send_headers()
+        self.flush_head()
+        return bool(super().sendfile(respiter))
+
+    def close(self) -> None:
+        self.send_headers()
+        self.flush_head()
+        super().close()
 
 
 _GATE = object()  # `handle` result: the request is not in yet, wait in the poller
