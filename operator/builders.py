@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelapp_operator import hosts
 from modelapp_operator.names import (
     ANN_IMAGE,
     ANN_MODEL_SHA256,
@@ -409,6 +410,12 @@ def build_hpa(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) 
     }
 
 
+def build_ingress(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext) -> Manifest | None:
+    """The Ingress of `spec.ingress` (hosts.build_ingress); whether the host may be routed is the engine's
+    question (hosts.refusal needs the other Ingresses)."""
+    return None if spec.ingress is None else hosts.build_ingress(name, spec.ingress, _meta(name, namespace, ctx))
+
+
 def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildContext, *, uid: str = "") -> Children:
     """All children of one ModelApp, in apply order (the Service last: it selects the Deployment's pods).
     `uid` (the ModelApp's) names the app in its smoke token; without it (render) no smoke digest is written."""
@@ -421,6 +428,11 @@ def build_children(name: str, namespace: str, spec: ModelAppSpec, ctx: BuildCont
         else:
             manifests.append(optional)
     manifests.append(build_service(name, namespace, spec, ctx))
+    ingress = build_ingress(name, namespace, spec, ctx)
+    if ingress is None:
+        absent.append(("Ingress", name))
+    else:
+        manifests.append(ingress)
     return Children(apply=manifests, absent=absent)
 
 

@@ -80,6 +80,11 @@ class Store:
         with self._lock:
             return self._objects.get((kind, namespace, name))
 
+    def of_kind(self, kind: str) -> list[Obj]:
+        """Every known object of `kind` (e.g. the managed Ingresses, to see who routes which host)."""
+        with self._lock:
+            return [obj for (k, _, _), obj in self._objects.items() if k == kind]
+
     def drop(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
             self._objects.pop((kind, namespace, name), None)

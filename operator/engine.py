@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, cache, kube, metrics, rollout, smoke, status
+from modelapp_operator import builders, cache, hosts, kube, metrics, rollout, smoke, status
 from modelapp_operator.names import (
     KIND,
     LABEL_SHARD,
@@ -163,9 +163,13 @@ class Engine:
             observed = self._child(app, "Deployment", miss=reason != "create")
             decision = self._decide(app, spec, observed, logger)
             applied_spec = decision.effective.apply_to(spec)
-            stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume")
+            refused = self._ingress_refusal(app, applied_spec)
+            stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume",
+                                          refused=refused is not None)  # fmt: skip
             deployment = stored.get("Deployment", observed)
             service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
+            ingress = None if refused or applied_spec.ingress is None else (
+                stored.get("Ingress") or self._child(app, "Ingress", miss=False))
         except SmokeKeyUnavailable as exc:
             self._blocked(app, "SmokeKeyUnavailable", str(exc), retry=30, everything=everything)
             return
@@ -180,7 +184,7 @@ class Engine:
                        f"keeps running.")  # fmt: skip
             self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
             return
-        if self._write_status(app, applied_spec, decision, deployment, service):
+        if self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress, refused=refused):
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
             metrics.record_bump(namespace, decision.transitions, app=app)
@@ -380,15 +384,39 @@ class Engine:
             return current
         return self.store.put(manifest["kind"], kube.apply(manifest))
 
-    def _apply_children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, everything: bool,
-                        resumed: bool) -> dict[str, Mapping[str, Any]]:  # fmt: skip
-        """Ensure the children of `spec` (every one, or only the Deployment); the children as stored, by kind.
+    def _ingress_refusal(self, app: Mapping[str, Any], spec: ModelAppSpec) -> tuple[str, str] | None:
+        """(reason, message) when this ModelApp may not route its host (hosts.refusal: the namespace's allowed
+        suffixes, then first claim wins among the Ingresses the operator manages); None when it may."""
+        if spec.ingress is None:
+            return None
+        meta = app["metadata"]
+        own = self.store.get("Ingress", meta["namespace"], meta["name"])
+        claims = [claim for ingress in self.store.of_kind("Ingress")
+                  if (holder := controller_of(ingress)) is not None and holder[0] == KIND
+                  for claim in hosts.claims_of(ingress, holder[1])]  # fmt: skip
+        created = (own.get("metadata") or {}).get("creationTimestamp") if own is not None else None
+        return hosts.refusal(namespace=meta["namespace"], name=meta["name"], spec=spec.ingress, created=created,
+                             allow=self.config.ingress_hosts, claims=claims)  # fmt: skip
 
-        A child that must not exist (a PDB for one replica) is deleted when it is known, or on resume (the
-        watch may not have listed it yet); otherwise its own watch event deletes it (`repair`)."""
+    def _children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, refused: bool) -> builders.Children:
+        """The children of `spec`; without the Ingress (which must then not exist) when its host is refused."""
         meta = app["metadata"]
         children = builders.build_children(meta["name"], meta["namespace"], spec, self._build_context(spec),
                                            uid=meta["uid"])  # fmt: skip
+        if not refused:
+            return children
+        return builders.Children(apply=[m for m in children.apply if m["kind"] != "Ingress"],
+                                 absent=[*children.absent, ("Ingress", meta["name"])])  # fmt: skip
+
+    def _apply_children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, everything: bool,
+                        resumed: bool, refused: bool = False) -> dict[str, Mapping[str, Any]]:  # fmt: skip
+        """Ensure the children of `spec` (every one, or only the Deployment); the children as stored, by kind.
+
+        A child that must not exist (a PDB for one replica, the Ingress of a refused host) is deleted when it
+        is known, or on resume (the watch may not have listed it yet); otherwise its own watch event deletes
+        it (`repair`)."""
+        meta = app["metadata"]
+        children = self._children(app, spec, refused=refused)
         wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
         targets = [m for m in wanted if everything or m["kind"] == "Deployment"]
         current = [self._child(app, m["kind"]) for m in targets]  # every name checked before anything is written
@@ -400,13 +428,16 @@ class Engine:
         return stored
 
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
-                      deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None) -> bool:  # fmt: skip
+                      deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
+                      ingress: Mapping[str, Any] | None = None,
+                      refused: tuple[str, str] | None = None) -> bool:  # fmt: skip
         """Write the status for this decision (only when it changes); True when the revision history is now
         what the decision says."""
         meta, old = app["metadata"], app.get("status") or {}
         new = status.compute_status(
             name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
-            deployment=deployment, service=service, old=old, now=now(), overrides=decision.conditions,
+            deployment=deployment, service=service, ingress=ingress, ingress_refused=refused, old=old, now=now(),
+            overrides=decision.conditions,
             extra={"revisions": [r.to_status() for r in decision.revisions],
                    "effective": rollout.effective_status(decision)},
         )  # fmt: skip
@@ -426,12 +457,12 @@ class Engine:
                 return
             if kind != "Deployment":
                 self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
-            if kind in ("Deployment", "Service"):
+            if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
 
     def repair(self, *, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any],
                logger: Logger) -> None:  # fmt: skip
-        """Re-apply a deleted or edited Service/PDB; an unwanted PDB is deleted. Invalid specs are left alone.
+        """Re-apply a deleted or edited Service/PDB/Ingress; an unwanted one is deleted. Invalid specs are left alone.
 
         The pair does not matter to these children, so the spec is built as written."""
         meta = app["metadata"]
@@ -439,8 +470,8 @@ class Engine:
             parsed = parse_spec(app.get("spec") or {})
         except InvalidSpec:
             return
-        wanted = {m["kind"]: m for m in builders.build_children(meta["name"], meta["namespace"], parsed,
-                                                                self._ctx).apply}  # fmt: skip
+        refused = kind == "Ingress" and self._ingress_refusal(app, parsed) is not None
+        wanted = {m["kind"]: m for m in self._children(app, parsed, refused=refused).apply}
         if kind not in wanted:
             if event != "DELETED":
                 kube.delete(kind, body["metadata"]["name"], meta["namespace"])

@@ -39,7 +39,7 @@ from modelapp_operator.settings import OperatorConfig, from_env
 MODELAPPS = (GROUP, VERSION, PLURAL)
 MANAGED = {LABEL_MANAGED_BY: MANAGER}
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget",
-               "horizontalpodautoscalers": "HorizontalPodAutoscaler"}
+               "horizontalpodautoscalers": "HorizontalPodAutoscaler", "ingresses": "Ingress"}
 
 
 def _namespaced(namespace: str | None) -> str:
@@ -121,6 +121,7 @@ def _owner(body: Mapping[str, Any]) -> str | None:
 @kopf.on.event("", "v1", "services", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 @kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
 async def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
                       memo: Any, logger: Logger, **_: Any) -> None:  # fmt: skip
     """Remember the child at once (in the event loop); then the rest in a child thread (`CHILD_THREADS`).

@@ -56,6 +56,8 @@ PROGRESSING: Final = "Progressing"
 DEGRADED: Final = "Degraded"
 MODEL_RESOLVED: Final = "ModelResolved"
 ROLLED_BACK: Final = "RolledBack"
+#: spec.ingress: whether the host is routed (HostNotAllowed, HostTaken, Admitted, NoAddress; hosts.py).
+INGRESS_READY: Final = "IngressReady"
 
 # -- status.revisions[].outcome --------------------------------------------------------------------------
 Outcome = Literal["Progressing", "Available", "Failed", "RolledBack", "Superseded"]

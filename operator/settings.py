@@ -18,6 +18,9 @@ Environment (all optional except where noted in the chart):
 - `MODELAPP_SMOKE_TRANSPORT` (default direct): how the smoke test reaches a new revision's pods: `direct`
   (their IPs; the operator runs in the cluster's pod network, no RBAC on pods/proxy) or `proxy` (the API
   server's pod proxy, for an operator outside the pod network; the chart then grants create on pods/proxy).
+- `MODELAPP_INGRESS_HOSTS`: JSON `{"namespace": ["host suffix", ...]}` (the chart's `operator.ingressHosts`):
+  when set, a ModelApp's `spec.ingress.host` must be a suffix of its namespace's list or under one, and a
+  namespace not listed may route no host (docs/security.md, "Host names"). Unset: any host, first claim wins.
 - `MODELAPP_OPERATOR_NAMESPACE` (the chart sets it from the pod's own namespace) and `MODELAPP_SMOKE_KEY_SECRET`
   (default `modelapp-smoke-key`): where the operator keeps the key its smoke tokens are derived from, for
   ModelApps with `auth` and a smoke test (docs/security.md, "Endpoint authentication"); created once when
@@ -30,6 +33,7 @@ Environment (all optional except where noted in the chart):
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -70,6 +74,8 @@ class OperatorConfig:
     #: Where the smoke-token key Secret lives (None: the pod's own namespace, when the operator runs in one).
     operator_namespace: str | None = None
     smoke_key_secret: str = DEFAULT_SMOKE_KEY_SECRET
+    #: Allowed host suffixes per namespace for spec.ingress (None: no list, any host; hosts.refusal).
+    ingress_hosts: Mapping[str, tuple[str, ...]] | None = None
     #: The shard this replica serves (None: every ModelApp, whatever its `modelapp.io/shard` label).
     shard: str | None = None
     #: With `shard`: also the ModelApps that carry no shard label (one shard of a fleet should say so).
@@ -93,6 +99,33 @@ def check_shard(name: str) -> str:
 def shard_peering(shard: str) -> str:
     """The peering object of a shard's replicas: each shard elects its own acting replica."""
     return f"{DEFAULT_PEERING}-shard-{shard}"
+
+#: A host suffix: DNS labels joined by '.', lowercase (spec.HOST_PATTERN's shape; settings sit below the spec).
+_HOST_SUFFIX = re.compile(r"(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def ingress_hosts(raw: str | None) -> dict[str, tuple[str, ...]] | None:
+    """`MODELAPP_INGRESS_HOSTS` parsed: namespace -> allowed host suffixes; None when unset or empty."""
+    if not raw or not raw.strip():
+        return None
+    what = 'MODELAPP_INGRESS_HOSTS must be a JSON object {"namespace": ["host suffix", ...]}'
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what}, not {type(data).__name__}")
+    out: dict[str, tuple[str, ...]] = {}
+    for namespace, suffixes in data.items():
+        if not isinstance(suffixes, list) or not all(isinstance(s, str) for s in suffixes):
+            raise ConfigError(f"{what}: the value of {namespace!r} is not a list of strings")
+        bad = [s for s in suffixes if len(s) > 253 or not _HOST_SUFFIX.fullmatch(s)]
+        if bad:
+            raise ConfigError(f"MODELAPP_INGRESS_HOSTS: {bad[0]!r} (namespace {namespace!r}) is not a DNS name; "
+                              f"write a suffix such as ml.example.com, no wildcard or leading dot")  # fmt: skip
+        out[str(namespace)] = tuple(suffixes)
+    return out
+
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
     raw = env.get(key)
@@ -132,6 +165,7 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         smoke_transport=transport,
         operator_namespace=env.get("MODELAPP_OPERATOR_NAMESPACE") or None,
         smoke_key_secret=env.get("MODELAPP_SMOKE_KEY_SECRET") or DEFAULT_SMOKE_KEY_SECRET,
+        ingress_hosts=ingress_hosts(env.get("MODELAPP_INGRESS_HOSTS")),
         shard=check_shard(shard) if shard else None,
         shard_default=env.get("MODELAPP_SHARD_DEFAULT", "").lower() in {"1", "true", "yes"},
     )

@@ -641,7 +641,9 @@ _PATTERN_HINTS = {
     POLICY_PATTERN: "not an update policy (pinned, latest, numeric or semver:<range>)",
     QUANTITY_PATTERN: "not a Kubernetes quantity (e.g. 100m, 256Mi)",
     HOST_PATTERN: HOST_NOT_DNS,
-    INGRESS_PATH_PATTERN: "not a path prefix ('/' then segments of letters, digits, '-', '_', '~', '.'; no '..', '//' or '%')",
+    INGRESS_PATH_PATTERN: (
+        "not a path prefix ('/' then segments of letters, digits, '-', '_', '~', '.'; no '..', '//' or '%')"
+    ),
 }
 
 

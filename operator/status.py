@@ -8,8 +8,10 @@ The contract is "status always tells the truth":
   reason (ProgressDeadlineExceeded, ReplicaFailure) or InvalidSpec; `ModelResolved` says which
   model version the spec names (resolution of moving versions is `modelapp bump`'s job).
 - `model` and `image` name what is actually served: they move to the new pair only once it is Ready.
-- `url` is the LoadBalancer ingress when one is assigned, else the in-cluster DNS name; `urlSource`
-  says which.
+- `url` is the Ingress host with `spec.ingress` (unless the host is refused), else the LoadBalancer
+  ingress when one is assigned, else the in-cluster DNS name; `urlSource` says which. `IngressReady`
+  says whether the host is routed: refused (HostNotAllowed, HostTaken), Admitted (the controller published
+  an address), or NoAddress (Unknown: no controller has published one, which some never do).
 A condition keeps its lastTransitionTime while its status does not change, so an unchanged state
 produces an identical status and `status_patch()` returns None (no write, no event loop).
 """
@@ -20,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelapp_operator import hosts
 from modelapp_operator.builders import selector, template_annotations
-from modelapp_operator.names import DEGRADED, MODEL_RESOLVED, PROGRESSING, READY
+from modelapp_operator.names import DEGRADED, INGRESS_READY, MODEL_RESOLVED, PROGRESSING, READY
 from modelapp_operator.spec import ModelAppSpec
 
 Obj = Mapping[str, Any]
@@ -108,6 +111,27 @@ def service_url(name: str, namespace: str, spec: ModelAppSpec, service: Obj | No
     return f"http://{name}.{namespace}.svc:{port}/v2/models/{name}", "ClusterDNS"
 
 
+def ingress_condition(spec: ModelAppSpec, ingress: Obj | None, refused: tuple[str, str] | None,
+                      old: Obj) -> Condition | None:  # fmt: skip
+    """IngressReady for `spec.ingress`; without it, only a leftover one is turned off (conditions persist)."""
+    if spec.ingress is None:
+        had = any(c.get("type") == INGRESS_READY for c in old.get("conditions") or [])
+        return Condition(INGRESS_READY, "False", "NotRequested", "spec.ingress is not set: no Ingress") if had else None
+    if refused is not None:
+        return Condition(INGRESS_READY, "False", *refused)
+    where = hosts.url("", spec.ingress).rsplit("/v2/models/", 1)[0] + spec.ingress.path
+    if ingress is None:
+        return Condition(INGRESS_READY, "Unknown", "Creating", f"the Ingress for {where} is being created")
+    published = _get(ingress, "status", "loadBalancer", "ingress") or []
+    address = next((i.get("hostname") or i.get("ip") for i in published if i.get("hostname") or i.get("ip")), None)
+    if address:
+        return Condition(INGRESS_READY, "True", "Admitted", f"{where} is routed by the Ingress controller at {address}")
+    how = f"IngressClass {spec.ingress.class_name}" if spec.ingress.class_name else "the default IngressClass"
+    return Condition(INGRESS_READY, "Unknown", "NoAddress",
+                     f"the Ingress for {where} exists; no Ingress controller has published an address for it (is one "
+                     f"running for {how}? some never publish one)")  # fmt: skip
+
+
 def rollout_conditions(spec: ModelAppSpec, rollout: Rollout | None, url_note: str) -> list[Condition]:
     """Progressing / Ready / Degraded for one observation of the Deployment."""
     if rollout is None:
@@ -157,6 +181,8 @@ def compute_status(
     now: str,
     overrides: Sequence[Condition] = (),
     extra: Mapping[str, Any] | None = None,
+    ingress: Obj | None = None,
+    ingress_refused: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole status for one observation; `old` is the current status (kept parts, transition times).
 
@@ -166,9 +192,12 @@ def compute_status(
     """
     url, source = service_url(name, namespace, spec, service)
     note = "url from the LoadBalancer ingress" if source == "LoadBalancer" else "url is the in-cluster DNS name"
+    if spec.ingress is not None and ingress_refused is None:
+        url, source, note = hosts.url(name, spec.ingress), "Ingress", "url from the Ingress host"
     rollout = read_rollout(deployment, spec) if deployment is not None else None
     replaced = {c.type: c for c in overrides}
-    computed = [model_condition(spec), *rollout_conditions(spec, rollout, note)]
+    routed = ingress_condition(spec, ingress, ingress_refused, old)
+    computed = [model_condition(spec), *rollout_conditions(spec, rollout, note), *([routed] if routed else [])]
     conditions = [replaced.pop(c.type, c) for c in computed] + list(replaced.values())
     status: dict[str, Any] = {
         **(extra or {}),

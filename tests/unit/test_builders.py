@@ -378,7 +378,7 @@ def test_autoscaling_hands_replicas_to_an_hpa() -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert [(m["resource"]["name"], m["resource"]["target"]["averageUtilization"]) for m in hpa["spec"]["metrics"]] \
         == [("cpu", 60), ("memory", 75)]
-    assert children.absent == []
+    assert children.absent == [("Ingress", "iris")], "no spec.ingress, no Ingress"
     one = b.build_children("iris", "ml", _spec(autoscaling={"maxReplicas": 1}), CTX)
     assert ("PodDisruptionBudget", "iris") in one.absent, "at most one pod: no PDB"
 

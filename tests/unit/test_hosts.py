@@ -9,9 +9,12 @@ words, is in tests/integration/test_ingress.py against the real API server.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from modelapp_operator import hosts
+from modelapp_operator import hosts, settings, status
+from modelapp_operator.names import INGRESS_READY
 from modelapp_operator.spec import HOST_NOT_DNS, IngressSpec, InvalidSpec, parse_spec
 
 BASE = {"image": "registry.example.com/iris:1.0.0", "model": {"uri": "azureblob://models/iris", "version": "1"}}
@@ -113,3 +116,50 @@ def test_claims_are_read_from_an_ingress() -> None:
     ingress = hosts.build_ingress("iris", IngressSpec(host="iris.example.com", path="/v2/models/iris"),
                                   {"name": "iris", "namespace": "ml", "creationTimestamp": "2026-12-02T10:00:00Z"})
     assert hosts.claims_of(ingress, "iris") == [_claim("ml", "iris", "iris.example.com", "/v2/models/iris")]
+
+
+def _status(spec_extra: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    spec = parse_spec({**BASE, **spec_extra})
+    return status.compute_status(name="iris", namespace="ml", generation=1, spec=spec, deployment=None,
+                                 service=None, old=kwargs.pop("old", {}), now="2026-12-02T10:00:00Z",
+                                 **kwargs)  # fmt: skip
+
+
+def _ingress_ready(st: dict[str, Any]) -> dict[str, Any] | None:
+    return status.condition(st, INGRESS_READY)
+
+
+def test_status_url_uses_the_host_and_says_whether_a_controller_routes_it() -> None:
+    ing = {"ingress": {"host": "iris.example.com", "tlsSecret": "iris-tls"}}
+    created = _status(ing)
+    assert (created["url"], created["urlSource"]) == ("https://iris.example.com/v2/models/iris", "Ingress")
+    assert (_ingress_ready(created) or {})["reason"] == "Creating"
+    live = {"metadata": {"name": "iris"}, "spec": {}}
+    pending = _ingress_ready(_status(ing, ingress=live)) or {}
+    assert (pending["status"], pending["reason"]) == ("Unknown", "NoAddress")
+    admitted = {**live, "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}
+    ready = _ingress_ready(_status(ing, ingress=admitted)) or {}
+    assert (ready["status"], ready["reason"]) == ("True", "Admitted") and "127.0.0.1" in ready["message"]
+
+
+def test_a_refused_host_keeps_the_service_url_and_says_why() -> None:
+    st = _status({"ingress": {"host": "iris.example.com"}}, ingress_refused=("HostTaken", "host ... is routed"))
+    assert st["urlSource"] == "ClusterDNS" and st["url"] == "http://iris.ml.svc:80/v2/models/iris"
+    assert (_ingress_ready(st) or {})["reason"] == "HostTaken"
+
+
+def test_removing_the_ingress_turns_a_leftover_condition_off() -> None:
+    before = _status({"ingress": {"host": "iris.example.com"}})
+    after = _status({}, old=before)
+    assert (_ingress_ready(after) or {})["reason"] == "NotRequested"
+    assert _ingress_ready(_status({})) is None, "never had one: no condition at all"
+
+
+def test_the_allow_list_setting_is_parsed_or_refused_with_its_name() -> None:
+    assert settings.ingress_hosts(None) is None and settings.ingress_hosts("") is None
+    assert settings.ingress_hosts('{"team-a": ["a.example.com"]}') == {"team-a": ("a.example.com",)}
+    for bad in ('["a.example.com"]', '{"team-a": "a.example.com"}', '{"team-a": ["*.a.example.com"]}', "{"):
+        with pytest.raises(settings.ConfigError, match="MODELAPP_INGRESS_HOSTS"):
+            settings.ingress_hosts(bad)
+    config = settings.from_env({"MODELAPP_INGRESS_HOSTS": '{"ml": ["ml.example.com"]}'})
+    assert config.ingress_hosts == {"ml": ("ml.example.com",)}
