@@ -158,6 +158,11 @@ their children. docs/rbac.md says why each verb is there.
 - apiGroups: [""]
   resources: [services]
   verbs: [get, list, watch, create, patch]
+# Application: the Ingress of spec.ingress, also deleted when the field goes or its host is refused
+# (docs/security.md, "Host names"). No rule on Secrets: the Ingress controller reads the TLS Secret.
+- apiGroups: [networking.k8s.io]
+  resources: [ingresses]
+  verbs: [get, list, watch, create, patch, delete]
 # Application: the PodDisruptionBudget exists only while replicas > 1, so it is also deleted.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
