@@ -35,5 +35,6 @@ hack/install-helm.sh >/dev/null               # helm, built from the Go module p
 hack/install-node-semver.sh >/dev/null        # npm's semver, the reference the policy tests compare with
 hack/base-image.sh >/dev/null                 # the local Debian base image (debootstrap + docker import)
 hack/install-node.sh                          # the real node's containerd, runc, CNI plugins (Debian)
-.venv/bin/modelapp-cluster build >/dev/null   # etcd, kube-apiserver, -controller-manager, -scheduler, kwok (Go)
+.venv/bin/modelapp-cluster build --addons >/dev/null  # etcd, kube-apiserver, -controller-manager, -scheduler, kwok;
+                                              # the add-ons: Traefik (Ingress) and metrics-server (all Go)
 .venv/bin/modelapp-cluster node build >/dev/null  # the real node's kubelet and kube-proxy (Go)

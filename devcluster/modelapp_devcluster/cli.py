@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from modelapp_devcluster import loadbalancer, node, node_host
+from modelapp_devcluster import addons, loadbalancer, node, node_host
 from modelapp_devcluster.binaries import ensure_binaries
 from modelapp_devcluster.errors import ClusterError
 from modelapp_devcluster.layout import Ports, Settings
@@ -88,6 +88,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     """Build (or find) every binary the cluster needs, without starting anything: CI's warm-up step."""
     for name, binary in sorted(ensure_binaries(report=_report).items()):
         print(f"{name:<24} {binary.path}")
+    if args.addons:
+        for name, path in sorted(addons.ensure_addon_binaries(report=_report).items()):
+            print(f"{name:<24} {path}")
     return 0
 
 
@@ -176,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "needs root and hack/install-node.sh), see docs/local-cluster.md")
     up.set_defaults(func=_guard(cmd_up))
     build = sub.add_parser("build", help="build or find the binaries (etcd, Kubernetes, kwok) without starting them")
+    build.add_argument("--addons", action="store_true",
+                       help="also the add-ons the real node can run as pods: Traefik (Ingress) and metrics-server")
     build.set_defaults(func=_guard(cmd_build))
     sub.add_parser("down", parents=[common], help="stop every component").set_defaults(func=_guard(cmd_down))
     sub.add_parser("status", parents=[common], help="what runs, where, with which binaries").set_defaults(
