@@ -5,7 +5,8 @@ bridge address (`Settings.bind_address`, on this machine only) so that pods can 
 - etcd runs without TLS on loopback and with `--unsafe-no-fsync`: the cluster is disposable and
   fsync on a shared CI disk would dominate the latency of every write.
 - kube-apiserver: RBAC on (`Node,RBAC`), client-certificate auth against the local CA, service
-  account tokens signed by `sa.key`. With a loopback advertise address the `kubernetes` Service
+  account tokens signed by `sa.key`; the aggregation layer (front-proxy CA and client certificate, pki.py)
+  routes to an aggregated API's endpoints, so metrics-server on the real node serves metrics.k8s.io. With a loopback advertise address the `kubernetes` Service
   cannot get endpoints (the API rejects loopback endpoint IPs), so the endpoint reconciler is off.
 - kube-controller-manager: all default controllers, one service-account credential per
   controller, the root CA published in every namespace, CSRs signed by the local CA.
@@ -59,6 +60,9 @@ def apiserver_args(binary: str, layout: Layout, ports: dict[str, int], settings:
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={layout.cert('front-proxy-client')}",
         f"--proxy-client-key-file={layout.key('front-proxy-client')}",
+        # Aggregated APIs (metrics-server's metrics.k8s.io) are called at their endpoints' pod IPs, which the
+        # host reaches on the bridge, rather than through a ClusterIP that only the node's kube-proxy routes.
+        "--enable-aggregator-routing=true",
         "--authorization-mode=Node,RBAC",
         "--anonymous-auth=false",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
