@@ -17,4 +17,5 @@ pytest_plugins: list[str] = [
     "tests.fixtures.images",
     "tests.fixtures.private_cluster",
     "tests.fixtures.e2e",
+    "tests.fixtures.addons",
 ]
