@@ -92,6 +92,7 @@ def test_cluster_rbac_is_least_privilege(render_chart: Render) -> None:
     assert verbs(rules, "apps", "deployments") == {"get", "list", "watch", "create", "patch"}
     assert verbs(rules, "", "services") == {"get", "list", "watch", "create", "patch"}
     assert "delete" in verbs(rules, "policy", "poddisruptionbudgets")
+    assert verbs(rules, "networking.k8s.io", "ingresses") == {"get", "list", "watch", "create", "patch", "delete"}
     assert verbs(rules, "", "secrets") == set()
     # Application: the smoke test lists pods and posts to their IPs (smokeTransport=direct); nothing else on pods.
     assert verbs(rules, "", "pods") == {"list"}
