@@ -33,6 +33,7 @@ from benchmarks.serving.servers import (
     REPO,
     Server,
     start_granian,
+    start_gunicorn,
     start_kserve,
     start_mlserver,
     start_ours,
@@ -227,6 +228,9 @@ def starters(
         ),
         "thin": lambda model, fmt, workers, logs: start_thin(model, workers=workers, logs=logs, tag=fmt),
         "granian": lambda model, fmt, workers, logs: start_granian(model, workers=workers, logs=logs, tag=fmt),
+        "gevent": lambda model, fmt, workers, logs: start_gunicorn(
+            model, worker_class="gevent", workers=workers, logs=logs, tag=fmt
+        ),
     }
     if baseline is not None:
         found["ours-before"] = lambda model, fmt, workers, logs: start_ours(
@@ -248,7 +252,7 @@ def _start_revision(revision: Baseline, model: VersionDir, fmt: str, workers: in
 
 
 FLOOR = "floor"  # not a server: the model call with no HTTP, one process (`floor.py`)
-DEFAULT_SERVERS = ("ours", "kserve", "mlserver", "thin", FLOOR)  # granian: on request (--servers)
+DEFAULT_SERVERS = ("ours", "kserve", "mlserver", "thin", FLOOR)  # granian, gevent: on request (--servers)
 
 
 def run_inference(

@@ -258,7 +258,7 @@ def start_granian(model: VersionDir, *, workers: int, logs: Path, tag: str) -> S
     metrics_dir.mkdir(parents=True)
     command = [sys.executable, "-m", "granian", "--interface", "wsgi", "--factory", "--no-ws"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--http", "1"]
-    command += ["benchmarks.serving.granian_app:app"]
+    command += ["benchmarks.serving.app_factory:app"]
     env = {
         "PYTHONPATH": str(granian_path()),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # as under `serve`: samples in files, one per worker
@@ -266,3 +266,21 @@ def start_granian(model: VersionDir, *, workers: int, logs: Path, tag: str) -> S
         "BENCH_MODEL_SHA256": model.digest,
     }
     return _start(f"granian-{tag}", command, port=port, logs=logs, cwd=REPO, env=env)
+
+
+def start_gunicorn(model: VersionDir, *, worker_class: str, workers: int, logs: Path, tag: str) -> Server:
+    """Our app under gunicorn with a stock worker class (`gevent`, `gthread`), shared-socket or not,
+    and none of `serve`'s own worker changes: what the field's classes give as they are."""
+    port = free_port()
+    metrics_dir = logs / f"gunicorn-{worker_class}-metrics-{tag}"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    command = [sys.executable, "-m", "gunicorn", "-k", worker_class, "-w", str(workers), "--threads", "4"]
+    command += ["--reuse-port", "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
+    command += ["benchmarks.serving.app_factory:app()"]
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        "BENCH_MODEL_DIR": str(model.path),
+        "BENCH_MODEL_SHA256": model.digest,
+    }
+    return _start(f"gunicorn-{worker_class}-{tag}", command, port=port, logs=logs, cwd=REPO, env=env)
