@@ -304,14 +304,20 @@ def check_pair(
         mod_new = models.facts(key, new_version) if new_version else None
     except DiscoveryError as exc:
         return PairCheck(failure=f"cannot check signatures: {exc}")
-    img_cur = functools.cache(lambda: _current_image(spec.image, tags))  # read only when a check needs it
-    mod_cur = functools.cache(lambda: _current_model(spec, models, key))
-    options = [(lambda: img_new or img_cur(), lambda: mod_new or mod_cur())]
-    if img_new is not None and mod_new is not None:
-        options += [(lambda: img_new, mod_cur), (img_cur, lambda: mod_new)]
+
+    @functools.cache
+    def img_cur() -> ImageFacts:  # read only when a check needs it
+        return _current_image(spec.image, tags)
+
+    @functools.cache
+    def mod_cur() -> ModelFacts:
+        return _current_model(spec, models, key)
+
+    both = img_new is not None and mod_new is not None
     why = ""
-    for image_of, model_of in options:
-        img, mod = image_of(), model_of()
+    for take_new_image, take_new_model in [(True, True), *([(True, False), (False, True)] if both else [])]:
+        img = img_new if take_new_image and img_new is not None else img_cur()
+        mod = mod_new if take_new_model and mod_new is not None else mod_cur()
         problem = fit(mod.signature, img.accepts)
         if problem is None:
             held = f"held: {why}" if why else ""

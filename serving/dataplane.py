@@ -123,7 +123,17 @@ class DataPlane:
             "framework": self.model.framework_version(),
             "python": platform.python_version(),
             "ready": self.model.ready,
+            "provenance": self.info.provenance,
         }
+
+    def card(self, name: str) -> bytes:
+        """The version card as published (signature, acceptance examples, provenance): the operator's smoke
+        test reads the examples here and checks the bytes against the card sha256 the manifest pins."""
+        if name != self.info.name:
+            raise ModelNotFound(name)
+        if self.info.card is None:
+            raise ModelNotFound(f"{name}/card")
+        return self.info.card
 
     # --- inference ------------------------------------------------------------------------------
 

@@ -212,6 +212,10 @@ def _model_metadata(served: Served, params: Mapping[str, str], _body: Body) -> R
     return _json(served.dataplane.model_metadata(params["name"]))
 
 
+def _card(served: Served, params: Mapping[str, str], _body: Body) -> Reply:
+    return Reply(served.dataplane.card(params["name"]))
+
+
 def _model_ready(served: Served, params: Mapping[str, str], _body: Body) -> Reply:
     name, dataplane = params["name"], served.dataplane
     check_version(dataplane, name, params.get("version"))
@@ -254,6 +258,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v2/models/<name>", _model_metadata),
     Route("GET", "/v2/models/<name>/versions/<version>", _model_metadata),
     Route("GET", "/v2/models/<name>/ready", _model_ready),
+    Route("GET", "/v2/models/<name>/card", _card),
     Route("GET", "/v2/models/<name>/versions/<version>/ready", _model_ready),
     Route("POST", "/v2/models/<name>/infer", _infer, BodyKind.TENSORS),
     Route("POST", "/v2/models/<name>/versions/<version>/infer", _infer, BodyKind.TENSORS),

@@ -13,11 +13,12 @@ the slow `Model.load()` runs later, in the background. The rules:
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from modelapp_serving.card import CardError, read_card
 from modelapp_serving.errors import ModelConfigError
 from modelapp_serving.manifest import Manifest, ManifestError, read_manifest
 from modelapp_serving.models.base import Model
@@ -27,12 +28,15 @@ ENTRY_POINT_GROUP = "modelapp.models"
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What `/version` and the metrics say about the served version."""
+    """What `/version` and the metrics say about the served version; `card` is its version card's bytes as
+    published (verified by `fetch` against the manifest), None when the version has none."""
 
     name: str
     version: str
     digest: str
     format: str
+    card: bytes | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def import_class(reference: str) -> type[Any]:
@@ -83,7 +87,13 @@ def resolve_model(
     except ManifestError as exc:
         raise ModelConfigError(str(exc)) from None
     _check_pin(manifest, digest, pinned_sha256)
-    info = ModelInfo(name=name, version=manifest.version, digest=digest, format=manifest.format)
+    try:
+        card = read_card(model_dir, manifest)
+    except (CardError, OSError) as exc:
+        raise ModelConfigError(f"the version card: {exc}") from None
+    provenance = card[1].provenance.as_json() if card else {}
+    info = ModelInfo(name=name, version=manifest.version, digest=digest, format=manifest.format,
+                     card=card[0] if card else None, provenance=provenance)  # fmt: skip
     path = model_dir / manifest.entrypoint
     if model_class:
         user_class: type[Any] | None = import_class(model_class)
