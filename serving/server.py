@@ -193,6 +193,7 @@ def main(args: argparse.Namespace) -> int:
 
         try:
             options = options_from_args(args)
+            check_ports_free(options)
             auth = Authenticator.from_env(os.environ)
             resolve_model(
                 options.model_dir, name=options.name, pinned_sha256=options.sha256, model_class=options.model_class
