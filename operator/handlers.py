@@ -16,8 +16,9 @@ that was already queued in the old shard writes nothing.
 No finalizers on ModelApps: owner references let the garbage collector delete the children. That is also
 why there is no kopf timer for periodic resync (kopf puts a finalizer on every object with a timer or
 daemon): progress is noticed from the children's own watch events. kopf's own progress and diff-base are
-kept in `modelapp.io/*` annotations, not in the (structural) status; kopf leaves annotations with its own
-prefix out of its diffs, so its writes never re-trigger `reconcile`.
+kept apart: its diff-base in memory (`diffbase.py`: no PATCH after each handling), its progress (written
+only when a handler fails or waits) in `modelapp.io/*` annotations, which are left out of the diffs, so
+its writes never re-trigger `reconcile`.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from typing import Any
 import kopf
 
 from modelapp_operator import kube, metrics
+from modelapp_operator.diffbase import MemoryDiffBaseStorage
 from modelapp_operator.engine import Engine, Logger
-from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
+from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, MANAGER, PLURAL, VERSION
 from modelapp_operator.settings import OperatorConfig, from_env
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
@@ -70,7 +72,8 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     settings.watching.client_timeout = config.client_timeout
     settings.watching.connect_timeout = config.connect_timeout
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelapp.io")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelapp.io")
+    memo.diffbase = MemoryDiffBaseStorage()  # no PATCH of the ModelApp after each handling (diffbase.py)
+    settings.persistence.diffbase_storage = memo.diffbase
     settings.persistence.finalizer = "modelapp.io/kopf-finalizer"
     settings.posting.level = logging.getLevelName(config.posting_level)
     settings.execution.max_workers = config.workers
@@ -85,7 +88,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
 
 def in_shard(*, body: kopf.Body, memo: Any, **_: Any) -> bool:
     """kopf's `when` filter: the ModelApp belongs to this replica's shard (every one, when it has none)."""
-    return _engine(memo).owns(body)
+    return _config(memo).owns((body.get("metadata", {}).get("labels") or {}).get(LABEL_SHARD))
 
 
 @kopf.on.event(*MODELAPPS)
@@ -94,6 +97,7 @@ async def modelapp_seen(*, type: str | None, body: kopf.Body, memo: Any, **_: An
     one of another shard is forgotten (it may just have moved away)."""
     if type == "DELETED" or not _engine(memo).owns(body):
         _engine(memo).forget(KIND, body.metadata.namespace or "", body.metadata.name or "")
+        memo.diffbase.forget(str(body.metadata.uid))  # if it comes back, it is new again: a full pass
     else:
         _engine(memo).remember(KIND, body)
 
@@ -105,7 +109,12 @@ async def modelapp_seen(*, type: str | None, body: kopf.Body, memo: Any, **_: An
 @kopf.on.update(*MODELAPPS, field="metadata.labels", when=in_shard)  # a ModelApp that moved into this shard
 def reconcile(*, name: str, namespace: str | None, body: kopf.Body, reason: str, memo: Any, logger: Logger,
               **_: Any) -> None:  # fmt: skip
-    """Level-based: the same spec and history always yield the same children and the same status."""
+    """Level-based: the same spec and history always yield the same children and the same status.
+
+    kopf's diff-base lives in memory, so after a restart, or when a ModelApp moves into this shard, kopf says
+    "create": for a ModelApp that already has a status that is a resume (its children may exist)."""
+    if reason == "create" and (body.get("status") or {}).get("observedGeneration") is not None:
+        reason = "resume"
     engine = _engine(memo)
     engine.remember(KIND, body)
     with metrics.timed("reconcile"):
