@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, cache, hosts, kube, metrics, rollout, smoke, status
+from modelapp_operator import builders, cache, hosts, kube, metrics, rollout, signatures, smoke, status
 from modelapp_operator.names import (
     KIND,
     LABEL_SHARD,
@@ -42,7 +42,7 @@ from modelapp_operator.names import (
 )
 from modelapp_operator.revisions import Pair, parse_revisions
 from modelapp_operator.settings import OperatorConfig
-from modelapp_operator.spec import InvalidSpec, ModelAppSpec, SmokeTest, check_name, parse_spec
+from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
 from modelapp_operator.turns import Turns
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -56,7 +56,7 @@ CHILD_THREADS = 16
 #: most `smoke.BUDGET_SECONDS`, and never a kopf worker, a child thread or another app's turn.
 SMOKE_THREADS = 4
 SMOKE_RETRY_SECONDS = 5.0
-SmokeCheck = Callable[[str, str, SmokeTest, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
+SmokeCheck = Callable[[str, str, smoke.Check, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
 #: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
 CONFLICT_RETRY_SECONDS = 60
 #: While a ModelApp with `auth` rolls out, its pods are looked at again this often for a missing token Secret
@@ -159,6 +159,14 @@ class Engine:
         spec = self._parse(app, strict=everything)
         if spec is None:
             return
+        facts = signatures.parse_facts((app["metadata"].get("annotations") or {}).get(signatures.ANN_PAIR_FACTS))
+        mismatch = signatures.mismatch(facts, image=spec.image, uri=spec.model.uri, version=spec.model.version,
+                                       sha256=spec.model.sha256)  # fmt: skip
+        if mismatch:  # never applied: no pod of this pair starts, what runs keeps running
+            self._blocked(app, "SignatureMismatch", f"{mismatch}. Nothing is rolled out and what runs keeps running; "
+                          "name an image and a model version that fit (modelapp bump proposes only such pairs)",
+                          retry=None, everything=everything)  # fmt: skip
+            return
         try:
             observed = self._child(app, "Deployment", miss=reason != "create")
             decision = self._decide(app, spec, observed, logger)
@@ -229,10 +237,12 @@ class Engine:
         # deadline) is kept from the decision, so the revision is not quarantined, and conditions say what to do.
         waiting = self._token_secret_problem(app, spec, deployment, logger)
         observed = _without_failure(deployment) if waiting else deployment
+        examples = _version_examples(meta.get("annotations") or {}, spec)
         seen = rollout.Observation(spec=spec, revisions=parse_revisions(app.get("status")), deployment=observed,
-                                   annotations=meta.get("annotations") or {}, now=now())  # fmt: skip
+                                   annotations=meta.get("annotations") or {}, now=now(),
+                                   version_examples=examples is not None)  # fmt: skip
         decision = rollout.decide(seen)
-        test = spec.rollout.smoke_test
+        test = spec.rollout.smoke_test or examples
         if decision.smoke_due and test is not None:
             verdict = self.smoke_verdict(meta["name"], meta["namespace"], test, decision.effective, logger,
                                          token=self._smoke_token(app, spec, decision.effective))  # fmt: skip
@@ -315,7 +325,7 @@ class Engine:
         timer.daemon = True
         timer.start()
 
-    def smoke_verdict(self, name: str, namespace: str, test: SmokeTest, pair: Pair, logger: Logger, *,
+    def smoke_verdict(self, name: str, namespace: str, test: smoke.Check, pair: Pair, logger: Logger, *,
                       token: str | None = None) -> rollout.SmokeVerdict | None:  # fmt: skip
         """The verdict of the smoke test of `pair` once it is in (handed out once: the pass records it in
         status.revisions); until then None, and a check is started in the smoke pool if none runs. When it
@@ -491,6 +501,14 @@ def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] 
     kept = [c for c in (deployment.get("status") or {}).get("conditions") or []
             if not (c.get("reason") == "ProgressDeadlineExceeded" or c.get("type") == "ReplicaFailure")]  # fmt: skip
     return {**deployment, "status": {**(deployment.get("status") or {}), "conditions": kept}}
+
+
+def _version_examples(annotations: Mapping[str, str], spec: ModelAppSpec) -> smoke.VersionExamples | None:
+    """The spec's version's own acceptance examples, when the bump recorded that it has some (its card's
+    sha256, as the manifest pins it, in modelapp.io/pair-facts) for exactly this version."""
+    facts = signatures.parse_facts(annotations.get(signatures.ANN_PAIR_FACTS))
+    model = facts.model_for(spec.model.uri, spec.model.version, spec.model.sha256)
+    return smoke.VersionExamples(model.card) if model is not None and model.examples and model.card else None
 
 
 def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:

@@ -269,7 +269,8 @@ def patch(kind: str, name: str, namespace: str | None, body: Mapping[str, Any]) 
 
 def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *, timeout: float,
                    limit: int, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:  # fmt: skip
-    """POST JSON to a pod's port through the API server's pod proxy; (HTTP status, body bytes).
+    """POST JSON to a pod's port through the API server's pod proxy (a GET when `body` is None: RBAC `get` on
+    `pods/proxy`); (HTTP status, body bytes).
 
     The path is `/api/v1/namespaces/NS/pods/NAME:PORT/proxy/<path>`: the operator needs no network route
     to pod IPs, only RBAC `create` on `pods/proxy`. The answer is read as it streams, at most `limit`
@@ -279,7 +280,8 @@ def pod_proxy_post(namespace: str, pod: str, port: int, path: str, body: Any, *,
     api = api_client()
     url = f"/api/v1/namespaces/{namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
     sent = {**(headers or {}), "Accept": "application/json", "Content-Type": "application/json"}
-    params = api.param_serialize("POST", url, header_params=sent, body=body, auth_settings=["BearerToken"])
+    method = "GET" if body is None else "POST"
+    params = api.param_serialize(method, url, header_params=sent, body=body, auth_settings=["BearerToken"])
     deadline = time.monotonic() + timeout
     response = None
     try:

@@ -75,7 +75,8 @@ class Transition:
 @dataclass(frozen=True)
 class Observation:
     """What one decision is taken from: the spec, the recorded history, the Deployment as last seen, the
-    ModelApp's annotations, the time, and the smoke test's verdict when one was just run."""
+    ModelApp's annotations, the time, and the smoke test's verdict when one was just run. `version_examples`:
+    the spec's model version carries acceptance examples, which are its smoke test when the spec names none."""
 
     spec: ModelAppSpec
     revisions: Sequence[Revision]
@@ -83,6 +84,7 @@ class Observation:
     annotations: Mapping[str, str]
     now: str
     smoke: SmokeVerdict | None = None
+    version_examples: bool = False
 
     def with_smoke(self, verdict: SmokeVerdict) -> Observation:
         return dataclasses.replace(self, smoke=verdict)
@@ -118,7 +120,8 @@ def decide(seen: Observation) -> Decision:
     rollout = read_rollout(seen.deployment, observed.apply_to(spec)) if seen.deployment and observed else None
     smoke_due = False
     if observed is not None and rollout is not None and rollout.current:
-        smoke_due = _observe(revs, observed, rollout, spec=spec, smoke=seen.smoke, now=now, wanted=observed == wanted)
+        tested = observed == wanted and (spec.rollout.smoke_test is not None or seen.version_examples)
+        smoke_due = _observe(revs, observed, rollout, spec=spec, smoke=seen.smoke, now=now, tested=tested)
     index = find(revs, wanted)
     failed = index is not None and revs[index].quarantined
     good = last_good(revs, besides=wanted) if failed and spec.rollout.auto_rollback else None
@@ -170,8 +173,9 @@ def _record_manual_rollback(revs: list[Revision], wanted: Pair, raw: str | None)
 
 
 def _observe(revs: list[Revision], pair: Pair, rollout: Rollout, *, spec: ModelAppSpec, smoke: SmokeVerdict | None,
-             now: str, wanted: bool) -> bool:  # fmt: skip
-    """Move the observed pair's entry forward from facts; True when its smoke test is due.
+             now: str, tested: bool) -> bool:  # fmt: skip
+    """Move the observed pair's entry forward from facts; True when its smoke test is due (`tested`: the pair
+    is the spec's and has a smoke test, the ModelApp's or its version's examples).
 
     Only a rolling pair moves; a failed one too while it stays applied (no rollback): it may still recover.
     """
@@ -183,8 +187,7 @@ def _observe(revs: list[Revision], pair: Pair, rollout: Rollout, *, spec: ModelA
     if entry.outcome not in (OUTCOME_PROGRESSING, OUTCOME_FAILED) or held:
         return False
     if rollout.complete:
-        test = spec.rollout.smoke_test if wanted else None
-        if test is not None and entry.smoke_test is None:
+        if tested and entry.smoke_test is None:
             if smoke is None:
                 return True
             entry.smoke_test = "Passed" if smoke.passed else "Failed"

@@ -16,14 +16,22 @@ bytes, and the whole check of one revision ends within `BUDGET_SECONDS` however 
 A ModelApp with `spec.auth` gets the smoke token of its revision (`builders.smoke_token`; its pods hold only
 its SHA-256): `token=` on the transports sends it as `Authorization: Bearer`, or, through the API server's pod
 proxy (which spends `Authorization` on the operator's own credentials), as `X-ModelApp-Token`.
+
+When the ModelApp names no smoke test and its version was published with acceptance examples, the test is
+the version's own (`VersionExamples`, issue 14.1): each pod is asked for the card of the version it loaded
+(`GET /v2/models/<name>/card`, a transport called with no body), the bytes must hash to the card sha256 the
+version's manifest pins (recorded by the bump in `modelapp.io/pair-facts`), and its examples are then run as
+a golden request. The operator never opens the tenant's store: the pod has the verified copy.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from modelapp_operator import kube
@@ -31,8 +39,21 @@ from modelapp_operator.builders import PORT, selector
 from modelapp_operator.revisions import Pair
 from modelapp_operator.rollout import SmokeVerdict
 from modelapp_operator.spec import SmokeTest
+from modelapp_serving.card import CardError, parse_card
 
-Transport = Callable[[str, Mapping[str, Any], float], tuple[int, bytes]]
+#: (path, JSON body or None for a GET, timeout) -> (HTTP status, body bytes).
+Transport = Callable[[str, Mapping[str, Any] | None, float], tuple[int, bytes]]
+
+
+@dataclass(frozen=True)
+class VersionExamples:
+    """The acceptance examples of the version a pod loaded: its card, which must hash to `card_sha256`."""
+
+    card_sha256: str
+
+
+#: What a smoke check runs: the ModelApp's own golden request, or the version's examples.
+Check = SmokeTest | VersionExamples
 
 
 class TransportFor(Protocol):
@@ -160,17 +181,68 @@ def ready_pods(name: str, namespace: str, pair: Pair) -> list[Mapping[str, Any]]
     return [p for p in pods if Pair.from_template({"spec": {"template": p}}) == pair and _is_ready(p)]
 
 
-def check_pods(name: str, namespace: str, test: SmokeTest, pair: Pair,
+def version_examples(examples: VersionExamples, model: str, transport: Transport, *,
+                     deadline: float | None = None) -> SmokeTest | SmokeVerdict:  # fmt: skip
+    """The examples of the version the pod loaded, as a golden request; or the verdict that they cannot be
+    had (a failure: a version is never good without its own examples passing)."""
+    try:
+        return _examples(examples, model, transport, deadline)
+    except _NoExamples as exc:
+        return SmokeVerdict(False, f"the version's acceptance examples: {exc}")
+
+
+class _NoExamples(Exception):
+    """Why a pod's version examples cannot be run."""
+
+
+def _examples(examples: VersionExamples, model: str, transport: Transport, deadline: float | None) -> SmokeTest:
+    timeout = 10.0 if deadline is None else min(10.0, deadline - time.monotonic())
+    if timeout <= 0:
+        raise _NoExamples(f"no time left within the smoke test's budget of {BUDGET_SECONDS:g} s")
+    try:
+        status, body = transport(f"/v2/models/{model}/card", None, timeout)
+    except TransportError as exc:
+        raise _NoExamples(f"the pod did not answer for its version card: {exc}") from None
+    if status != 200:
+        raise _NoExamples(f"GET /v2/models/{model}/card answered HTTP {status}: the app image's serving runtime "
+                          "predates version cards; rebuild it on a current serving image, or name "
+                          "spec.rollout.smokeTest")  # fmt: skip
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != examples.card_sha256:
+        raise _NoExamples(f"the card the pod serves has sha256 {actual[:12]}..., not the version's "
+                          f"{examples.card_sha256[:12]}...")  # fmt: skip
+    try:
+        card = parse_card(body)
+    except CardError as exc:
+        raise _NoExamples(str(exc)) from None
+    if card.examples is None:
+        raise _NoExamples("the version's card holds none")
+    return SmokeTest.model_validate(card.examples.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def check_pods(name: str, namespace: str, test: Check, pair: Pair,
                transport_for: TransportFor) -> SmokeVerdict | None:  # fmt: skip
-    """The golden request to up to PODS ready pods of `pair`, all within BUDGET_SECONDS; None when no pod
-    is ready (yet)."""
+    """The golden request (the ModelApp's, or the version's examples) to up to PODS ready pods of `pair`, all
+    within BUDGET_SECONDS; None when no pod is ready (yet)."""
     deadline = time.monotonic() + BUDGET_SECONDS
     pods = ready_pods(name, namespace, pair)[:PODS]
     for pod in pods:
-        verdict = run(test, name, transport_for(namespace, pod), deadline=deadline)
+        verdict = check_one(test, name, transport_for(namespace, pod), deadline=deadline)
         if not verdict.passed:
             return SmokeVerdict(False, f"pod {pod['metadata']['name']}: {verdict.message}")
-    return SmokeVerdict(True, f"{len(pods)} pod(s) answered as expected") if pods else None
+    what = "the version's acceptance examples" if isinstance(test, VersionExamples) else "the golden request"
+    return SmokeVerdict(True, f"{len(pods)} pod(s) answered {what} as expected") if pods else None
+
+
+def check_one(test: Check, model: str, transport: Transport, *, deadline: float | None = None) -> SmokeVerdict:
+    """One pod: its version's examples fetched first when that is the test, then the golden request."""
+    if isinstance(test, VersionExamples):
+        found = version_examples(test, model, transport, deadline=deadline)
+        if isinstance(found, SmokeVerdict):
+            return found
+        verdict = run(found, model, transport, deadline=deadline)
+        return verdict if verdict.passed else SmokeVerdict(False, f"version examples: {verdict.message}")
+    return run(test, model, transport, deadline=deadline)
 
 
 def direct_transport(namespace: str, pod: Mapping[str, Any], *, token: str | None = None) -> Transport:
@@ -178,7 +250,7 @@ def direct_transport(namespace: str, pod: Mapping[str, Any], *, token: str | Non
     operator must reach the pod network, as it does when it runs in the cluster)."""
     ip = str((pod.get("status") or {}).get("podIP") or "")
     if not ip:
-        def unreachable(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+        def unreachable(path: str, body: Mapping[str, Any] | None, timeout: float) -> tuple[int, bytes]:
             raise TransportError(f"pod {namespace}/{pod['metadata']['name']} has no IP yet")
 
         return unreachable
@@ -199,9 +271,10 @@ def pod_transport(namespace: str, pod: str, port: int, *, token: str | None = No
     """Through the API server's pod proxy."""
     headers = {TOKEN_HEADER: token} if token else {}
 
-    def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+    def send(path: str, body: Mapping[str, Any] | None, timeout: float) -> tuple[int, bytes]:
         try:
-            return kube.pod_proxy_post(namespace, pod, port, path, dict(body), timeout=timeout, limit=MAX_ANSWER,
+            sent = None if body is None else dict(body)
+            return kube.pod_proxy_post(namespace, pod, port, path, sent, timeout=timeout, limit=MAX_ANSWER,
                                        headers=headers)  # fmt: skip
         except kube.ApiError as exc:
             raise TransportError(str(exc)) from None
@@ -219,11 +292,12 @@ def http_transport(base_url: str, *, token: str | None = None) -> Transport:
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
 
-    def send(path: str, body: Mapping[str, Any], timeout: float) -> tuple[int, bytes]:
+    def send(path: str, body: Mapping[str, Any] | None, timeout: float) -> tuple[int, bytes]:
         deadline = time.monotonic() + timeout
+        method, sent = ("GET", None) if body is None else ("POST", dict(body))
         try:
-            with requests.post(base_url.rstrip("/") + path, json=dict(body), headers=headers, timeout=timeout,
-                               stream=True) as answer:  # fmt: skip
+            with requests.request(method, base_url.rstrip("/") + path, json=sent, headers=headers, timeout=timeout,
+                                  stream=True) as answer:  # fmt: skip
                 data = kube.read_bounded(answer.iter_content(64 * 1024), limit=MAX_ANSWER, deadline=deadline)
                 return answer.status_code, data
         except requests.RequestException as exc:
