@@ -273,7 +273,7 @@ class AuthSpec(_Model):
 #: address), no wildcard (a tenant's `*.example.com` would catch every other tenant's subdomain).
 HOST_PATTERN = r"^(?:[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$"
 HOST_NOT_DNS = (
-    "ingress.host is not a DNS name: lowercase labels of letters, digits and '-' (at most 63 each, no '-' at "
+    "not a DNS name: lowercase labels of letters, digits and '-' (at most 63 each, no '-' at "
     "either end) joined by '.', the last starting with a letter (not an IP address), at most 253 characters; "
     "no wildcard, scheme, port or path"
 )
