@@ -131,7 +131,7 @@ def test_a_prediction_by_host_name_through_traefik(flow_namespace: FlowNamespace
     # A TLS Secret that does not exist: the operator cannot know (it never reads Secrets); Traefik serves the
     # host with its default certificate, which curl refuses unless told not to verify.
     missing = f"wine.{ns.name}.example.test"
-    _deploy(ns, apps, tmp_path, "wine", "1", seed=0,
+    _deploy(ns, apps, tmp_path, "wine", "2", seed=0,  # the same model as iris's version 1, published anew
             ingress={"host": missing, "className": "traefik", "tlsSecret": "no-such-secret"})
     poll(lambda: apps.condition("wine", "IngressReady").get("reason") == "Admitted", timeout=240, what="wine")
     where = {"host": missing, "port": 443, "address": traefik.address}
