@@ -135,6 +135,7 @@ class GatedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     header_timeout = 10.0
     read_timeout = 30.0
+    alive: bool  # gunicorn's (untyped) attribute
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -341,6 +342,7 @@ class OneWriteResponse(wsgi.Response):  # type: ignore[misc]
     """
 
     held: bytes | None = None
+    headers_sent: bool  # gunicorn's (untyped) attribute
 
     def send_headers(self) -> None:
         if self.headers_sent:

@@ -87,8 +87,70 @@ def test_a_port_another_process_holds_stops_serve_with_the_reason(onnx_model_dir
         command = [sys.executable, "-m", "modelapp_serving.cli", "serve", "--model-dir", str(onnx_model_dir.path)]
         command += ["--name", "iris", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", "0"]
         started = time.monotonic()
-        done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=onnx_model_dir.path.parent)
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, timeout=60, cwd=onnx_model_dir.path.parent
+        )
     assert done.returncode == 2, done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
     assert "another process holds that port" in done.stderr
     assert time.monotonic() - started < 30
+
+
+class CountingSocket(socket.socket):
+    """A real socket that also records each `sendall`, to count the writes a response takes."""
+
+    writes: list[bytes]
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:  # type: ignore[override]
+        self.writes.append(bytes(data))
+        super().sendall(data, flags)
+
+
+def respond(request: bytes, status: str, headers: list[tuple[str, str]], body: list[bytes]) -> tuple[int, bytes]:
+    """One request through gunicorn's parser and `OneWriteResponse` on a real socket pair: (writes, bytes read)."""
+    from gunicorn import http
+    from gunicorn.config import Config
+
+    from modelapp_serving.worker import OneWriteResponse
+
+    server_end, client_end = socket.socketpair()
+    server = CountingSocket(fileno=server_end.detach())
+    server.writes = []
+    with server, client_end:
+        client_end.sendall(request)
+        cfg = Config()
+        req = next(http.get_parser(cfg, server, ("127.0.0.1", 1)))
+        response = OneWriteResponse(req, server, cfg)
+        response.start_response(status, headers)
+        for item in body:
+            response.write(item)
+        response.close()
+        server.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := client_end.recv(65536):
+            received += chunk
+    return len(server.writes), received
+
+
+def test_a_response_goes_out_in_one_write() -> None:
+    writes, received = respond(
+        b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "200 OK",
+        [("Content-Type", "application/json"), ("Content-Length", "13")],
+        [b'{"output":[]}'],
+    )
+    assert writes == 1
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b'\r\n\r\n{"output":[]}')
+    assert b"Content-Length: 13\r\n" in received
+
+
+def test_a_head_answer_and_a_chunked_body_are_whole() -> None:
+    writes, received = respond(
+        b"HEAD /version HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", [("Content-Length", "2")], [b"{}"]
+    )
+    assert writes == 1  # the head alone, sent at close
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n") and received.endswith(b"\r\n\r\n")
+    writes, received = respond(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", "200 OK", [], [b"ab", b"cd"])
+    assert received.endswith(b"\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"), received
+    assert writes >= 3  # chunked: the head first, then each chunk and the end (no single write possible)
