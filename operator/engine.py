@@ -170,6 +170,7 @@ class Engine:
         try:
             observed = self._child(app, "Deployment", miss=reason != "create")
             decision = self._decide(app, spec, observed, logger)
+            _record_provenance(decision, spec, facts)
             applied_spec = decision.effective.apply_to(spec)
             refused = self._ingress_refusal(app, applied_spec)
             stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume",
@@ -501,6 +502,17 @@ def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] 
     kept = [c for c in (deployment.get("status") or {}).get("conditions") or []
             if not (c.get("reason") == "ProgressDeadlineExceeded" or c.get("type") == "ReplicaFailure")]  # fmt: skip
     return {**deployment, "status": {**(deployment.get("status") or {}), "conditions": kept}}
+
+
+def _record_provenance(decision: rollout.Decision, spec: ModelAppSpec, facts: signatures.PairFacts) -> None:
+    """Entries of the spec's model version carry its provenance (status.revisions), as the bump read it in
+    the version's card: any answer traces back to the run that made its model."""
+    model = facts.model_for(spec.model.uri, spec.model.version, spec.model.sha256)
+    if model is None or model.provenance is None:
+        return
+    for entry in decision.revisions:
+        if (entry.uri, entry.model, entry.sha256) == (model.uri, model.version, model.sha256) and not entry.provenance:
+            entry.provenance = model.provenance.as_json()
 
 
 def _version_examples(annotations: Mapping[str, str], spec: ModelAppSpec) -> smoke.VersionExamples | None:

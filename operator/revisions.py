@@ -76,6 +76,7 @@ class Revision(BaseModel):
     reason: str = Field("", max_length=128, description="A CamelCase reason for the outcome.")
     message: str = Field("", max_length=1024, description="A human-readable explanation.")
     smoke_test: Literal["Passed", "Failed"] | None = Field(None, alias="smokeTest", description="The smoke verdict.")
+    provenance: dict[str, Any] | None = Field(None, description="Where the model version came from (its card).")
 
     @classmethod
     def new(cls, revision: int, pair: Pair, *, at: str, outcome: names.Outcome, reason: str, message: str) -> Revision:
@@ -108,6 +109,8 @@ class Revision(BaseModel):
             out["availableAt"] = self.available_at
         if self.smoke_test:
             out["smokeTest"] = self.smoke_test
+        if self.provenance:
+            out["provenance"] = self.provenance
         return out
 
 
