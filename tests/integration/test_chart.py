@@ -271,8 +271,8 @@ def test_bad_values_are_refused(render_chart: Render, values: dict[str, Any], me
 @pytest.mark.parametrize("values", [{}, NAMESPACED])
 def test_the_pod_proxy_is_granted_only_when_the_smoke_test_uses_it(render_chart: Render,
                                                                    values: dict[str, Any]) -> None:  # fmt: skip
-    """smokeTransport=proxy: create on pods/proxy (and the operator is told so); direct: neither."""
-    for transport, expected in (("direct", set()), ("proxy", {"create"})):
+    """smokeTransport=proxy: create and get on pods/proxy (the golden request, the version card); direct: neither."""
+    for transport, expected in (("direct", set()), ("proxy", {"create", "get"})):
         rendered = render_chart({**values, "operator.smokeTransport": transport})
         assert not rendered.error, rendered.error
         for role in rendered.all("ClusterRole" if not values else "Role"):
