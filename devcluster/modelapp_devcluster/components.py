@@ -6,8 +6,9 @@ bridge address (`Settings.bind_address`, on this machine only) so that pods can 
   fsync on a shared CI disk would dominate the latency of every write.
 - kube-apiserver: RBAC on (`Node,RBAC`), client-certificate auth against the local CA, service
   account tokens signed by `sa.key`; the aggregation layer (front-proxy CA and client certificate, pki.py)
-  routes to an aggregated API's endpoints, so metrics-server on the real node serves metrics.k8s.io. With a loopback advertise address the `kubernetes` Service
-  cannot get endpoints (the API rejects loopback endpoint IPs), so the endpoint reconciler is off.
+  routes to an aggregated API's endpoints, so metrics-server on the real node serves metrics.k8s.io.
+  With a loopback advertise address the `kubernetes` Service cannot get endpoints (the API rejects
+  loopback endpoint IPs), so the endpoint reconciler is off.
 - kube-controller-manager: all default controllers, one service-account credential per
   controller, the root CA published in every namespace, CSRs signed by the local CA.
 - Single instances: leader election off, so components act at once after a restart.
