@@ -23,7 +23,7 @@ import requests
 
 from modelapp_operator import builders, rollout, smoke
 from modelapp_operator.revisions import Pair, Revision
-from modelapp_operator.spec import parse_spec
+from modelapp_operator.spec import ModelAppSpec, parse_spec
 from modelapp_serving.card import CARD_NAME, Examples, Provenance
 from modelapp_serving.fetch import fetch_version
 from modelapp_serving.publish import publish_version
@@ -93,22 +93,26 @@ def test_a_version_failing_its_own_examples_is_rolled_back_without_a_smoke_test_
     server = serve_process(model, "doubling", ["--model-class", DOUBLING])
     server.wait_ready()
 
-    def spec(version: str) -> object:
-        return parse_spec({"image": "example.com/app:1", "model": {"uri": azure_container.uri("doubling"),
-                                                                  "version": version, "sha256": model.digest}})
+    def spec(version: str) -> ModelAppSpec:
+        return parse_spec(
+            {
+                "image": "example.com/app:1",
+                "model": {"uri": azure_container.uri("doubling"), "version": version, "sha256": model.digest},
+            }
+        )
 
     good, new = spec("1"), spec("2")
-    assert new.rollout.smoke_test is None  # type: ignore[attr-defined]
-    history = [Revision.new(1, Pair.from_spec(good), at="t", outcome="Available", reason="", message="")]  # type: ignore[arg-type]
+    assert new.rollout.smoke_test is None
+    history = [Revision.new(1, Pair.from_spec(good), at="t", outcome="Available", reason="", message="")]
     history[0].available_at = "t"
     deployment = {
         "metadata": {"generation": 2},
-        "spec": {"replicas": 1, "template": {"metadata": {"annotations": builders.template_annotations(new)}}},  # type: ignore[arg-type]
+        "spec": {"replicas": 1, "template": {"metadata": {"annotations": builders.template_annotations(new)}}},
         "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1},
     }
 
     def seen(revisions: list[Revision]) -> rollout.Observation:
-        return rollout.Observation(spec=new, revisions=revisions, deployment=deployment, annotations={}, now="t",  # type: ignore[arg-type]
+        return rollout.Observation(spec=new, revisions=revisions, deployment=deployment, annotations={}, now="t",
                                    version_examples=True)  # fmt: skip
 
     started = rollout.decide(seen(history))
