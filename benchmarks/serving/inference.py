@@ -264,8 +264,9 @@ def run_inference(
     baseline: Baseline | None = None,
     also: Sequence[Baseline] = (),
     threads: Sequence[int] = (),
-) -> tuple[list[LoadResult], list[dict[str, Any]]]:
-    """Per model: start every server, then measure them in interleaved rounds.
+) -> tuple[list[LoadResult], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Per model: start every server, then measure them in interleaved rounds; also the servers left
+    out (one that does not start or answer is reported and the others are measured).
 
     Why rounds: the machine is shared, and its load changes within minutes; measuring A for 15 s
     and then B for 15 s would give A and B different machines. Short rounds in turn (A B C A B C...)
@@ -275,16 +276,23 @@ def run_inference(
     """
     results: list[LoadResult] = []
     per_round: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
     for model_format, model in models.items():
         table = starters(baseline, also, threads)
         wanted = only or [*DEFAULT_SERVERS, *(name for name in table if name.startswith("ours-") or "@" in name)]
         names = [name for name in table if name in wanted]
         floor = FLOOR in wanted
-        servers = {name: table[name](model, model_format, settings.workers, scratch / "logs") for name in names}
+        servers: dict[str, Server] = {}
+        targets: dict[str, tuple[str, Path]] = {}
         try:
-            targets = {
-                name: prepare(server, model, settings=settings, scratch=scratch) for name, server in servers.items()
-            }
+            for name in names:  # one at a time: ten servers importing their stacks at once starve each other
+                try:
+                    servers[name] = table[name](model, model_format, settings.workers, scratch / "logs")
+                    targets[name] = prepare(servers[name], model, settings=settings, scratch=scratch)
+                except (RuntimeError, OSError, AssertionError, subprocess.SubprocessError) as exc:
+                    print(f"  {model_format:8} {name:9} left out: it did not start and answer: {exc}", flush=True)
+                    failed.append({"server": name, "model": model_format, "reason": str(exc)[-1500:]})
+            names = list(targets)
             body_file = scratch / f"body-{model.input_name}.json"
             body_file.write_bytes(request_body(model))
             rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in [*names, *([FLOOR] if floor else [])]}
@@ -315,7 +323,7 @@ def run_inference(
         if floor:
             calls = sum(raw["calls"] for raw in rounds[FLOOR]) / sum(raw["seconds"] for raw in rounds[FLOOR])
             print(f"  {model_format:8} {FLOOR:9} {calls:8.0f} calls/s, one process, no HTTP", flush=True)
-    return results, per_round
+    return results, per_round, failed
 
 
 def _split(server: Server, workers: int) -> list[int]:

@@ -208,6 +208,8 @@ def tables(report: dict[str, Any]) -> str:
     parts = [f"machine: {report['machine']}", f"settings: {report['settings']}"]
     if "inference" in report:
         parts += ["### Inference (POST /v2/models/iris/infer)", inference_table(report["inference"])]
+    for row in report.get("inference_left_out", []):
+        parts.append(f"left out: {row['server']} ({row['model']}): {row['reason'][-300:]}")
     if report.get("inference_rounds"):
         rounds = report["inference_rounds"]
         parts += ["### The goal, round by round (>= 2x the faster rival, p99 no worse)", goal_table(rounds)]

@@ -84,7 +84,7 @@ def main() -> None:
             servers += [f"ours-t{item}" for item in args.ours_threads.split(",") if item]
         if "inference" in parts:
             print("inference", flush=True)
-            runs, rounds = inference.run_inference(
+            runs, rounds, failed = inference.run_inference(
                 iris_versions(scratch),
                 settings=settings,
                 scratch=scratch,
@@ -95,6 +95,7 @@ def main() -> None:
             )
             report["inference"] = inference.as_rows(runs)
             report["inference_rounds"] = rounds
+            report["inference_left_out"] = failed
         if "fetch" in parts:
             print("fetch", flush=True)
             tunings = [item for item in args.fetch_tunings.split(",") if item]
