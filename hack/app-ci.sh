@@ -13,6 +13,9 @@
 #   REGISTRY_USERNAME  REGISTRY_PASSWORD   credentials for IMAGE's registry (needed to push)
 #   APP_TESTS          the tests folder, mounted into the image (default tests)
 #   APP_TEST_COMMAND   run by sh in the image in /opt/app (default: python3 -m unittest discover -s tests -v)
+#   APP_SIGNATURES     the model signatures the app accepts, JSON (default APP_DIR/signatures.json when it
+#                      exists): written to the image label io.modelapp.signatures, so the bump never pairs
+#                      the image with a model version whose signature does not fit (docs/app-repository.md)
 #   PIP_INDEX_URL      a private package index for the app's dependencies (else wheels/ only)
 #   MODEL_URI          bake a model: azureblob://container/prefix, s3://bucket/prefix
 #   MODEL_VERSION      the version to bake (default latest: the newest complete version, as the
@@ -95,6 +98,38 @@ image_ref=$IMAGE:$TAG
 say "build: $image_ref on $SERVING_IMAGE"
 build_args=(--build-arg SERVING_IMAGE="$SERVING_IMAGE")
 [ -n "${PIP_INDEX_URL:-}" ] && build_args+=(--build-arg PIP_INDEX_URL)  # value from the environment
+signatures_file=${APP_SIGNATURES:-$app_dir/signatures.json}
+if [ -f "$signatures_file" ]; then
+  # One line of compact JSON, checked for shape here (the bump checks it again, strictly, and caps it at 16 KiB).
+  command -v python3 >/dev/null || fail "signatures: python3 is needed to read $signatures_file"
+  signatures_label=$(python3 - "$signatures_file" <<'PY'
+import json, sys
+try:
+    raw = json.load(open(sys.argv[1]))
+except ValueError as exc:
+    sys.exit(f"not valid JSON: {exc}")
+items = raw if isinstance(raw, list) else [raw]
+datatypes = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32",
+             "FP64", "BYTES"}
+for i, item in enumerate(items):
+    for side in ("inputs", "outputs"):
+        tensors = item.get(side) if isinstance(item, dict) else None
+        if not isinstance(tensors, list):
+            sys.exit(f"signature {i}: {side} must be a list of {{name, datatype, shape}}")
+        for t in tensors:
+            ok = isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("datatype") in datatypes \
+                and isinstance(t.get("shape"), list) and all(isinstance(d, int) and d >= -1 for d in t["shape"])
+            if not ok:
+                sys.exit(f"signature {i}: {side}: {json.dumps(t)[:80]} is not {{name, datatype (FP32, INT64, ...), shape}}")
+print(json.dumps(items, separators=(",", ":")))
+PY
+  ) || fail "signatures: $signatures_file is not a list of {inputs, outputs} signatures (reason above)"
+  [ "${#signatures_label}" -le 16384 ] || fail "signatures: $signatures_file is over 16 KiB as one line; list fewer signatures"
+  build_args+=(--label "io.modelapp.signatures=$signatures_label")
+  say "build: label io.modelapp.signatures from $signatures_file"
+elif [ -n "${APP_SIGNATURES:-}" ]; then
+  fail "APP_SIGNATURES=$APP_SIGNATURES: no such file"
+fi
 revision=$(git -C "$app_dir" rev-parse HEAD 2>/dev/null || true)
 [ -n "$revision" ] && build_args+=(--label "org.opencontainers.image.revision=$revision")
 docker build "${build_args[@]}" --tag "$image_ref" "$app_dir" >&2 \
