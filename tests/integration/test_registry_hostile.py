@@ -11,6 +11,7 @@ at stake, what the bystander saw. Good paths against real registries are in test
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -368,3 +369,67 @@ def test_digest_lookup_refuses_a_tag_the_crd_would_refuse(hostile: HostileServer
     with pytest.raises(RegistryError, match="is not a valid tag"):
         client_for(hostile).resolve_digest(parse_image(f"{hostile.host}/{REPOSITORY}"), "../../other/manifests/x")
     assert hostile.seen == []
+
+
+# --- an image's labels (signatures, issue 14.2) ---------------------------------------------------
+
+
+def _digest(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def _image(config: bytes, *, declared: int | None = None) -> tuple[bytes, str]:
+    descriptor = {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": _digest(config),
+                  "size": len(config) if declared is None else declared}  # fmt: skip
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": descriptor, "layers": []}).encode()  # fmt: skip
+    return manifest, _digest(manifest)
+
+
+def test_labels_are_read_from_the_config_the_digest_names(hostile: HostileServer) -> None:
+    config = json.dumps({"config": {"Labels": {"io.modelapp.signatures": "[]", "n": 3}}}).encode()
+    manifest, digest = _image(config)
+    hostile.route(MANIFEST, after_login(lambda ex: ex.answer(200, manifest)))
+    hostile.route(f"/v2/{REPOSITORY}/blobs/", after_login(lambda ex: ex.answer(200, config)))
+    labels = client_for(hostile).image_labels(parse_image(f"{hostile.host}/{REPOSITORY}"), digest)
+    assert labels == {"io.modelapp.signatures": "[]"}  # string values only
+
+
+def test_a_manifest_that_is_not_the_digests_is_refused(hostile: HostileServer) -> None:
+    manifest, _ = _image(b"{}")
+    hostile.route(MANIFEST, after_login(lambda ex: ex.answer(200, manifest)))
+    with pytest.raises(RegistryRefused, match=r"does not hash to sha256:abababababab") as caught:
+        client_for(hostile).image_labels(parse_image(f"{hostile.host}/{REPOSITORY}"), DIGEST)
+    assert SKIPPED in str(caught.value)
+
+
+def test_a_config_declared_too_big_is_never_fetched(hostile: HostileServer) -> None:
+    manifest, digest = _image(b"{}", declared=64 * 1024 * 1024)
+    hostile.route(MANIFEST, after_login(lambda ex: ex.answer(200, manifest)))
+    hostile.route(f"/v2/{REPOSITORY}/blobs/", after_login(lambda ex: ex.stream(b"x" * 65536)))
+    with pytest.raises(RegistryRefused, match="over the 1048576-byte cap for reading labels"):
+        client_for(hostile).image_labels(parse_image(f"{hostile.host}/{REPOSITORY}"), digest)
+    assert hostile.requests_to(f"/v2/{REPOSITORY}/blobs/") == []
+
+
+def test_an_endless_config_ends_at_the_body_cap(hostile: HostileServer) -> None:
+    config = b"{}"
+    manifest, digest = _image(config)
+    hostile.route(MANIFEST, after_login(lambda ex: ex.answer(200, manifest)))
+    hostile.route(f"/v2/{REPOSITORY}/blobs/", after_login(lambda ex: ex.stream(b"x" * 65536)))
+    started = time.monotonic()
+    with pytest.raises(RegistryRefused, match="sent more than 2097152 bytes"):
+        client_for(hostile, max_body=2 * 1024 * 1024).image_labels(parse_image(f"{hostile.host}/{REPOSITORY}"),
+                                                                   digest)  # fmt: skip
+    assert time.monotonic() - started < 10
+
+
+def test_a_trickled_config_ends_at_the_deadline(hostile: HostileServer) -> None:
+    config = b"{}"
+    manifest, digest = _image(config)
+    hostile.route(MANIFEST, after_login(lambda ex: ex.answer(200, manifest)))
+    hostile.route(f"/v2/{REPOSITORY}/blobs/", after_login(lambda ex: ex.stream(b" ", every=0.5)))
+    started = time.monotonic()
+    with pytest.raises(RegistryUnavailable, match="no answer within"):
+        client_for(hostile, timeout=2.0).image_labels(parse_image(f"{hostile.host}/{REPOSITORY}"), digest)
+    assert time.monotonic() - started < 6
