@@ -240,6 +240,15 @@ def start_mlserver(model: VersionDir, *, model_format: str, workers: int, logs: 
     return _start(f"mlserver-{tag}", command, port=port, logs=logs, cwd=folder)
 
 
+def _readiness_env(folder: Path, workers: int) -> dict[str, str]:
+    """Readiness across workers as under `serve` (readiness.py): markers in a fresh folder, counted
+    for the live children of the worker's parent. Without it a candidate answered ready when one
+    worker had loaded, and the first request, landing on the other, got a 503 (granian, sklearn)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return {"MODELAPP_READY_DIR": str(folder), "MODELAPP_READY_WORKERS": str(workers)}
+
+
 def start_thin(model: VersionDir, *, workers: int, logs: Path, tag: str) -> Server:
     """The thinnest HTTP server around the same dataplane (`thin_server.py`): a floor, not a rival."""
     port = free_port()
@@ -262,6 +271,7 @@ def start_granian(model: VersionDir, *, workers: int, logs: Path, tag: str) -> S
     env = {
         "PYTHONPATH": str(granian_path()),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),  # as under `serve`: samples in files, one per worker
+        **_readiness_env(logs / f"granian-ready-{tag}", workers),
         "BENCH_MODEL_DIR": str(model.path),
         "BENCH_MODEL_SHA256": model.digest,
     }
@@ -280,6 +290,7 @@ def start_gunicorn(model: VersionDir, *, worker_class: str, workers: int, logs: 
     command += ["benchmarks.serving.app_factory:app()"]
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        **_readiness_env(logs / f"gunicorn-{worker_class}-ready-{tag}", workers),
         "BENCH_MODEL_DIR": str(model.path),
         "BENCH_MODEL_SHA256": model.digest,
     }
