@@ -91,3 +91,40 @@ class Store:
 
     def __len__(self) -> int:
         return len(self._objects)
+
+
+class Names:
+    """Which child names are held, by anyone: every object of the child kinds in a namespace, ours or not (a
+    Service the platform made, another controller's Deployment).
+
+    Why: before a ModelApp's child is first written, the engine must know whether another owner holds its
+    name (it is then never written: `NameTaken`). The store only holds our own labelled children, so that
+    took a GET per child of every new ModelApp. Here one listing per (kind, namespace) primes the names
+    (`prime`), and the watch events of every object of those kinds keep them current (`note`; kopf receives
+    them all, only our labelled ones reach the store). `free` is None until primed: the caller reads the API.
+    A name created moments before the check may not be noted yet: the same window as a GET before an apply.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._primed: set[tuple[str, str]] = set()
+        self._held: set[Key] = set()
+
+    def prime(self, kind: str, namespace: str, names: list[str]) -> None:
+        with self._lock:
+            self._held.update((kind, namespace, name) for name in names)
+            self._primed.add((kind, namespace))
+
+    def note(self, kind: str, namespace: str, name: str, *, present: bool) -> None:
+        with self._lock:
+            (self._held.add if present else self._held.discard)((kind, namespace, name))
+
+    def free(self, kind: str, namespace: str, name: str) -> bool | None:
+        """True: nobody holds the name; False: somebody does; None: not known (not primed)."""
+        with self._lock:
+            if (kind, namespace) not in self._primed:
+                return None
+            return (kind, namespace, name) not in self._held
+
+    def __len__(self) -> int:
+        return len(self._held)

@@ -96,6 +96,8 @@ class Engine:
     def __init__(self, config: OperatorConfig, *, smoke_check: SmokeCheck = smoke.check_pods) -> None:
         self.config = config
         self.store = cache.Store()
+        self.names = cache.Names()
+        self._priming = threading.Lock()
         self.turns = Turns()
         self.child_pool = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
         self.smoke_pool = ThreadPoolExecutor(max_workers=SMOKE_THREADS, thread_name_prefix="modelapp-smoke")
@@ -383,11 +385,21 @@ class Engine:
         known = self.store.get(kind, meta["namespace"], meta["name"])
         if known is not None:
             return self._owned(app, known)
-        if not miss:
+        if not miss or self._name_free(kind, meta["namespace"], meta["name"]):
             return None
         # Remembered only once known to be ours: the watches see only our labelled children, so a foreign
         # object kept in the store would never be forgotten when it is deleted.
         return self.remember(kind, self._owned(app, kube.get(kind, meta["name"], meta["namespace"])))
+
+    def _name_free(self, kind: str, namespace: str, name: str) -> bool:
+        """Nobody holds this name (`cache.Names`, primed by one listing per kind and namespace): no GET needed."""
+        free = self.names.free(kind, namespace, name)
+        if free is None:
+            with self._priming:
+                if self.names.free(kind, namespace, name) is None:
+                    self.names.prime(kind, namespace, kube.list_names(kind, namespace))
+            free = self.names.free(kind, namespace, name)
+        return bool(free)
 
     def _ensure(self, manifest: Mapping[str, Any], current: Mapping[str, Any] | None) -> Mapping[str, Any]:
         """The child as stored: applied only when it is missing or has drifted (no-op detection)."""

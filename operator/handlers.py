@@ -3,6 +3,7 @@
 - startup: tune kopf once, create the peering object, create the `Engine` (engine.py) and keep it in memo.
 - ModelApp events keep the engine's store current; create/update/resume and annotation changes (retry,
   rollback notes) run `Engine.converge` with every child.
+- Every Deployment/Service/PDB/HPA/Ingress event notes which names are held (`name_seen`, no API call).
 - Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator) are remembered at once,
   then handed to `Engine.on_child` in a child thread: drift repair, rollout progress, status.
 
@@ -119,6 +120,19 @@ def reconcile(*, name: str, namespace: str | None, body: kopf.Body, reason: str,
     engine.remember(KIND, body)
     with metrics.timed("reconcile"):
         engine.converge(name=name, namespace=_namespaced(namespace), logger=logger, everything=True, reason=str(reason))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("", "v1", "services")
+@kopf.on.event("policy", "v1", "poddisruptionbudgets")
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
+async def name_seen(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
+                    memo: Any, **_: Any) -> None:  # fmt: skip
+    """Every object of the child kinds, ours or not: which names are held (`cache.Names`), so that a new
+    ModelApp's children need no GET to learn that their names are free."""
+    _engine(memo).names.note(CHILD_KINDS[resource.plural], _namespaced(namespace), body.metadata.name or "",
+                             present=type != "DELETED")  # fmt: skip
 
 
 def _owner(body: Mapping[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ What happens on errors, per call:
 - `patch_status`: returns the ModelApp as stored; 404 (the ModelApp was deleted meanwhile) returns None;
   no 409 (merge patches carry no resourceVersion).
 - `delete`: 404 returns False (already gone, which is what we wanted).
-- `get`: 404 returns None; `list_objects`: an empty namespace gives an empty list (pages of 500 are
+- `get`: 404 returns None; `list_objects` and `list_names`: an empty namespace gives an empty list (pages of 500 are
   followed to the end; a 410 for an expired continue token raises `ApiError`, the caller lists again).
 - `patch`: merge patch of an object (metadata/spec); 404 raises `Gone`, 409 (a stale
   `metadata.resourceVersion` in the patch) raises `ApiError` with status 409 for the caller to re-read.
@@ -129,10 +129,10 @@ def _path(kind: str, name: str | None, namespace: str | None, sub: str = "") -> 
 
 
 def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] | None = None,
-          content_type: str | None = None) -> Obj:  # fmt: skip
+          content_type: str | None = None, accept: str = "application/json") -> Obj:  # fmt: skip
     """One request; JSON in and out. Raises ApiError (Gone for 404) with the server's message."""
     api = api_client()
-    headers = {"Accept": "application/json", **({"Content-Type": content_type} if content_type else {})}
+    headers = {"Accept": accept, **({"Content-Type": content_type} if content_type else {})}
     params = api.param_serialize(
         method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
         auth_settings=["BearerToken"],
@@ -223,6 +223,21 @@ def list_objects(kind: str, namespace: str | None, *, selector: Mapping[str, str
         token = (listed.get("metadata") or {}).get("continue")
         if not token:
             return items
+        query["continue"] = token
+
+
+def list_names(kind: str, namespace: str) -> list[str]:
+    """The names of every object of `kind` in `namespace`, whoever made it (metadata-only listing, pages of
+    500, read from etcd: nothing created before the call is missing)."""
+    query: dict[str, Any] = {"limit": 500}
+    names: list[str] = []
+    while True:
+        listed = _call("GET", _path(kind, None, namespace), query=query,
+                       accept="application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io")  # fmt: skip
+        names += [str(item["metadata"]["name"]) for item in listed.get("items") or []]
+        token = (listed.get("metadata") or {}).get("continue")
+        if not token:
+            return names
         query["continue"] = token
 
 
