@@ -214,7 +214,10 @@ def unsettled(obj: Mapping[str, Any]) -> str:
         wanted = (str(spec.get("image", "")), str(model.get("uri", "")), str(model.get("version", "")))
         applied = (str(effective.get("image", "")), str(effective.get("uri", "")), str(effective.get("model", "")))
         failed = Quarantine.from_status(status).blocks(wanted[0], wanted[2])
-        if applied != wanted and not failed:
+        conditions = status.get("conditions") or []
+        # A pair refused for its signatures was never applied: a pair that fits may replace it.
+        refused = any(isinstance(c, Mapping) and c.get("reason") == "SignatureMismatch" for c in conditions)
+        if applied != wanted and not failed and not refused:
             return f"status.effective is {applied[0]} with model {applied[2]}, not the spec's pair"
     return ""
 
