@@ -96,10 +96,11 @@ def run_wrk(
 ) -> dict[str, Any]:
     """wrk against `url` for `seconds`; the Lua script's RESULT line, parsed.
 
-    `sample`, when given, is called once the connections are open (a third into the round) and its
-    answer kept as `split`: the connections each worker holds. The machine's 1-minute load average
-    at the start is kept as `load1`; `cpu`, when given, reads the server's CPU seconds so far, and
-    the difference over the round is kept as `cpu_seconds`. wrk is killed if it overruns the round by a minute.
+    `sample`, when given, is called three times while the connections are open and its fullest
+    answer kept as `split`: the connections each worker holds (then the server's thread count). The
+    machine's 1-minute load average at the start is kept as `load1`; `cpu`, when given, reads the
+    server's CPU seconds so far, and the difference over the round is kept as `cpu_seconds`. wrk is
+    killed if it overruns the round by a minute.
     """
     wrk = shutil.which("wrk")
     if wrk is None:
@@ -125,9 +126,12 @@ def run_wrk(
         env={**os.environ, "BENCH_BODY_FILE": str(body_file)},
     ) as process:
         split: list[int] = []
-        if sample is not None:
-            time.sleep(seconds / 3)
-            split = sample()
+        if sample is not None:  # three looks (a quarter, half, three quarters in); the fullest is kept
+            for _ in range(3):
+                time.sleep(seconds / 4)
+                look = sample()
+                if sum(look[:-1]) >= sum(split[:-1]):
+                    split = look
         try:
             stdout, stderr = process.communicate(timeout=seconds + 60)
         except subprocess.TimeoutExpired:

@@ -11,6 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+RIVALS = ("kserve", "mlserver")
+NOT_SERVERS = ("floor",)
+
 
 def _best(rows: list[dict[str, Any]], key: str) -> float:
     return max((row[key] for row in rows), default=0.0)
@@ -26,7 +29,7 @@ def inference_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         by_model[row["model"]].append(row)
     for model, group in by_model.items():
-        rival = _best([row for row in group if not row["server"].startswith("ours")], "requests_per_second")
+        rival = _best([row for row in group if row["server"] in RIVALS], "requests_per_second")
         for row in group:
             ours = row["server"].startswith("ours")
             ratio = f"{row['requests_per_second'] / rival:.2f}x" if ours and rival else ""
@@ -36,10 +39,6 @@ def inference_table(rows: list[dict[str, Any]]) -> str:
                 f"{row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {ratio} |"
             )
     return "\n".join(lines)
-
-
-RIVALS = ("kserve", "mlserver")
-NOT_SERVERS = ("floor",)
 
 
 def _ours(name: str) -> bool:
@@ -143,8 +142,8 @@ def floor_table(rows: list[dict[str, Any]], workers: int) -> str:
                 continue
             rate = _mean(rates)
             of_thin = f"{rate / thin:.0%}" if thin and server != "floor" else ""
-            of_floor = f"{rate / (floor * workers):.0%}" if floor else ""
-            of_one = f"{rate / floor:.0%}" if floor else ""
+            of_floor = f"{rate / (floor * workers):.0%}" if floor and server != "floor" else ""
+            of_one = f"{rate / floor:.0%}" if floor and server != "floor" else ""
             unit = " calls/s" if server in NOT_SERVERS else ""
             per_cpu = _per_cpu(groups[(model, server)])
             mine, thin_cpu = _per_cpu_value(groups[(model, server)]), _per_cpu_value(groups.get((model, "thin"), []))
