@@ -175,6 +175,8 @@ def publish_version(
     main_file = entrypoint or (files[0][0] if sources[0].is_file() else None)
     if main_file is None:
         raise PublishError("the first FILE is a folder: name the main file with --entrypoint")
+    if store.exists(version):  # before the model is loaded for its card: nothing to do for a taken version
+        raise ConflictError(f"version {version} already exists at {store.uri}; versions are immutable")
     found = next(((local, entry.sha256) for (name, local), entry in zip(files, entries, strict=True)
                   if name == main_file), None)  # fmt: skip
     card = make_card(model_format=model_format, main=found[0] if found else None,
@@ -187,8 +189,6 @@ def publish_version(
             files.append((CARD_NAME, card_path))
             entries.append(hash_file(CARD_NAME, card_path))
         data = build_manifest(version=version, model_format=model_format, entrypoint=main_file, files=entries)
-        if store.exists(version):
-            raise ConflictError(f"version {version} already exists at {store.uri}; versions are immutable")
         for name, local in files:
             store.upload(version, name, local)
         store.publish_manifest(version, data)
