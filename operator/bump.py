@@ -654,10 +654,12 @@ def render_table(outcome: Outcome, out: TextIO) -> None:
             print(f"  batch {r.batch}  {r.namespace}/{r.name}  {r.image} model {r.model}: {r.verdict}{why} "
                   f"after {r.seconds:.0f}s", file=out)  # fmt: skip
     for trip in outcome.trips:
-        held = sum(1 for row in outcome.rows if row.result == "held" and trip.holds(row.namespace))
         why = f"{trip.verdict}, {trip.reason}" if trip.reason else trip.verdict
         where = "every namespace" if trip.everywhere else f"namespace {trip.namespace}"
-        print(f"breaker tripped by {trip.namespace}/{trip.name} ({why}): {held} row(s) held back in {where}", file=out)
+        print(f"breaker tripped by {trip.namespace}/{trip.name} ({why}): holds {where}", file=out)
+    if outcome.trips:
+        apps = len({(row.namespace, row.name) for row in outcome.rows if row.result == "held"})
+        print(f"held back: {counts['held']} row(s) of {apps} app(s); exit code 3", file=out)
 
 
 def render_json(outcome: Outcome, out: TextIO) -> None:
