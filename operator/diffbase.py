@@ -1,4 +1,7 @@
-"""kopf's diff-base (the last handled "essence" of each ModelApp) kept in this process's memory.
+"""kopf's state storages, chosen so that handling a ModelApp writes nothing to it when the handler succeeds.
+
+`MemoryDiffBaseStorage`: kopf's diff-base (the last handled "essence" of each ModelApp) kept in memory.
+`QuietProgressStorage`: kopf's progress in `modelapp.io/*` annotations, without kopf's prefix marker.
 
 Why: kopf tells a create from an update (and which fields changed) by comparing a ModelApp with the essence
 it stored after the last successful handling. Its stock storages keep that essence *in the object*
@@ -14,6 +17,13 @@ that already has a status as a resume (`handlers.reconcile`). Changes made while
 converged like any resume. Nothing else moves: progress (retries, delays, permanent failures) stays in
 annotations, which kopf writes only when a handler fails. kopf's DiffBaseStorage is its documented
 extension point for this; the class is small enough to live upstream as a built-in choice.
+
+The marker: kopf's annotation storages also write `<prefix>/kopf-managed: yes` the first time they store
+anything, so that *other* kopf operators leave that prefix out of their diffs. The progress storage stores
+a record for every handler run and purges it in the same patch when the handler succeeded; the marker
+stayed, so each new ModelApp still cost one PATCH for it. `QuietProgressStorage` writes no marker (no other
+kopf operator handles ModelApps, and ours leaves the prefix out by name); progress of a failing or waiting
+handler is written as before.
 
 The essence leaves out every `modelapp.io/` annotation (bookkeeping of the operator and the bump, and kopf's
 own progress), as kopf does for the prefix it stores under, so those writes never look like a change.
@@ -65,3 +75,10 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
 
     def __len__(self) -> int:
         return len(self._essences)
+
+
+class QuietProgressStorage(kopf.AnnotationsProgressStorage):
+    """kopf's progress in annotations (written only while a handler fails or waits), without the marker."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        """No `<prefix>/kopf-managed` annotation: it alone cost a PATCH of every new ModelApp (see above)."""

@@ -34,7 +34,7 @@ from typing import Any
 import kopf
 
 from modelapp_operator import kube, metrics
-from modelapp_operator.diffbase import MemoryDiffBaseStorage
+from modelapp_operator.diffbase import MemoryDiffBaseStorage, QuietProgressStorage
 from modelapp_operator.engine import Engine, Logger
 from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, MANAGER, PLURAL, VERSION
 from modelapp_operator.settings import OperatorConfig, from_env
@@ -72,7 +72,7 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     settings.watching.server_timeout = config.server_timeout
     settings.watching.client_timeout = config.client_timeout
     settings.watching.connect_timeout = config.connect_timeout
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelapp.io")
+    settings.persistence.progress_storage = QuietProgressStorage(prefix="modelapp.io")
     memo.diffbase = MemoryDiffBaseStorage()  # no PATCH of the ModelApp after each handling (diffbase.py)
     settings.persistence.diffbase_storage = memo.diffbase
     settings.persistence.finalizer = "modelapp.io/kopf-finalizer"

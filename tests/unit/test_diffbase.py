@@ -13,7 +13,7 @@ from typing import Any
 
 import kopf
 
-from modelapp_operator.diffbase import MemoryDiffBaseStorage
+from modelapp_operator.diffbase import MemoryDiffBaseStorage, QuietProgressStorage
 
 
 def body(**changes: Any) -> kopf.Body:
@@ -69,3 +69,17 @@ def test_forget_makes_it_new_again() -> None:
     handled(storage, body())
     storage.forget("u-1")
     assert storage.fetch(body=body()) is None and len(storage) == 0
+
+
+def test_a_handler_that_succeeds_leaves_no_patch() -> None:
+    """kopf stores a progress record for every handler run and purges it on success in the same patch; only
+    the stock storage's prefix marker was left, and it alone cost a PATCH of every new ModelApp."""
+    record: Any = {"started": "2026-12-02T10:00:00Z", "success": True}
+    for storage, left in ((QuietProgressStorage(prefix="modelapp.io"), {}),
+                          (kopf.AnnotationsProgressStorage(prefix="modelapp.io"),
+                           {"metadata": {"annotations": {"modelapp.io/kopf-managed": "yes"}}})):  # fmt: skip
+        patch = kopf.Patch()
+        storage.store(key="reconcile", record=record, body=body(), patch=patch)  # type: ignore[arg-type]
+        assert patch, "a record is stored while the handler runs"
+        storage.purge(key="reconcile", body=body(), patch=patch)  # type: ignore[arg-type]
+        assert dict(patch) == left
