@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from modelapp_operator.registry import DockerConfig, RegistryClient, parse_image
+from modelapp_operator.signatures import LABEL, parse_accepts
+from modelapp_serving.card import parse_signature
 from tests.fixtures.azurite import AzureContainer
 from tests.fixtures.images import Container, Image, docker
 from tests.fixtures.registry import PUSHER, Registry
@@ -176,6 +179,13 @@ def test_release_pushes_the_tested_image_and_a_baked_variant_that_serves(  # noq
         assert reply.status_code == 200, reply.text
         assert reply.headers["Docker-Content-Digest"] == digest
     assert manifest(registry_basic, image, auth=None).status_code == 401
+    # The image declares the signatures the app accepts (its signatures.json), as the bump reads them.
+    client = RegistryClient(config=DockerConfig.from_json(registry_basic.docker_config(PUSHER)))
+    for pushed in (out["image"], out["baked_image"]):
+        ref = parse_image(pushed)
+        assert ref.digest is not None
+        label = client.image_labels(ref, ref.digest)[LABEL]
+        assert parse_accepts(label) == (parse_signature((app_repo / "signatures.json").read_bytes()),)
 
     # The newest complete version was baked (10 > 9 in version order; 11 has no manifest yet).
     assert (out["model_version"], out["model_sha256"]) == ("10", published["10"])
