@@ -196,10 +196,17 @@ def _observe(revs: list[Revision], pair: Pair, rollout: Rollout, *, spec: ModelA
         if entry.smoke_test != "Failed":
             entry.settle(OUTCOME_AVAILABLE, "Available", f"{pair.describe()} is fully available")
             entry.available_at = entry.available_at or now
-    elif rollout.failure and entry.outcome == OUTCOME_PROGRESSING:
+    elif rollout.failure and entry.outcome == OUTCOME_PROGRESSING and not _stale(revs, entry, rollout.failure):
         reason, message = rollout.failure
         entry.settle(OUTCOME_FAILED, reason, message)
     return False
+
+
+def _stale(revs: Sequence[Revision], entry: Revision, failure: tuple[str, str]) -> bool:
+    """The failure is one another pair already failed with: after a rollback the Deployment keeps its
+    `ProgressDeadlineExceeded` condition (naming the failed pair's ReplicaSet) until the failed pods are gone,
+    so while the last good pair rolls back it still reads as failed. Not this pair's failure."""
+    return any(other is not entry and other.quarantined and (other.reason, other.message) == failure for other in revs)
 
 
 def _next_number(revs: Sequence[Revision]) -> int:
