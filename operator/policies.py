@@ -222,19 +222,26 @@ def _caret(version: _Partial) -> tuple[_Bound, ...]:
     """`^`: the first non-zero part of major, minor, patch may not change (the last given one, if all are 0)."""
     known = version.known
     index = next((i for i, value in enumerate(known) if value != 0), len(known) - 1)
-    return (_Bound(">=", version.low()), _Bound("<", version.next_up(index)))
+    return (*_floor(version), _Bound("<", version.next_up(index)))
 
 
 def _tilde(version: _Partial) -> tuple[_Bound, ...]:
     """`~`/`~>`: patch changes when a minor is given, else minor changes."""
-    return (_Bound(">=", version.low()), _Bound("<", version.next_up(0 if len(version.known) == 1 else 1)))
+    return (*_floor(version), _Bound("<", version.next_up(0 if len(version.known) == 1 else 1)))
+
+
+def _floor(version: _Partial) -> tuple[_Bound, ...]:
+    """The `>=` bound a caret, tilde or x-range desugars to; none for `>=0.0.0`, which node-semver drops
+    from what it generates (so `v0 v0.0.0-0` admits `0.0.0-0`: nothing then keeps 0.0.0's pre-releases out)."""
+    low = version.low()
+    return () if low == SemVer(0, 0, 0, ()) else (_Bound(">=", low),)
 
 
 def _x_range(op: str, version: _Partial) -> tuple[_Bound, ...]:
     """A plain or compared partial version (`1.4`, `>1.4`, `<=1`) as node-semver desugars it."""
     last = len(version.known) - 1
     if op in {"", "="}:
-        return (_Bound(">=", version.low()), _Bound("<", version.next_up(last)))
+        return (*_floor(version), _Bound("<", version.next_up(last)))
     if op == ">":
         return (_Bound(">=", _strip_pre(version.next_up(last))),)
     if op == "<=":

@@ -193,6 +193,8 @@ def ours(range_text: str, candidates: list[str]) -> tuple[str | None, list[str]]
 @example((Range("vx||v0 - v0.0.1-0+b1", None), ["0.0.1-0"]))  # a `*` alternative swallows the range
 @example((Range(">=0.0.0 <=0.0.0-b", ">=0.0.0,<=0.0.0-b"), ["0.0.0-a"]))  # `>=0.0.0` is `*`...
 @example((Range(">=v0.0.0 <=0.0.0-b", ">=v0.0.0,<=0.0.0-b"), ["0.0.0-a"]))  # ...but not with a `v`
+@example((Range("v0  v0.0.0-0+b1", None), ["0.0.0-0"]))  # what `v0`, `^0`, `~0.0` generate drops `>=0.0.0` too
+@example((Range("^0.0.0 || ~0 0.0.0-1", None), ["0.0.0-1", "0.0.0"]))
 def test_semver_policy_agrees_with_node_semver(node_semver: NodeSemver, case: tuple[Range, list[str]]) -> None:
     spelled, candidates = case
     listing = sorted(set(candidates))  # our ties go to name order; node's to listing order: make them one
