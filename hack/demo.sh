@@ -6,16 +6,32 @@
 #
 #   hack/demo.sh          run it (idempotent: a second run reuses what is up and re-applies)
 #   hack/demo.sh down     stop everything it started (the node, the cluster, Azurite)
+#   hack/demo.sh --kind [--public-image] [down]
+#                         the same steps on a kind cluster (docs/kind.md): the node image built here, or
+#                         with --public-image kind's own (pulled from the internet, nothing built)
 #
 # Needs root (the real node makes a bridge, iptables rules and containers); see docs/quickstart.md.
-# Everything listens on 127.0.0.1 or the cluster's own bridge address 10.244.0.1, nothing else.
+# Everything listens on 127.0.0.1 or the cluster's own bridge address 10.244.0.1 (with --kind: the
+# kind Docker network's gateway), nothing else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
+kind=false public_image=false action=up
+for arg in "$@"; do
+  case $arg in
+    --kind) kind=true ;;
+    --public-image) public_image=true ;;
+    down) action=down ;;
+    *) echo "usage: hack/demo.sh [--kind [--public-image]] [down]" >&2; exit 2 ;;
+  esac
+done
 state=${MODELAPP_DEMO_DIR:-$HOME/.local/state/modelapp/demo}
+$kind && state=${MODELAPP_DEMO_DIR:-$HOME/.local/state/modelapp/demo-kind}
 cluster_dir=$state/cluster
 registry=127.0.0.1:5001
 bridge_ip=10.244.0.1
+kind_name=${MODELAPP_KIND_NAME:-modelapp}
+kind_cluster() { .venv/bin/python -m modelapp_devcluster.kind_cluster "$@" --name "$kind_name"; }
 azurite_port=${MODELAPP_DEMO_AZURITE_PORT:-10000}
 tag=demo
 ns=demo
@@ -25,32 +41,56 @@ step() { printf '\n\033[1m=== %s\033[0m [%s]\n' "$1" "$(date +%H:%M:%S)"; }
 
 azurite_running() { [ -f "$state/azurite.pid" ] && kill -0 "$(cat "$state/azurite.pid")" 2>/dev/null; }
 
-if [ "${1:-}" = "down" ]; then
+if [ "$action" = down ]; then
   if azurite_running; then kill "$(cat "$state/azurite.pid")"; echo "Azurite stopped"; fi
   rm -f "$state/azurite.pid" "$state/model.sha256"
-  if [ -x .venv/bin/modelapp-cluster ]; then .venv/bin/modelapp-cluster down --state-dir "$cluster_dir"; fi
+  if $kind; then
+    [ -x .venv/bin/python ] && kind_cluster down
+  elif [ -x .venv/bin/modelapp-cluster ]; then .venv/bin/modelapp-cluster down --state-dir "$cluster_dir"; fi
   exit 0
 fi
-[ "$(id -u)" = 0 ] || { echo "hack/demo.sh needs root: the real node makes a bridge, iptables rules and containers" >&2; exit 1; }
+if $kind; then
+  [ "$(id -u)" = 0 ] || { echo "hack/demo.sh --kind needs root: it routes the LoadBalancer addresses to the kind node" >&2; exit 1; }
+else
+  [ "$(id -u)" = 0 ] || { echo "hack/demo.sh needs root: the real node makes a bridge, iptables rules and containers" >&2; exit 1; }
+fi
 
 step "1/7 setup: packages, toolchains, Python environment (cached after the first run)"
 hack/setup.sh
 # shellcheck disable=SC1091
 source .venv/bin/activate
 
-step "2/7 cluster with a real node (containerd, kubelet, kube-proxy; API server on $bridge_ip)"
-modelapp-cluster up --real-node --nodes 0 --state-dir "$cluster_dir" >/dev/null
-kubeconfig=$cluster_dir/kubeconfig
+if $kind; then
+  step "2/7 kind cluster $kind_name ($($public_image && echo "kind's public node image" || echo "node image built here"))"
+  kind_flags=()
+  $public_image && kind_flags+=(--public-image)
+  kubeconfig=$(kind_cluster up "${kind_flags[@]}" | tail -1)
+  registry=$(kind_cluster registry)
+  # Azurite must be reachable from pods: bind it on the kind network's gateway (this host's side).
+  bridge_ip=$(docker network inspect kind -f '{{range .IPAM.Config}}{{println .Gateway}}{{end}}' | grep -m1 -E '^[0-9.]+$')
+else
+  step "2/7 cluster with a real node (containerd, kubelet, kube-proxy; API server on $bridge_ip)"
+  modelapp-cluster up --real-node --nodes 0 --state-dir "$cluster_dir" >/dev/null
+  kubeconfig=$cluster_dir/kubeconfig
+fi
 
 step "3/7 images: serving and operator from the Dockerfiles, pushed to $registry"
 base=$(hack/base-image.sh | tail -1)
-for kind in serving operator; do
-  PYTHON=$repo/.venv/bin/python hack/wheelhouse.sh "$kind" >/dev/null
-  DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE_IMAGE=$base" -f "Dockerfile.$kind" -t "modelapp/$kind:dev" . >/dev/null
-  docker tag "modelapp/$kind:dev" "$registry/modelapp/$kind:$tag"
-  docker push --quiet "$registry/modelapp/$kind:$tag" >/dev/null
-  echo "  $registry/modelapp/$kind:$tag"
+for kind_of in serving operator; do
+  PYTHON=$repo/.venv/bin/python hack/wheelhouse.sh "$kind_of" >/dev/null
+  DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE_IMAGE=$base" -f "Dockerfile.$kind_of" -t "modelapp/$kind_of:dev" . >/dev/null
+  docker tag "modelapp/$kind_of:dev" "$registry/modelapp/$kind_of:$tag"
+  docker push --quiet "$registry/modelapp/$kind_of:$tag" >/dev/null
+  echo "  $registry/modelapp/$kind_of:$tag"
 done
+operator_pull=Always
+if $kind; then
+  # The operator's image goes into the nodes the way kind users do it; the app image stays pulled from
+  # the registry (the operator makes serving pods pull it on every start).
+  kind_cluster load "$registry/modelapp/operator:$tag"
+  echo "  kind load docker-image $registry/modelapp/operator:$tag"
+  operator_pull=IfNotPresent
+fi
 
 step "4/7 Azurite (the Azure Storage emulator) on $bridge_ip:$azurite_port"
 account_key="Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="  # Azurite's public dev key
@@ -86,7 +126,7 @@ echo "  version 1, digest $digest"
 step "6/7 operator: Helm chart into modelapp-system, running from $registry/modelapp/operator:$tag"
 helm=$(hack/install-helm.sh | tail -1)
 "$helm" upgrade --install ma charts/modelapp --namespace modelapp-system --create-namespace --kubeconfig "$kubeconfig" \
-  --set image.repository=$registry/modelapp/operator --set image.tag=$tag --set image.pullPolicy=Always \
+  --set image.repository=$registry/modelapp/operator --set image.tag=$tag --set image.pullPolicy=$operator_pull \
   --set servingImage.repository=$registry/modelapp/serving --set servingImage.tag=$tag --wait --timeout 5m >/dev/null
 echo "  operator running"
 
@@ -110,5 +150,5 @@ cat <<MSG
 
 Also: curl -s ${url%%/v2/*}/version    (which model version answers)
       export KUBECONFIG=$kubeconfig   (kubectl -n $ns get modelapps)
-      hack/demo.sh down              (stop everything)
+      hack/demo.sh $($kind && echo "--kind ")down              (stop everything)
 MSG

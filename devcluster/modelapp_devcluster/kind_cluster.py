@@ -36,6 +36,7 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import hashlib
 import ipaddress
 import json
 import os
@@ -330,11 +331,14 @@ def start_registry(name: str, *, report: Any) -> dict[str, Any]:
     if state.returncode == 0 and state.stdout.strip() == "true":
         return {"registry": container}
     _docker("rm", "-f", container)
-    image = "modelapp/kind-registry:bookworm"
+    data = resources.files("modelapp_devcluster").joinpath("data", "kind")
+    files = {name: data.joinpath(name).read_bytes() for name in ("Dockerfile.registry", "registry-config.yml")}
+    digest = hashlib.sha256(b"".join(files[name] for name in sorted(files))).hexdigest()[:12]
+    image = f"modelapp/kind-registry:{digest}"
     if _docker("image", "inspect", image).returncode != 0:
-        data = resources.files("modelapp_devcluster").joinpath("data", "kind", "Dockerfile.registry")
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "Dockerfile").write_bytes(data.read_bytes())
+            (Path(tmp) / "Dockerfile").write_bytes(files["Dockerfile.registry"])
+            (Path(tmp) / "registry-config.yml").write_bytes(files["registry-config.yml"])
             out = subprocess.run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={kind_node.BASE_IMAGE}",
                                   "-t", image, tmp], capture_output=True, text=True,
                                  env={**os.environ, "DOCKER_BUILDKIT": "0"}, check=False)
