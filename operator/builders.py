@@ -61,7 +61,7 @@ class BuildContext:
     revision_history_limit: int = 5
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     #: The operator's smoke-test key (its own Secret, docs/security.md): with it and the ModelApp's uid, a
-    #: ModelApp with `auth` and a smoke test gets the SHA-256 of its per-revision smoke token in its pods.
+    #: ModelApp with `auth` gets the SHA-256 of its per-revision smoke token in its pods.
     smoke_key: bytes | None = field(default=None, repr=False)
 
 
@@ -192,13 +192,15 @@ def token_sha256(token: str) -> str:
 
 
 def auth_env(spec: ModelAppSpec, ctx: BuildContext, uid: str) -> list[dict[str, Any]]:
-    """The app container's auth variables: none without `spec.auth`; the smoke token's digest only when a
-    smoke test needs it (and the key and the uid are known: `modelapp render` has neither)."""
+    """The app container's auth variables: none without `spec.auth`; with it, the token by reference and the
+    smoke token's digest whenever the key and the uid are known (`modelapp render` has neither). Always, not only
+    with `rollout.smokeTest`: a version's own acceptance examples are a smoke test too (issue 14), and adding
+    a smoke test then rolls nothing."""
     if spec.auth is None:
         return []
     ref = {"name": spec.auth.secret_name, "key": spec.auth.key}
     env: list[dict[str, Any]] = [{"name": ENV_AUTH_TOKEN, "valueFrom": {"secretKeyRef": ref}}]
-    if spec.rollout.smoke_test is not None and ctx.smoke_key and uid:
+    if ctx.smoke_key and uid:
         token = smoke_token(ctx.smoke_key, uid=uid, image=spec.image, uri=spec.model.uri,
                             version=spec.model.version, sha256=spec.model.sha256 or "")  # fmt: skip
         env.append({"name": ENV_AUTH_SMOKE_SHA256, "value": token_sha256(token)})

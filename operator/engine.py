@@ -270,21 +270,21 @@ class Engine:
         if not namespace:
             raise SmokeKeyUnavailable(
                 f"the operator has no namespace for its smoke-test key ({where}): set MODELAPP_OPERATOR_NAMESPACE "
-                "(the chart does). A ModelApp with auth and a smoke test waits for it; what runs keeps running")
+                "(the chart does). A ModelApp with auth waits for it; what runs keeps running")
         try:
             key = kube.ensure_secret_key(self.config.smoke_key_secret, namespace)
         except kube.ApiError as exc:
             raise SmokeKeyUnavailable(
                 f"the operator cannot read or create its smoke-test key, {where}: {exc}. The chart's Role grants "
-                "get and create on it; a ModelApp with auth and a smoke test waits for it, what runs keeps running"
+                "get and create on it; a ModelApp with auth waits for it, what runs keeps running"
             ) from None
         with self._smoke_lock:
             self._smoke_key = self._smoke_key or key
             return self._smoke_key
 
     def _build_context(self, spec: ModelAppSpec) -> builders.BuildContext:
-        """The build context, with the smoke key when this spec's pods must accept a smoke token."""
-        if spec.auth is None or spec.rollout.smoke_test is None:
+        """The build context, with the smoke key when this spec's pods must accept a smoke token (spec.auth)."""
+        if spec.auth is None:
             return self._ctx
         return dataclasses.replace(self._ctx, smoke_key=self.smoke_key())
 

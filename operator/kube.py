@@ -273,7 +273,7 @@ def ensure_secret_key(name: str, namespace: str, *, key: str = "key", size: int 
         data = secret_data(name, namespace) or {}
     if not data.get(key):
         raise ApiError(0, f"Secret {namespace}/{name} has no value under {key!r}: delete it, and the operator "
-                          "creates a new key (every app with auth and a smoke test then rolls once)")  # fmt: skip
+                          "creates a new key (every app with auth then rolls once)")  # fmt: skip
     return data[key]
 
 

@@ -23,7 +23,7 @@ Environment (all optional except where noted in the chart):
   namespace not listed may route no host (docs/security.md, "Host names"). Unset: any host, first claim wins.
 - `MODELAPP_OPERATOR_NAMESPACE` (the chart sets it from the pod's own namespace) and `MODELAPP_SMOKE_KEY_SECRET`
   (default `modelapp-smoke-key`): where the operator keeps the key its smoke tokens are derived from, for
-  ModelApps with `auth` and a smoke test (docs/security.md, "Endpoint authentication"); created once when
+  ModelApps with `auth` (docs/security.md, "Endpoint authentication"); created once when
   missing. Unset namespace: the service account's own when in a pod.
 - `MODELAPP_NAMESPACES` (comma separated) / `MODELAPP_ALL_NAMESPACES=true`: defaults for the flags.
 - `MODELAPP_SHARD` / `MODELAPP_SHARD_DEFAULT=true`: defaults for `--shard` and `--shard-default`: this

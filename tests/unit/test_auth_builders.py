@@ -52,12 +52,14 @@ def test_without_auth_the_template_is_unchanged() -> None:
 def test_the_token_comes_from_the_secret_by_reference() -> None:
     env = _env(_spec(auth={"secretName": "iris-token"}))
     assert env[b.ENV_AUTH_TOKEN] == {"secretKeyRef": {"name": "iris-token", "key": "token"}}
-    assert b.ENV_AUTH_SMOKE_SHA256 not in env, "no smoke test, no smoke token accepted"
+    assert b.ENV_AUTH_SMOKE_SHA256 in env, "a version's own examples are a smoke test too: always accepted"
+    with_test = _env(_spec(auth={"secretName": "iris-token"}, rollout={"smokeTest": SMOKE}))
+    assert with_test == env, "adding a smoke test rolls nothing"
     env = _env(_spec(auth={"secretName": "iris-token", "key": "api-key"}))
     assert env[b.ENV_AUTH_TOKEN] == {"secretKeyRef": {"name": "iris-token", "key": "api-key"}}
 
 
-def test_with_a_smoke_test_the_pod_gets_only_the_digest_of_the_smoke_token() -> None:
+def test_the_pod_gets_only_the_digest_of_the_smoke_token() -> None:
     spec = _spec(auth={"secretName": "iris-token"}, rollout={"smokeTest": SMOKE})
     env = _env(spec)
     token = b.smoke_token(KEY, uid=UID, image=spec.image, uri=spec.model.uri, version="7", sha256="")
