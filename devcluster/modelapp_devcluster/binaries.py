@@ -43,7 +43,7 @@ BUILD_TIMEOUT_S = 3600.0
 # Measured cold builds on 2 cores (empty Go caches; includes downloading modules). Replaced by the
 # last measured time once a build has run on this machine.
 COLD_ESTIMATE_S = {"etcd": 85, "kube-apiserver": 220, "kube-controller-manager": 65, "kube-scheduler": 45,
-                   "kwok": 150, "traefik": 900, "metrics-server": 150}
+                   "kwok": 150, "traefik": 1500, "metrics-server": 300}
 
 
 @dataclass(frozen=True)
