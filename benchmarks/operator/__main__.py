@@ -8,7 +8,8 @@ then for each fleet size of --apps (e.g. 300,1000), with a fresh operator proces
 3. idle CPU of the operator over --idle seconds with those objects in place;
 4. spec bump -> Deployment template updated, --samples per side, interleaved, with the N objects present;
 5. the same burst for the baseline (create + apply, then all Deployments available), its request counts too;
-6. both bursts' namespaces deleted (waited for), so the next size starts from the same empty cluster.
+6. both bursts' namespaces deleted (waited for), so the next size starts from the same empty cluster (not after
+   the last size: the cluster goes down).
 Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
 """
 
@@ -176,8 +177,8 @@ def burst_phase(api: client.ApiClient, namespace: str, count: int, *, baseline: 
 
 
 def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, *, workdir: Path, run_id: str,
-          size: int, lat: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    """Phases 2-6 for one fleet size."""
+          size: int, lat: dict[str, str], last: bool) -> dict[str, Any]:  # fmt: skip
+    """Phases 2-6 for one fleet size (6 only when another size follows: the cluster goes down after the last)."""
     ns = {key: f"bench-{key}-{size}-{run_id}" for key in ("op-burst", "base-burst")}
     core = client.CoreV1Api(api)
     for name in ns.values():
@@ -234,8 +235,9 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         for side in sides:
             side.stop()
         found["operator_log"] = operators.stop()
-        log(f"[{size}] phase 6: deleting both bursts' namespaces")
-        found["cleanup_s"] = round(delete_namespaces(api, list(ns.values())), 1)
+        if not last:
+            log(f"[{size}] phase 6: deleting both bursts' namespaces")
+            found["cleanup_s"] = round(delete_namespaces(api, list(ns.values())), 1)
     return found
 
 
@@ -266,10 +268,12 @@ def run(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[
             side.stop()
         results["operator_log_latency"] = operators.stop()
     try:
-        for size in args.sizes:
-            results["fleets"].append(fleet(cluster, api, args, workdir=workdir, run_id=run_id, size=size, lat=lat))
-    finally:
-        delete_namespaces(api, list(lat.values()), timeout=120)
+        for number, size in enumerate(args.sizes, start=1):
+            results["fleets"].append(fleet(cluster, api, args, workdir=workdir, run_id=run_id, size=size, lat=lat,
+                                           last=number == len(args.sizes)))  # fmt: skip
+    except BaseException as exc:  # keep what was measured (out of time, a burst that failed): print it
+        results["stopped"] = f"{type(exc).__name__}: {exc}"
+        log(f"stopped: {results['stopped']}")
     return results
 
 
