@@ -1,9 +1,10 @@
 """Readiness of the whole server, not of one worker: every gunicorn worker must be able to serve.
 
 Why: each gunicorn worker listens on the same port (its own socket, `SO_REUSEPORT`) and the kernel
-picks one per connection, so a request lands on any worker. If `/v2/health/ready` answered for the worker that happened to receive the probe, the pod would
-be marked ready as soon as ONE worker had loaded the model, and requests reaching the others would
-get 503 until they caught up (0.2-0.4 s measured with 2 workers; longer for big models).
+picks one per connection, so a request lands on any worker. If `/v2/health/ready` answered for the
+worker that happened to receive the probe, the pod would be marked ready as soon as ONE worker had
+loaded the model, and requests reaching the others would get 503 until they caught up (0.2-0.4 s
+measured with 2 workers; longer for big models).
 
 The contract, with the folder the server owns (`MODELAPP_READY_DIR`, made fresh by `serve` before
 the workers fork, removed when it stops):
