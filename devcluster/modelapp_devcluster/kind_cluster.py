@@ -42,6 +42,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -272,6 +273,8 @@ def up(*, name: str, public_image: bool, workers: int, report: Any = print) -> P
                     f"killed run, or Docker restarted): run `down --name {name}`, then `up` again")
             report(f"kind cluster {name!r} is up")
         else:
+            check_route_free(record.get("via"))
+            check_registry_port_free(name)
             image = None if public_image else kind_node.ensure_node_image(report=report)
             record.setdefault("created_network", not _network_exists())
             _save(paths, record)
@@ -374,9 +377,39 @@ def _route(action: str, via: str | None = None) -> subprocess.CompletedProcess[s
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
+def route_holder() -> str | None:
+    """The address LB_POOL is routed to on this host, if it is."""
+    words = _route("show").stdout.split()
+    return words[words.index("via") + 1] if "via" in words else None
+
+
+def check_route_free(ours: str | None) -> None:
+    """LB_POOL must be unrouted or routed to our own node (`ours`): one kind cluster of ours gets it at a time."""
+    holder = route_holder()
+    if holder and holder != ours:
+        raise ClusterError(f"{LB_POOL} (LoadBalancer addresses) is routed to {holder}: another kind cluster of ours is "
+                           "up, or a killed one left the route; run `down --name <that cluster>` (or `ip route del "
+                           f"{LB_POOL}`) first")
+
+
+def check_registry_port_free(name: str) -> None:
+    """127.0.0.1:REGISTRY_PORT must be free unless our own registry container holds it."""
+    if _docker("inspect", registry_name(name)).returncode == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free, as the servers bind
+        try:
+            probe.bind(("127.0.0.1", REGISTRY_PORT))
+        except OSError:
+            raise ClusterError(f"127.0.0.1:{REGISTRY_PORT} is in use, so the cluster's registry cannot start: stop "
+                               f"what listens there (ss -ltnp | grep {REGISTRY_PORT}; another kind cluster of "
+                               "ours?)") from None
+
+
 def start_allocator(name: str, paths: Paths, kubectl: Path, *, report: Any) -> dict[str, Any]:
     """Route the pool to the control-plane node and start the allocator process (unless it runs)."""
     via = node_address(name)
+    check_route_free(via)
     out = _route("replace", via)
     if out.returncode != 0:
         raise ClusterError(f"cannot route {LB_POOL} to the node {via} ({out.stderr.strip()}): `up` needs root "
