@@ -212,6 +212,9 @@ def explain_kind_failure(stderr: str, name: str) -> str:
     if "Pool overlaps" in stderr or "networks have overlapping" in stderr:
         return ("the `kind` Docker network could not be made: its subnet overlaps another network's; remove the "
                 f"other network (docker network ls) or create `kind` with a free subnet. kind said: {text}")
+    if "failed to pull image" in stderr or "Unable to find image" in stderr:
+        return ("kind's public node image could not be pulled (no internet or no registry access here?): leave out "
+                f"--public-image to build the node image on this machine. kind said: {text[-400:]}")
     if "unable to apply caps" in stderr:
         return ("the node container could not start with the capabilities it asked for; the docker shim should "
                 f"have been used (MODELAPP_KIND_SHIM=always forces it). kind said: {text}")

@@ -91,6 +91,7 @@ def _argv_printer(tmp_path: Path) -> Path:
     ("docker: Error response from daemon: driver failed: port is already allocated.", "a port kind wanted is in use"),
     ("Error response from daemon: Pool overlaps with other one on this address space", "overlaps"),
     ("runc create failed: unable to start container process: unable to apply caps", "MODELAPP_KIND_SHIM"),
+    ('ERROR: failed to create cluster: failed to pull image "kindest/node:v1.34.0"', "leave out --public-image"),
 ])
 def test_kind_failures_name_cause_and_fix(stderr: str, says: str) -> None:
     assert says in explain_kind_failure(stderr, "m")
