@@ -347,6 +347,8 @@ class Engine:
         def check() -> None:
             try:
                 verdict = self._smoke_check(name, namespace, test, pair, transport)
+                if token and verdict is not None and verdict.passed:  # and without the token, a 401 (spec.auth)
+                    verdict = smoke.token_enforced(name, namespace, pair, self.smoke_transport) or verdict
             except Exception as exc:  # the API server could not list the pods: try again at the next pass
                 logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
                 verdict = None

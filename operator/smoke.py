@@ -245,6 +245,30 @@ def check_one(test: Check, model: str, transport: Transport, *, deadline: float 
     return run(test, model, transport, deadline=deadline)
 
 
+def refuses_without_token(transport: Transport, *, timeout: float = 5.0) -> str | None:
+    """Why a pod of an app with `spec.auth` does not enforce it (it answers GET /version without a token, or
+    not at all); None when it refuses with a 401, as it must. An app image built on a serving runtime older
+    than `spec.auth` ignores the token's variables and answers everyone: its pair must not be called good."""
+    try:
+        status, _ = transport("/version", None, timeout)
+    except TransportError as exc:
+        return f"GET /version without a token got no answer: {exc}"
+    if status == 401:
+        return None
+    return (f"answered GET /version without its bearer token (HTTP {status}): its serving runtime does not "
+            "enforce spec.auth; rebuild the app image on a current serving image")  # fmt: skip
+
+
+def token_enforced(name: str, namespace: str, pair: Pair, transport_for: TransportFor) -> SmokeVerdict | None:
+    """After a passed smoke test of an app with `spec.auth`: up to PODS ready pods of `pair`, each asked without
+    the token (`refuses_without_token`); the failed verdict of the first that answers, else None."""
+    for pod in ready_pods(name, namespace, pair)[:PODS]:
+        problem = refuses_without_token(transport_for(namespace, pod))
+        if problem:
+            return SmokeVerdict(False, f"pod {pod['metadata']['name']} {problem}")
+    return None
+
+
 def direct_transport(namespace: str, pod: Mapping[str, Any], *, token: str | None = None) -> Transport:
     """Straight to the pod's IP and serving port (the default: no RBAC on pods/proxy needed, but the
     operator must reach the pod network, as it does when it runs in the cluster)."""

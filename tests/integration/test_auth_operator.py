@@ -283,3 +283,22 @@ def test_the_crd_refuses_bad_auth(modelapp_crds: Any, namespace: str, auth: dict
     with pytest.raises(kube.ApiError) as refused:
         kube.apply(_app("iris", namespace, auth=auth))
     assert refused.value.status == 422 and message in str(refused.value), str(refused.value)
+
+
+def test_the_smoke_test_fails_a_pod_that_answers_without_the_token(serve_process: Callable[..., ServeProcess],
+                                                                    onnx_model_dir: ModelDir) -> None:  # fmt: skip
+    """An app image on a serving runtime older than spec.auth ignores the token's variables and answers anyone:
+    after a passed golden request, each pod is asked without the token and must refuse (engine: a failed
+    smoke verdict, so the pair is rolled back and quarantined like any failed smoke test). The older runtime
+    is a real server without the variables: it behaves exactly so."""
+    from tests.fixtures.net import free_port
+
+    ignores = serve_process(onnx_model_dir, "iris")
+    ignores.wait_ready()
+    problem = smoke.refuses_without_token(smoke.http_transport(ignores.url))
+    assert problem is not None and "HTTP 200" in problem and "does not enforce spec.auth" in problem
+    enforces = serve_process(onnx_model_dir, "iris", [], {builders.ENV_AUTH_TOKEN: "t0ken"})
+    enforces.wait_ready()
+    assert smoke.refuses_without_token(smoke.http_transport(enforces.url)) is None
+    gone = smoke.refuses_without_token(smoke.http_transport(f"http://127.0.0.1:{free_port()}"), timeout=2)
+    assert gone is not None and gone.startswith("GET /version without a token got no answer")
