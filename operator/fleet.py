@@ -42,9 +42,8 @@ Component = Literal["image", "model"]
 #: The failure that says "its pods never became ready"; anything else may be the app's own doing.
 ATTRIBUTABLE_REASONS = frozenset({"ProgressDeadlineExceeded"})
 #: On a ModelApp: identities whose evidence in this app no longer counts for the fleet (comma or blank
-#: separated). Under `modelapp.io/`, so kopf leaves it out of its diffs and the operator does not react.
-#: (Belongs in names.py; kept here while that file has another engineer's edits in flight.)
-ANN_QUARANTINE_CLEARED = "modelapp.io/quarantine-cleared"
+#: separated), re-exported here for the bump and the quarantine command.
+ANN_QUARANTINE_CLEARED = names.ANN_QUARANTINE_CLEARED
 
 
 def image_ids(reference: str, digest: str = "") -> frozenset[str]:

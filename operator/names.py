@@ -49,6 +49,9 @@ ANN_BUMP_REASON: Final = "modelapp.io/bump-reason"
 ANN_RETRY: Final = "rollout.modelapp.io/retry-quarantined"
 #: Left by `modelapp rollback` (`{from, to, reason, at}`); the operator records the pair it left, then removes it.
 ANN_ROLLBACK: Final = "rollout.modelapp.io/rollback"
+#: Identities (digests, `repository:tag`, `uri@version`) whose failure in this app no longer counts for the fleet
+#: quarantine (`modelapp quarantine clear`, docs/rollouts.md); bookkeeping the operator does not react to.
+ANN_QUARANTINE_CLEARED: Final = "modelapp.io/quarantine-cleared"
 
 # -- status.conditions types ---------------------------------------------------------------------------
 READY: Final = "Ready"
