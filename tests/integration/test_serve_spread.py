@@ -2,11 +2,13 @@
 
 Design notes: each gunicorn worker binds its own sockets (`SO_REUSEPORT`, issue 13), so the kernel
 hashes new connections over the workers; with one shared socket the worker that woke first took
-about 15 of 16 (benchmarks/README.md). The split is read from /proc, as the benchmark does: the
-established server-side sockets on the port, and which worker (a child of `serve`) holds each. With
-32 connections and 2 workers, a worker holding fewer than 4 has a chance of about 1 in 10^6 under an
-even hash, and was the common case before. Because the workers bind, not the master, a port held by
-another process must stop `serve` at once with a reason (exit 2), not leave workers failing to bind.
+about 15 of 16 (benchmarks/README.md). The mechanism is checked directly (a listening socket in each
+worker, none in the master: before, one socket sat in all three), and its effect: the split is read
+from /proc, as the benchmark does: the established server-side sockets on the port, and which worker
+(a child of `serve`) holds each. With 32 connections and 2 workers, a worker holding fewer than 4
+has a chance of about 1 in 10^6 under an even hash, and was the common case before. Because the
+workers bind, not the master, a port held by another process must stop `serve` at once with a reason
+(exit 2), not leave workers failing to bind.
 """
 
 from __future__ import annotations
@@ -42,23 +44,41 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def established_inodes(port: int) -> set[str]:
+def socket_inodes(port: int, state: str) -> set[str]:
+    """Sockets on local `port` in a TCP state (01 established, 0A listening), as /proc/<pid>/fd names them."""
     inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+        if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
             inodes.add(f"socket:[{fields[9]}]")
     return inodes
 
 
+def held_by_worker(server: ServeProcess, wanted: set[str]) -> dict[int, set[str]]:
+    held = {}
+    for pid in children(server.process.pid):
+        held[pid] = {link for fd in Path(f"/proc/{pid}/fd").iterdir() if (link := os.readlink(fd)) in wanted}
+    return held
+
+
 def connections_per_worker(server: ServeProcess) -> list[int]:
     port = int(server.url.rsplit(":", 1)[1])
-    wanted = established_inodes(port)
-    counts = []
-    for pid in children(server.process.pid):
-        fds = Path(f"/proc/{pid}/fd")
-        counts.append(sum(1 for fd in fds.iterdir() if os.readlink(fd) in wanted))
-    return sorted(counts, reverse=True)
+    held = held_by_worker(server, socket_inodes(port, "01"))
+    return sorted((len(sockets) for sockets in held.values()), reverse=True)
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(serve_process: Start, onnx_model_dir: ModelDir) -> None:
+    """The mechanism itself: with one shared socket (before), one listening socket sat in every
+    worker and the master; now each worker holds its own and the master none."""
+    server = serve_process(onnx_model_dir, "iris", ["--workers", "2"])
+    server.wait_ready()
+    listening = socket_inodes(int(server.url.rsplit(":", 1)[1]), "0A")
+    held = held_by_worker(server, listening)
+    assert len(listening) == 2, listening
+    assert len(held) == 2 and all(len(sockets) == 1 for sockets in held.values()), held
+    assert set.union(*held.values()) == listening
+    master = {os.readlink(fd) for fd in Path(f"/proc/{server.process.pid}/fd").iterdir()}
+    assert not master & listening
 
 
 def test_connections_are_spread_over_the_workers(serve_process: Start, onnx_model_dir: ModelDir) -> None:
