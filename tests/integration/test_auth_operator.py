@@ -212,7 +212,9 @@ def test_a_missing_token_secret_is_a_condition_and_no_quarantine(auth_operator: 
 
     def new_pod() -> dict[str, Any] | None:
         pods = kube.list_objects("Pod", namespace, selector=builders.selector("iris"))
-        fresh = (p for p in pods if p["metadata"]["name"] not in old_pods and p.get("status", {}).get("phase"))
+        # Running: kwok has written its status (written before, ours would be overwritten by kwok's stage).
+        fresh = (p for p in pods
+                 if p["metadata"]["name"] not in old_pods and p.get("status", {}).get("phase") == "Running")
         return next(fresh, None)
 
     pod = wait_for("a pod of the new revision", new_pod, timeout=60)
