@@ -121,7 +121,10 @@ def traefik_manifests(*, namespace: str, image: str, placement: dict[str, Any] |
     ]  # fmt: skip
     selector = {"app.kubernetes.io/name": name}
     args = [
+        # websecure terminates TLS for every router: an Ingress's `tls` section only adds its Secret's certificate
+        # to Traefik's store (picked by SNI), it does not turn TLS on; a host without one gets the default cert.
         f"--entryPoints.web.address=:{WEB}", f"--entryPoints.websecure.address=:{WEBSECURE}",
+        "--entryPoints.websecure.http.tls=true",
         f"--entryPoints.traefik.address=:{PING}", "--ping=true", "--log.level=INFO", "--accesslog=true",
         "--providers.kubernetesingress=true",
         f"--providers.kubernetesingress.ingressendpoint.publishedservice={namespace}/{name}",

@@ -113,7 +113,11 @@ def test_a_prediction_by_host_name_through_traefik(flow_namespace: FlowNamespace
                what="a prediction over http by host name")  # fmt: skip
     assert got == expected
     tls = {"host": host, "port": 443, "address": traefik.address, "cacert": crt}
-    assert poll(lambda: _predict(status["url"], iris_rows, **tls), timeout=60, what="https") == expected
+    try:
+        got = poll(lambda: _predict(status["url"], iris_rows, **tls), timeout=60, what="https")
+    except AssertionError:
+        raise AssertionError(f"no answer over https: {curl(status['url'] + '/ready', **tls)}") from None
+    assert got == expected
     other = "nobody.example.test"
     assert curl(f"http://{other}/v2/models/iris", host=other, port=80, address=traefik.address)[0] == 404
 
