@@ -82,7 +82,8 @@ def build_image(name: str, base: str, *, env: dict[str, str] | None = None, repo
 
 
 def _meta(name: str, namespace: str | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": name,
+    label = name.replace(":", "-")  # `metrics-server:system:auth-delegator` is a name, not a label value
+    meta: dict[str, Any] = {"name": name, "labels": {"app.kubernetes.io/name": label,
                                                      "app.kubernetes.io/part-of": "modelapp-devcluster"}}
     if namespace:
         meta["namespace"] = namespace

@@ -9,6 +9,7 @@ The real behaviour is proven on the real node (tests/e2e/test_ingress.py, tests/
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from modelapp_devcluster import addons, versions
@@ -45,6 +46,10 @@ def test_metrics_server_is_an_aggregated_api_with_delegated_auth() -> None:
     assert (reader["metadata"]["namespace"], reader["roleRef"]["name"]) == (
         "kube-system", "extension-apiserver-authentication-reader")
     assert kinds["ClusterRoleBinding"][-1]["roleRef"]["name"] == "system:auth-delegator"
+    label_value = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")  # the API server's rule
+    for manifest in addons.metrics_server_manifests(namespace="kube-system", image="x") + addons.traefik_manifests(
+            namespace="ingress", image="x"):
+        assert all(label_value.fullmatch(v) for v in manifest["metadata"]["labels"].values()), manifest["metadata"]
 
 
 def test_images_are_from_the_base_image_and_named_by_version() -> None:
