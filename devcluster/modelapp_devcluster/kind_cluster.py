@@ -306,10 +306,48 @@ def up(*, name: str, public_image: bool, workers: int, report: Any = print) -> P
             if out.returncode != 0:
                 raise ClusterError(explain_kind_failure(out.stderr, name) + f" (log {paths.root / 'create.log'})")
             report(f"cluster up in {time.monotonic() - start:.0f}s")
+        if not public_image:
+            route_pod_ranges(name, tools.kubectl, paths.kubeconfig, report=report)
         record.update(start_registry(name, report=report))
         record.update(start_allocator(name, paths, tools.kubectl, report=report))
         _save(paths, record)
     return paths
+
+
+def pod_routes(nodes: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    """For each node, a (podCIDR, via) route to every other node's pod range (pure; what kindnetd would add).
+
+    The built image's bridge CNI gives each node its own range; packets to another node's range must
+    be sent to that node's address on the kind network.
+    """
+    ranges: dict[str, tuple[str, str]] = {}
+    for node in nodes:
+        address = next((a["address"] for a in node.get("status", {}).get("addresses", [])
+                        if a.get("type") == "InternalIP"), None)
+        cidr = node.get("spec", {}).get("podCIDR")
+        if address and cidr:
+            ranges[node["metadata"]["name"]] = (cidr, address)
+    return {name: [ranges[other] for other in sorted(ranges) if other != name] for name in sorted(ranges)}
+
+
+def route_pod_ranges(name: str, kubectl: Path, kubeconfig: Path, *, report: Any) -> None:
+    """Add the routes between nodes' pod ranges inside each node (several nodes only; idempotent)."""
+    deadline = time.monotonic() + 120
+    while True:  # a worker gets its podCIDR a moment after it registers
+        out = subprocess.run([str(kubectl), "--kubeconfig", str(kubeconfig), "get", "nodes", "-o", "json"],
+                             capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise ClusterError(f"cannot list the nodes of {name!r}: {out.stderr.strip()[-300:]}")
+        nodes = json.loads(out.stdout).get("items", [])
+        if all(node.get("spec", {}).get("podCIDR") for node in nodes) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    for node, routes in pod_routes(nodes).items():
+        for cidr, via in routes:
+            added = _docker("exec", node, "ip", "route", "replace", cidr, "via", via)
+            if added.returncode != 0:
+                raise ClusterError(f"cannot route {cidr} via {via} in {node}: {added.stderr.strip()}")
+            report(f"{node}: pods {cidr} via {via}")
 
 
 def run_kind(name: str, args: list[str], *, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -95,3 +95,14 @@ def _argv_printer(tmp_path: Path) -> Path:
 ])
 def test_kind_failures_name_cause_and_fix(stderr: str, says: str) -> None:
     assert says in explain_kind_failure(stderr, "m")
+
+
+def test_pod_routes_send_each_nodes_range_to_that_node() -> None:
+    def node(name: str, ip: str, cidr: str | None) -> dict[str, object]:
+        spec = {"podCIDR": cidr} if cidr else {}
+        return {"metadata": {"name": name}, "spec": spec,
+                "status": {"addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]}}
+    routes = kind_cluster.pod_routes([node("cp", "172.18.0.2", "10.245.0.0/24"),
+                                      node("w1", "172.18.0.3", "10.245.1.0/24"), node("w2", "172.18.0.4", None)])
+    assert routes == {"cp": [("10.245.1.0/24", "172.18.0.3")], "w1": [("10.245.0.0/24", "172.18.0.2")]}
+    assert kind_cluster.pod_routes([node("cp", "172.18.0.2", "10.245.0.0/24")]) == {"cp": []}
