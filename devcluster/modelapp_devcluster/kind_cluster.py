@@ -15,7 +15,8 @@ Choices, and why:
   with internet: nothing built, kind pulls it).
 - Pods: 10.245.0.0/16 (the hand-made node uses 10.244.0.0/16 on the host; kind's pods live in the nodes'
   network namespaces, but distinct ranges rule out any collision). With the built image, containerd's
-  bridge network per node (kindnetd is not published on the Go module proxy, see docs/kind.md).
+  bridge network per node and routes between the nodes' ranges (`pod_routes`), since kindnetd is not
+  published on the Go module proxy (docs/kind.md).
 - Images: the app image must be in a registry the nodes reach (the operator makes pods pull it on every
   start); a registry container on the kind network, published on 127.0.0.1 only, and the nodes'
   containerd told to reach it by name. `kind load docker-image` serves the operator's image.

@@ -20,8 +20,8 @@ build container (`ctr images import --no-unpack`, as kind does), which is commit
 | registry.k8s.io/pause:3.10.1                 | the real node's static pause (`node_build`)     |
 
 Pod networking is containerd's: a bridge CNI config rendered per node from the node's podCIDR
-(`data/kind/cni-template.json`), so no CNI image is needed; see docs/kind.md for what it does not do
-(routes between nodes).
+(`data/kind/cni-template.json`), so no CNI image is needed; `kind_cluster` adds the routes between
+nodes' ranges (docs/kind.md says what it does not do that kindnetd would).
 
 Caching: the tag carries a hash of every input (binaries, data files, kind's base files, the base image
 id), so the image is rebuilt only when one of them changes; `ensure_node_image()` returns at once when

@@ -104,9 +104,17 @@ def test_the_node_is_ready_and_the_control_plane_runs(cluster: Cluster) -> None:
 def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod(cluster: Cluster) -> None:
     ns = "kindtest"
     cluster.kubectl("create", "namespace", ns, check=False)
-    cluster.kubectl("-n", ns, "create", "deployment", "hello", f"--image={HELLO}", "--replicas=2", "--port=8080")
-    cluster.kubectl("-n", ns, "patch", "deployment", "hello", "--type=json", "-p",
-                    '[{"op":"add","path":"/spec/template/spec/containers/0/imagePullPolicy","value":"Never"}]')
+    # One apply (no patch afterwards), so there is one ReplicaSet and no pod of an older one to pick.
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "hello"}},
+                 "template": {"metadata": {"labels": {"app": "hello"}},
+                              "spec": {"containers": [{"name": "hello", "image": HELLO, "imagePullPolicy": "Never",
+                                                       "ports": [{"containerPort": 8080}]}]}}},
+    }
+    applied = subprocess.run([str(cluster.tools.kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-f", "-"],
+                             input=json.dumps(deployment), capture_output=True, text=True, check=False)
+    assert applied.returncode == 0, applied.stderr
     cluster.kubectl("-n", ns, "expose", "deployment", "hello", "--type=LoadBalancer", "--port=80",
                     "--target-port=8080")
     cluster.kubectl("-n", ns, "rollout", "status", "deployment/hello", "--timeout=180s", timeout=200)
