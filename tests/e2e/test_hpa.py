@@ -23,7 +23,14 @@ import pytest
 import requests
 from kubernetes import client
 
-from tests.e2e.test_real_flow import Apps, deploy_v1, infer, iris_rows, write_model  # noqa: F401 (a fixture)
+from tests.e2e.test_real_flow import (  # noqa: F401 (iris_rows is a fixture)
+    Apps,
+    _only_version,
+    deploy_v1,
+    infer,
+    iris_rows,
+    write_model,
+)
 from tests.fixtures.e2e import FlowNamespace, modelapp_cli, poll
 
 pytestmark = pytest.mark.e2e
@@ -118,6 +125,8 @@ def test_load_scales_out_and_the_count_survives_reconcile_bump_and_rollback(
     # The HPA holds at least its count for its 5-minute scale-down window; it may go up (new pods start hot),
     # never back to the spec's 1.
     assert _deployment(ns, name).spec.replicas >= count, "a bump kept the HPA's count"
+    # Ready names the new pair once it is available; old pods still answer while they terminate (preStop).
+    poll(lambda: _only_version(url, "2"), timeout=60, what="only version 2 answering")
     np.testing.assert_array_equal(infer(url, rows), estimator2.predict(rows))
     modelapp_cli("rollback", name, "--namespace", ns.name, "--kubeconfig", str(ns.cluster.kubeconfig), timeout=120)
     poll(lambda: apps.ready(name, "1"), timeout=240, what="version 1 Ready after the rollback")
