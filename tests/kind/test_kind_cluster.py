@@ -25,14 +25,24 @@ from modelapp_devcluster.errors import ClusterError
 
 NAME = "modelapp-kindtest"
 HELLO = "modelapp.local/hello:kind"
-HOST_SETTINGS = ("vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-                 "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes", "fs/protected_regular",
-                 "fs/protected_fifos", "fs/inotify/max_user_watches", "net/ipv4/ip_forward")
+HOST_SETTINGS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+    "fs/protected_regular",
+    "fs/protected_fifos",
+    "fs/inotify/max_user_watches",
+    "net/ipv4/ip_forward",
+)
 
 
 def _host_settings() -> dict[str, str]:
-    return {key: Path(f"/proc/sys/{key}").read_text().strip() for key in HOST_SETTINGS
-            if Path(f"/proc/sys/{key}").exists()}
+    return {
+        key: Path(f"/proc/sys/{key}").read_text().strip() for key in HOST_SETTINGS if Path(f"/proc/sys/{key}").exists()
+    }
 
 
 class Cluster:
@@ -42,8 +52,13 @@ class Cluster:
         self.tools = kind_build.ensure_kind_binaries()
 
     def kubectl(self, *args: str, check: bool = True, timeout: float = 120) -> str:
-        out = subprocess.run([str(self.tools.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-                             capture_output=True, text=True, timeout=timeout, check=False)
+        out = subprocess.run(
+            [str(self.tools.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         if check and out.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
         return out.stdout
@@ -73,8 +88,12 @@ def cluster() -> Iterator[Cluster]:
     before = _host_settings()
     paths = kind_cluster.up(name=NAME, public_image=False, workers=0)
     made = Cluster(paths.kubeconfig, before)
-    hello = node_image.build_image([node_image.ImageFile("/hello", node_build.static_program("hello.c").read_bytes())],
-                                   entrypoint=["/hello"], cmd=["8080"], exposed_ports=(8080,))
+    hello = node_image.build_image(
+        [node_image.ImageFile("/hello", node_build.static_program("hello.c").read_bytes())],
+        entrypoint=["/hello"],
+        cmd=["8080"],
+        exposed_ports=(8080,),
+    )
     archive = paths.root / "hello.oci.tar"
     archive.write_bytes(node_image.oci_layout_tar(hello, ref=HELLO))
     loaded = kind_cluster.run_kind(NAME, ["load", "image-archive", "--name", NAME, str(archive)])
@@ -90,6 +109,7 @@ def test_the_node_is_ready_and_the_control_plane_runs(cluster: Cluster) -> None:
         node = cluster.get("node", f"{NAME}-control-plane")
         conditions = {c["type"]: c["status"] for c in node["status"]["conditions"]}  # type: ignore[index]
         return conditions["Ready"] == "True"
+
     _poll("node Ready", ready)
 
     def system_running() -> bool:
@@ -97,6 +117,7 @@ def test_the_node_is_ready_and_the_control_plane_runs(cluster: Cluster) -> None:
         phases = {p["metadata"]["name"]: p["status"]["phase"] for p in pods}  # type: ignore[union-attr]
         wanted = ("etcd-", "kube-apiserver-", "kube-controller-manager-", "kube-scheduler-", "kube-proxy-", "coredns-")
         return all(any(name.startswith(w) and phase == "Running" for name, phase in phases.items()) for w in wanted)
+
     _poll("control plane, kube-proxy and CoreDNS Running", system_running)
     assert cluster.kubectl("version", "-o", "json").count("v1.34.4") >= 2  # client and server
 
@@ -106,17 +127,36 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
     cluster.kubectl("create", "namespace", ns, check=False)
     # One apply (no patch afterwards), so there is one ReplicaSet and no pod of an older one to pick.
     deployment = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hello", "namespace": ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "hello"}},
-                 "template": {"metadata": {"labels": {"app": "hello"}},
-                              "spec": {"containers": [{"name": "hello", "image": HELLO, "imagePullPolicy": "Never",
-                                                       "ports": [{"containerPort": 8080}]}]}}},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "hello", "namespace": ns},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "hello"}},
+            "template": {
+                "metadata": {"labels": {"app": "hello"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "hello",
+                            "image": HELLO,
+                            "imagePullPolicy": "Never",
+                            "ports": [{"containerPort": 8080}],
+                        }
+                    ]
+                },
+            },
+        },
     }
-    applied = subprocess.run([str(cluster.tools.kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-f", "-"],
-                             input=json.dumps(deployment), capture_output=True, text=True, check=False)
+    applied = subprocess.run(
+        [str(cluster.tools.kubectl), "--kubeconfig", str(cluster.kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(deployment),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert applied.returncode == 0, applied.stderr
-    cluster.kubectl("-n", ns, "expose", "deployment", "hello", "--type=LoadBalancer", "--port=80",
-                    "--target-port=8080")
+    cluster.kubectl("-n", ns, "expose", "deployment", "hello", "--type=LoadBalancer", "--port=80", "--target-port=8080")
     cluster.kubectl("-n", ns, "rollout", "status", "deployment/hello", "--timeout=180s", timeout=200)
 
     address: dict[str, str] = {}
@@ -126,12 +166,14 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
         if ingress:
             address["ip"] = ingress[0]["ip"]
         return bool(ingress)
+
     _poll("a LoadBalancer address", assigned, timeout=60)
     assert address["ip"] in kind_cluster.lb_pool()
 
     def answers() -> bool:
         with urllib.request.urlopen(f"http://{address['ip']}/", timeout=3) as resp:
             return resp.status == 200 and resp.read().startswith(b"hello from hello-")
+
     _poll(f"http://{address['ip']}/ from the host", answers, timeout=60)
 
     cluster_ip = str(cluster.get("-n", ns, "service", "hello")["spec"]["clusterIP"])  # type: ignore[index]
@@ -144,11 +186,16 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
 def test_the_host_kernel_settings_did_not_move(cluster: Cluster) -> None:
     assert _host_settings() == cluster.settings_before
     node = f"{NAME}-control-plane"
-    wrote = subprocess.run(["docker", "exec", node, "sh", "-c", "echo 0 > /proc/sys/kernel/panic"],
-                           capture_output=True, text=True, check=False)
+    wrote = subprocess.run(
+        ["docker", "exec", node, "sh", "-c", "echo 0 > /proc/sys/kernel/panic"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert wrote.returncode != 0 and "Read-only" in wrote.stderr
-    seen = subprocess.run(["docker", "exec", node, "cat", "/proc/sys/vm/overcommit_memory"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    seen = subprocess.run(
+        ["docker", "exec", node, "cat", "/proc/sys/vm/overcommit_memory"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert seen == "1"  # what kubelet wants, from the bound file, whatever the host's value
 
 
@@ -169,10 +216,22 @@ def test_a_stale_node_is_named_and_down_leaves_nothing(cluster: Cluster) -> None
     with pytest.raises(ClusterError, match=rf"does not answer.*down --name {NAME}"):
         kind_cluster.up(name=NAME, public_image=False, workers=0)
     kind_cluster.down(name=NAME)
-    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={NAME}"],
-                          capture_output=True, text=True, check=True).stdout.split()
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={NAME}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert left == []
-    assert subprocess.run(["docker", "inspect", kind_cluster.registry_name(NAME)], capture_output=True,
-                          check=False).returncode != 0
-    assert subprocess.run(["ip", "route", "show", kind_cluster.LB_POOL], capture_output=True, text=True,
-                          check=True).stdout.strip() == ""
+    assert (
+        subprocess.run(
+            ["docker", "inspect", kind_cluster.registry_name(NAME)], capture_output=True, check=False
+        ).returncode
+        != 0
+    )
+    assert (
+        subprocess.run(
+            ["ip", "route", "show", kind_cluster.LB_POOL], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == ""
+    )
