@@ -107,7 +107,10 @@ def test_bump_patches_followers_and_leaves_pinned(
     code, result, err = finish(bump(kube_cluster, "--namespace", namespace, "-o", "json"))
     assert code == 0, err
     assert isinstance(result, dict)
-    assert result["requests"]["registry"] == 2  # one tag listing and one digest, for two apps
+    # One tag listing and one digest for two apps, then the signature labels (issue 14.2): the manifest and
+    # config of the proposed 1.4.3, and the digest, manifest and config of 1.4.0, which the pinned app keeps
+    # beside its new model. Each read once per run, however many apps share it.
+    assert result["requests"]["registry"] == 7
     follower = spec_of(kube, namespace, "follower")
     assert follower["image"] == f"{name}:1.4.3"
     assert follower["model"] == {"uri": f"file://{models}", "version": "2", "sha256": versions["2"]}
@@ -208,7 +211,7 @@ def test_a_bump_leaves_an_event_and_annotations_on_the_app(
     code, table, err = finish(bump(kube_cluster, "--namespace", namespace))
     assert code == 0, err
     assert isinstance(table, str)
-    assert table.strip().splitlines()[-1] == "planned 0, patched 2, failed 0, skipped 0"
+    assert table.strip().splitlines()[-1] == "planned 0, patched 2, failed 0, skipped 0, held 0"
     message = f"image {image}:1.4.0 -> {image}:1.4.3 (policy semver:^1.4); model 7 -> 8 (policy numeric)"
     obj = client.CustomObjectsApi(kube).get_namespaced_custom_object(
         "modelapp.io", "v1alpha1", namespace, "modelapps", "iris"
@@ -264,7 +267,7 @@ def test_a_rollout_in_progress_is_skipped_and_left_for_the_next_run(
     assert "Progressing=True, RollingOut" in rows[("rolling", "image")]["reason"]
     assert "observedGeneration 0 < generation 1" in rows[("unobserved", "image")]["reason"]
     assert spec_of(kube, namespace, "settled")["model"]["version"] == "2"
-    assert result["counts"] == {"planned": 0, "patched": 2, "failed": 0, "skipped": 4, "unchanged": 0}
+    assert result["counts"] == {"planned": 0, "patched": 2, "failed": 0, "skipped": 4, "unchanged": 0, "held": 0}
 
     set_status(kube, namespace, "rolling", statuses["settled"])  # the rollout settled: the next run moves it
     code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json"))
