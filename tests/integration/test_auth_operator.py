@@ -32,6 +32,7 @@ import requests
 from modelapp_devcluster import LocalCluster
 from modelapp_operator import builders, kube, smoke
 from modelapp_operator.spec import SmokeTest
+from tests.fixtures.cluster import fresh_namespace
 from tests.fixtures.helm import Rendered
 from tests.fixtures.models import Iris, ModelDir, ServeProcess
 from tests.fixtures.operator import OperatorProcess, wait_for
@@ -45,13 +46,8 @@ IMAGE = "localhost:5000/iris-app:1.0.0"
 @pytest.fixture
 def operator_namespace(kube_cluster: LocalCluster) -> Iterator[str]:
     """The operator's own namespace (where its key lives), apart from the tenant's."""
-    name = f"op-{uuid.uuid4().hex[:10]}"
-    client = kube_cluster.admin_client()
-    client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    try:
+    with fresh_namespace(kube_cluster, "op") as name:
         yield name
-    finally:
-        client.delete(f"/api/v1/namespaces/{name}")
 
 
 @pytest.fixture
