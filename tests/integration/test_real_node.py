@@ -25,8 +25,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from kubernetes import client, config
+from kubernetes.stream import stream
 
-from modelapp_devcluster import node_build
+from modelapp_devcluster import LocalCluster, node_build
 from modelapp_devcluster.api import ApiClient
 from modelapp_devcluster.node import ControlPlane, RealNode
 from modelapp_devcluster.node_image import ImageFile, build_image
@@ -148,6 +150,24 @@ def test_pod_runs_and_answers_through_its_service(real_node: RealNode, real_node
         _poll(f"GET http://{host}:{port}/", lambda h=host, p=port: _try_get(h, p) == (200, "hello from hello\n"),
               timeout=30)
         assert [_try_get(host, port) for _ in range(5)] == [(200, "hello from hello\n")] * 5
+
+
+def test_kubectl_logs_and_exec_reach_the_pod(real_node_control: ControlPlane, kube_cluster: LocalCluster,
+                                             hello_image: str, namespace: str) -> None:
+    """`kubectl logs` and `kubectl exec` (issue 11.6): both go from the API server to kubelet on the node's
+    InternalIP with the API server's client certificate, then to containerd's streaming server; a
+    client of the cluster's kubeconfig sees what kubectl sees (exec over WebSocket, as kubectl 1.34 does)."""
+    api = real_node_control.api()
+    _ok(api, "POST", f"/api/v1/namespaces/{namespace}/pods", _pod("shell", hello_image))
+    _poll("pod Ready", lambda: _ready(_ok(api, "GET", f"/api/v1/namespaces/{namespace}/pods/shell")), timeout=120)
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(kube_cluster.kubeconfig)))
+    assert "hello: listening on" in core.read_namespaced_pod_log("shell", namespace)
+    session = stream(core.connect_get_namespaced_pod_exec, "shell", namespace, container="hello",
+                     command=["/hello", "probe", "127.0.0.1", str(HELLO_PORT)], stdout=True, stderr=True,
+                     stdin=False, tty=False, _preload_content=False)
+    session.run_forever(timeout=30)
+    out = session.read_all()
+    assert session.returncode == 0 and out == "hello from shell\n", (session.returncode, out)
 
 
 def _try_get(host: str, port: int) -> tuple[int, str] | None:
