@@ -66,6 +66,7 @@ LB_POOL = "10.247.0.0/24"
 REGISTRY_PORT = 5002
 """The registry's port on 127.0.0.1 (the real node's registry has 5001); also the name pods pull by."""
 NETWORK = "kind"
+CERTS_D = "/etc/containerd/certs.d"
 CREATE_TIMEOUT_S = 600
 
 
@@ -108,7 +109,8 @@ def cluster_config(*, name: str, built_image: bool, workers: int, registry: str 
 
     With the built image: no default CNI (the image's containerd makes each node's bridge network) and
     kubeadm told to use the etcd image the dev cluster builds (its tag differs from kubeadm's default).
-    `registry` (a container name on the kind network) becomes the nodes' mirror for 127.0.0.1:<port>.
+    With `registry`, the nodes' containerd reads registries' hosts.toml files from CERTS_D (`up` writes the
+    one sending 127.0.0.1:<port> to that container on the kind network).
     """
     config: dict[str, Any] = {
         "kind": "Cluster",
@@ -124,12 +126,17 @@ def cluster_config(*, name: str, built_image: bool, workers: int, registry: str 
             "etcd": {"local": {"imageTag": kind_node.ETCD_IMAGE_TAG}},
         })]
     if registry:
-        host = f"127.0.0.1:{REGISTRY_PORT}"
+        # Registries by hosts.toml files (kind's documented way, read at each pull): `up` writes the one for
+        # its own registry, and more can be added while the cluster runs (`set_registry_hosts`).
         config["containerdConfigPatches"] = [
-            f'[plugins."io.containerd.grpc.v1.cri".registry.mirrors."{host}"]\n'
-            f'  endpoint = ["http://{registry}:5000"]\n'
+            f'[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "{CERTS_D}"\n'
         ]
     return config
+
+
+def registry_hosts_toml(server: str, endpoint: str) -> str:
+    """A containerd hosts.toml (pure): pull `server`'s images from `endpoint` (plain HTTP, both)."""
+    return f'server = "http://{server}"\n\n[host."http://{endpoint}"]\n  capabilities = ["pull", "resolve"]\n'
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -310,6 +317,8 @@ def up(*, name: str, public_image: bool, workers: int, report: Any = print) -> P
         if not public_image:
             route_pod_ranges(name, tools.kubectl, paths.kubeconfig, report=report)
         record.update(start_registry(name, report=report))
+        host = f"127.0.0.1:{REGISTRY_PORT}"
+        set_registry_hosts(name, host, registry_hosts_toml(host, f"{registry_name(name)}:5000"))
         record.update(start_allocator(name, paths, tools.kubectl, report=report))
         _save(paths, record)
     return paths
@@ -349,6 +358,34 @@ def route_pod_ranges(name: str, kubectl: Path, kubeconfig: Path, *, report: Any)
             if added.returncode != 0:
                 raise ClusterError(f"cannot route {cidr} via {via} in {node}: {added.stderr.strip()}")
             report(f"{node}: pods {cidr} via {via}")
+
+
+def node_names(name: str) -> list[str]:
+    """The cluster's node containers (kind labels them with the cluster's name)."""
+    out = _docker("ps", "--filter", f"label=io.x-k8s.kind.cluster={name}", "--format", "{{.Names}}")
+    return sorted(out.stdout.split())
+
+
+def set_registry_hosts(name: str, host: str, toml: str | None) -> None:
+    """Write (or with None remove) `host`'s hosts.toml in every node: how containerd reaches that registry.
+
+    containerd reads the folder at each pull, so this takes effect without a restart."""
+    folder = f"{CERTS_D}/{host}"
+    script = (f"mkdir -p '{folder}' && cat > '{folder}/hosts.toml'" if toml is not None else f"rm -rf '{folder}'")
+    for node in node_names(name):
+        out = subprocess.run(["docker", "exec", "-i", node, "sh", "-c", script], input=toml or "",
+                             capture_output=True, text=True, timeout=60, check=False)
+        if out.returncode != 0:
+            raise ClusterError(f"cannot write {folder}/hosts.toml in {node}: {out.stderr.strip()[-300:]}")
+
+
+def gateway() -> str:
+    """This host's address on the kind network (its gateway): what pods reach of this host, and nothing else does."""
+    out = _docker("network", "inspect", NETWORK, "-f", "{{range .IPAM.Config}}{{println .Gateway}}{{end}}")
+    found = [line for line in out.stdout.split() if line.count(".") == 3]
+    if out.returncode != 0 or not found:
+        raise ClusterError(f"no IPv4 gateway on the Docker network {NETWORK!r}: is a kind cluster up?")
+    return found[0]
 
 
 def run_kind(name: str, args: list[str], *, timeout: float = 600) -> subprocess.CompletedProcess[str]:

@@ -28,8 +28,14 @@ def test_built_image_config_disables_kindnet_and_names_our_etcd() -> None:
     patch = yaml.safe_load(config["kubeadmConfigPatches"][0])
     assert patch == {"kind": "ClusterConfiguration", "etcd": {"local": {"imageTag": kind_node.ETCD_IMAGE_TAG}}}
     assert kind_node.ETCD_IMAGE_TAG == "3.6.4-0"
-    mirror = config["containerdConfigPatches"][0]
-    assert '.registry.mirrors."127.0.0.1:5002"]' in mirror and 'endpoint = ["http://c-registry:5000"]' in mirror
+    (patch_text,) = config["containerdConfigPatches"]
+    assert patch_text == '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n'
+
+
+def test_registry_hosts_toml_sends_pulls_to_the_endpoint_over_http() -> None:
+    toml = kind_cluster.registry_hosts_toml("127.0.0.1:5002", "c-registry:5000")
+    assert toml == ('server = "http://127.0.0.1:5002"\n\n[host."http://c-registry:5000"]\n'
+                    '  capabilities = ["pull", "resolve"]\n')
 
 
 def test_public_image_config_keeps_kinds_defaults() -> None:
