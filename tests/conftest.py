@@ -16,6 +16,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.helm",
     "tests.fixtures.images",
     "tests.fixtures.private_cluster",
+    "tests.fixtures.kind",
     "tests.fixtures.e2e",
     "tests.fixtures.addons",
 ]

@@ -2,7 +2,8 @@
 
 Design notes: the CRD is installed from `crds/` (the one source), ModelApps are created
 directly (no operator needed: bump only edits specs), and the command runs as a subprocess
-exactly as the CronJob runs it, so exit codes and output are the real ones. Images live in
+exactly as the CronJob runs it, so exit codes and output are the real ones. The API server is the
+local control plane's (no node needed), or with `--e2e-cluster kind` the session's kind cluster's. Images live in
 Debian's docker-registry (fixture), model versions in a `file://` store published with
 `modelapp-serving`'s own code. Two bumps at once must patch every change exactly once.
 """
@@ -13,6 +14,9 @@ import json
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +24,6 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from modelapp_devcluster import LocalCluster
 from tests.fixtures.net import free_port
 from tests.fixtures.registry import Registry
 from tests.integration.test_bump_plan import publish
@@ -29,10 +32,24 @@ pytestmark = pytest.mark.e2e
 CRD = Path(__file__).resolve().parents[2] / "crds" / "modelapp.io_modelapps.yaml"
 
 
+@dataclass(frozen=True)
+class Target:
+    """The API server the bump runs against."""
+
+    kubeconfig: Path
+
+
 @pytest.fixture(scope="module")
-def kube(kube_cluster: LocalCluster) -> client.ApiClient:
+def target(request: pytest.FixtureRequest, e2e_backend: str) -> Target:
+    """The local control plane (kwok: the bump needs no node), or on kind the session's kind cluster."""
+    cluster = request.getfixturevalue("shared_kind_cluster" if e2e_backend == "kind" else "kube_cluster")
+    return Target(Path(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def kube(target: Target) -> client.ApiClient:
     """An API client with the CRD installed and Established."""
-    api = config.new_client_from_config(config_file=str(kube_cluster.kubeconfig))
+    api = config.new_client_from_config(config_file=str(target.kubeconfig))
     extensions = client.ApiextensionsV1Api(api)
     crd = yaml.safe_load(CRD.read_text())
     try:
@@ -47,6 +64,18 @@ def kube(kube_cluster: LocalCluster) -> client.ApiClient:
             return api
         time.sleep(0.2)
     raise TimeoutError("the ModelApp CRD was not Established within 60s")
+
+
+@pytest.fixture
+def namespace(kube: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace on the target for one test; deleted (not waited for) afterwards."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)
 
 
 def create_app(api: client.ApiClient, namespace: str, name: str, spec: dict[str, Any]) -> None:
@@ -64,7 +93,7 @@ def spec_of(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
     return result
 
 
-def bump(cluster: LocalCluster, *args: str) -> subprocess.Popen[str]:
+def bump(cluster: Target, *args: str) -> subprocess.Popen[str]:
     # The models of these apps are folders on this host: the platform trusts the bump to read them.
     command = [sys.executable, "-m", "modelapp_operator.cli", "bump", "--kubeconfig", str(cluster.kubeconfig),
                "--trusted-store", "file:///", *args]  # fmt: skip
@@ -88,7 +117,7 @@ def spec(image: str, uri: str, version: str, image_policy: str = "semver:^1.4") 
 
 
 def test_bump_patches_followers_and_leaves_pinned(
-    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+    kube: client.ApiClient, target: Target, namespace: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     repository = registry_anonymous.fresh_repository()
     digests = {tag: registry_anonymous.push(repository, tag) for tag in ("1.4.0", "1.4.3", "2.0.0")}
@@ -98,13 +127,13 @@ def test_bump_patches_followers_and_leaves_pinned(
     create_app(kube, namespace, "follower", spec(f"{name}:1.4.0", f"file://{models}", "1"))
     create_app(kube, namespace, "pinned", spec(f"{name}:1.4.0", f"file://{models}", "1", image_policy="pinned"))
 
-    code, plan, err = finish(bump(kube_cluster, "--namespace", namespace, "--dry-run", "-o", "json"))
+    code, plan, err = finish(bump(target, "--namespace", namespace, "--dry-run", "-o", "json"))
     assert code == 0, err
     assert isinstance(plan, dict)
     assert {row["result"] for row in plan["rows"]} == {"planned", "unchanged"}
     assert spec_of(kube, namespace, "follower")["image"] == f"{name}:1.4.0"  # dry run patched nothing
 
-    code, result, err = finish(bump(kube_cluster, "--namespace", namespace, "-o", "json"))
+    code, result, err = finish(bump(target, "--namespace", namespace, "-o", "json"))
     assert code == 0, err
     assert isinstance(result, dict)
     # One tag listing and one digest for two apps, then the signature labels (issue 14.2): the manifest and
@@ -119,14 +148,14 @@ def test_bump_patches_followers_and_leaves_pinned(
     assert pinned["model"]["version"] == "2"  # the model still follows `numeric`
     assert digests["1.4.3"].startswith("sha256:")
 
-    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))
+    code, table, err = finish(bump(target, "--namespace", namespace))
     assert code == 0, err
     assert isinstance(table, str)
     assert "0 change(s), 0 failure(s)" in table
 
 
 def test_two_bumps_at_once_patch_each_change_once(
-    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+    kube: client.ApiClient, target: Target, namespace: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     repository = registry_anonymous.fresh_repository()
     for tag in ("1.4.0", "1.9.9"):
@@ -136,7 +165,7 @@ def test_two_bumps_at_once_patch_each_change_once(
     apps = [f"app-{index}" for index in range(10)]
     for app in apps:
         create_app(kube, namespace, app, spec(f"{registry_anonymous.host}/{repository}:1.4.0", f"file://{models}", "1"))
-    first, second = bump(kube_cluster, "-n", namespace, "-o", "json"), bump(kube_cluster, "-n", namespace, "-o", "json")
+    first, second = bump(target, "-n", namespace, "-o", "json"), bump(target, "-n", namespace, "-o", "json")
     results = [finish(first), finish(second)]
     assert [code for code, _, _ in results] == [0, 0], [err for _, _, err in results]
     patched = [
@@ -153,7 +182,7 @@ def test_two_bumps_at_once_patch_each_change_once(
 
 
 def test_registry_down_is_a_partial_failure(
-    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+    kube: client.ApiClient, target: Target, namespace: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     repository = registry_anonymous.fresh_repository()
     for tag in ("1.4.0", "1.4.1"):
@@ -162,7 +191,7 @@ def test_registry_down_is_a_partial_failure(
     publish(models, "1")
     create_app(kube, namespace, "up", spec(f"{registry_anonymous.host}/{repository}:1.4.0", f"file://{models}", "1"))
     create_app(kube, namespace, "down", spec(f"127.0.0.1:{free_port()}/gone/app:1.4.0", f"file://{models}", "1"))
-    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json", "--registry-timeout", "2"))
+    code, result, err = finish(bump(target, "-n", namespace, "-o", "json", "--registry-timeout", "2"))
     assert code == 2, err
     assert isinstance(result, dict)
     failed = [row for row in result["rows"] if row["result"] == "failed"]
@@ -198,7 +227,7 @@ def set_status(api: client.ApiClient, namespace: str, name: str, status: dict[st
 
 
 def test_a_bump_leaves_an_event_and_annotations_on_the_app(
-    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+    kube: client.ApiClient, target: Target, namespace: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     repository = registry_anonymous.fresh_repository()
     for tag in ("1.4.0", "1.4.3"):
@@ -208,7 +237,7 @@ def test_a_bump_leaves_an_event_and_annotations_on_the_app(
     image = f"{registry_anonymous.host}/{repository}"
     create_app(kube, namespace, "iris", spec(f"{image}:1.4.0", f"file://{models}", "7"))
 
-    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))
+    code, table, err = finish(bump(target, "--namespace", namespace))
     assert code == 0, err
     assert isinstance(table, str)
     assert table.strip().splitlines()[-1] == "planned 0, patched 2, failed 0, skipped 0, held 0"
@@ -227,14 +256,14 @@ def test_a_bump_leaves_an_event_and_annotations_on_the_app(
     assert [(e.type, e.message, e.reporting_component) for e in bumped] == [("Normal", message, "modelapp-bump")]
     assert bumped[0].involved_object.uid == obj["metadata"]["uid"]
 
-    code, table, err = finish(bump(kube_cluster, "--namespace", namespace))  # nothing new: no second Event
+    code, table, err = finish(bump(target, "--namespace", namespace))  # nothing new: no second Event
     assert code == 0, err
     events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=iris")
     assert sum(1 for event in events.items if event.reason == "Bumped") == 1
 
 
 def test_a_rollout_in_progress_is_skipped_and_left_for_the_next_run(
-    kube: client.ApiClient, kube_cluster: LocalCluster, namespace: str, registry_anonymous: Registry, tmp_path: Path
+    kube: client.ApiClient, target: Target, namespace: str, registry_anonymous: Registry, tmp_path: Path
 ) -> None:
     repository = registry_anonymous.fresh_repository()
     for tag in ("1.4.0", "1.4.3"):
@@ -254,7 +283,7 @@ def test_a_rollout_in_progress_is_skipped_and_left_for_the_next_run(
         create_app(kube, namespace, name, spec(image, uri, "1"))
         set_status(kube, namespace, name, status)
 
-    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json"))
+    code, result, err = finish(bump(target, "-n", namespace, "-o", "json"))
     assert code == 0, err
     assert isinstance(result, dict)
     rows = {(row["name"], row["field"]): row for row in result["rows"]}
@@ -270,6 +299,6 @@ def test_a_rollout_in_progress_is_skipped_and_left_for_the_next_run(
     assert result["counts"] == {"planned": 0, "patched": 2, "failed": 0, "skipped": 4, "unchanged": 0, "held": 0}
 
     set_status(kube, namespace, "rolling", statuses["settled"])  # the rollout settled: the next run moves it
-    code, result, err = finish(bump(kube_cluster, "-n", namespace, "-o", "json"))
+    code, result, err = finish(bump(target, "-n", namespace, "-o", "json"))
     assert code == 0, err
     assert spec_of(kube, namespace, "rolling")["image"].endswith(":1.4.3")

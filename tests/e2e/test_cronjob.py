@@ -1,13 +1,13 @@
-"""The nightly bump as a platform team runs it: the chart's CronJob, in a cluster with a real node.
+"""The nightly bump as a platform team runs it: the chart's CronJob, in a cluster with real nodes.
 
 Design notes: everything the Job touches is real and reached the way it is in production. The chart
 is installed by `helm upgrade --install` with `bump.enabled`, the operator image built from
 Dockerfile.operator and pushed to the node's registry, and `bump.registryCredentialsSecret` naming a
 Secret made by `kubectl create secret docker-registry`. The app images live in Debian's
-docker-registry with htpasswd auth, bound to the node's bridge (10.244.0.1) so that pods reach it;
-the models live in Azurite on the bridge, in a blob container per namespace, behind each namespace's
-`blob-credentials` Secret (the bump reads it: `bump.readModelCredentials`). A run is started the way
-an operator on call does, `kubectl create job --from=cronjob/...`, and the test reads what they
+docker-registry with htpasswd auth, bound to the bridge pods reach (the real node's 10.244.0.1, or the
+kind network's gateway); the models live in Azurite on the bridge, in a blob container per namespace,
+behind each namespace's `blob-credentials` Secret (the bump reads it: `bump.readModelCredentials`). A
+run is started the way an operator on call does, `kubectl create job --from=cronjob/...`, and the test reads what they
 would: the Job's conditions, the pod's exit code and its log (the plan table), the ModelApps' specs
 and their `Bumped` Events.
 
@@ -17,9 +17,9 @@ test starts (the Job is made from the same template either way); and the operato
 operator would keep them rolling out, which the bump rightly skips. That the operator rolls out what
 the bump wrote is tests/e2e/test_real_flow.py's subject.
 
-The pod log is read through the API (`kubectl logs`) when the API server can reach kubelet, else from
-the file kubelet writes under the node's state folder (the development cluster's API server has no
-kubelet client certificate); it is the same text either way.
+The pod log is read through the API (`kubectl logs`) when the API server can reach kubelet (always on
+kind), else from the file kubelet writes under the real node's state folder (the development cluster's
+API server has no kubelet client certificate); it is the same text either way.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from kubernetes import client
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import open_store
 from tests.fixtures.e2e import (
-    BRIDGE_IP,
     GROUP,
     OPERATOR_NS,
     PLURAL,
@@ -48,9 +47,9 @@ from tests.fixtures.e2e import (
     REPO,
     VERSION,
     BridgeAzurite,
+    E2ECluster,
     FlowImages,
     FlowNamespace,
-    RealCluster,
     fresh_namespace,
     poll,
 )
@@ -64,7 +63,7 @@ REGISTRY_SECRET = "registry-credentials"
 PARTIAL = 2  # `modelapp bump`: some rows failed, the others were done
 
 
-def kubectl(cluster: RealCluster, *args: str, timeout: float = 120) -> str:
+def kubectl(cluster: E2ECluster, *args: str, timeout: float = 120) -> str:
     """kubectl as a user types it; fails the test with its output."""
     done = subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), *args], capture_output=True,
                           text=True, timeout=timeout, check=False)  # fmt: skip
@@ -73,19 +72,19 @@ def kubectl(cluster: RealCluster, *args: str, timeout: float = 120) -> str:
 
 
 @pytest.fixture(scope="module")
-def bridge_registry(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+def bridge_registry(e2e_cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """An htpasswd registry on the bridge address: reachable from pods, and only with credentials."""
-    with running_registry("basic", tmp_path_factory.mktemp("registry-bridge"), host=BRIDGE_IP) as registry:
+    with running_registry("basic", tmp_path_factory.mktemp("registry-bridge"), host=e2e_cluster.host_ip) as registry:
         assert requests.get(f"{registry.url}/v2/", timeout=5).status_code == 401  # anonymous is refused
         yield registry
 
 
 @pytest.fixture(scope="module")
-def bump_cronjob(real_cluster: RealCluster, flow_images: FlowImages, bridge_registry: Registry,
+def bump_cronjob(e2e_cluster: E2ECluster, flow_images: FlowImages, bridge_registry: Registry,
                  helm_bin: Path) -> str:  # fmt: skip
     """The chart installed with the bump CronJob and registry credentials; returns the CronJob's name."""
-    kubectl(real_cluster, "create", "namespace", OPERATOR_NS)
-    kubectl(real_cluster, "create", "secret", "docker-registry", REGISTRY_SECRET, "--namespace", OPERATOR_NS,
+    kubectl(e2e_cluster, "create", "namespace", OPERATOR_NS)
+    kubectl(e2e_cluster, "create", "secret", "docker-registry", REGISTRY_SECRET, "--namespace", OPERATOR_NS,
             f"--docker-server={bridge_registry.host}", f"--docker-username={READER[0]}",
             f"--docker-password={READER[1]}")  # fmt: skip
     operator_repo, operator_tag = flow_images.operator.rsplit(":", 1)
@@ -102,7 +101,7 @@ def bump_cronjob(real_cluster: RealCluster, flow_images: FlowImages, bridge_regi
     sets = [arg for key, value in values.items() for arg in ("--set-json", f"{key}={json.dumps(value)}")]
     done = subprocess.run(
         [str(helm_bin), "upgrade", "--install", RELEASE, str(REPO / "charts" / "modelapp"), "--namespace", OPERATOR_NS,
-         "--kubeconfig", str(real_cluster.kubeconfig), *sets, "--wait", "--timeout", "5m"],
+         "--kubeconfig", str(e2e_cluster.kubeconfig), *sets, "--wait", "--timeout", "5m"],
         capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"helm install failed:\n{done.stderr[-3000:]}"
@@ -133,12 +132,14 @@ class JobRun:
     pods: list[PodRun]
 
 
-def pod_log(cluster: RealCluster, pod: client.V1Pod) -> str:
+def pod_log(cluster: E2ECluster, pod: client.V1Pod) -> str:
     """The bump container's log: through the API when it reaches kubelet, else kubelet's own file."""
     core = client.CoreV1Api(cluster.api())
     try:
         return str(core.read_namespaced_pod_log(pod.metadata.name, OPERATOR_NS, container="bump"))
     except client.ApiException:
+        if cluster.state_dir is None:  # kind: the API server reaches kubelet, so this is a real failure
+            raise
         folder = cluster.state_dir / "node" / "pod-logs" / f"{OPERATOR_NS}_{pod.metadata.name}_{pod.metadata.uid}"
         lines = (folder / "bump" / "0.log").read_text().splitlines()
         # CRI log lines: "<time> <stream> <F|P> <text>"; P is a partial line continued on the next.
@@ -149,7 +150,7 @@ def pod_log(cluster: RealCluster, pod: client.V1Pod) -> str:
         return text
 
 
-def run_job(cluster: RealCluster, cronjob: str, *, timeout: float = 420) -> JobRun:
+def run_job(cluster: E2ECluster, cronjob: str, *, timeout: float = 420) -> JobRun:
     """`kubectl create job --from=cronjob/...`, then wait for it to finish; its pods' exit codes and logs."""
     name = f"bump-manual-{uuid.uuid4().hex[:6]}"
     kubectl(cluster, "create", "job", name, f"--from=cronjob/{cronjob}", "--namespace", OPERATOR_NS)
@@ -219,27 +220,27 @@ def images(registry: Registry, *tags: str) -> str:
 
 
 @pytest.fixture
-def tenant(real_cluster: RealCluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
+def tenant(e2e_cluster: E2ECluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
            bump_cronjob: str) -> Iterator[FlowNamespace]:  # fmt: skip
-    with fresh_namespace(real_cluster, bridge_azurite, flow_images) as namespace:
+    with fresh_namespace(e2e_cluster, bridge_azurite, flow_images) as namespace:
         yield namespace
 
 
 @pytest.fixture
-def other_tenant(real_cluster: RealCluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
+def other_tenant(e2e_cluster: E2ECluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
                  bump_cronjob: str) -> Iterator[FlowNamespace]:  # fmt: skip
-    with fresh_namespace(real_cluster, bridge_azurite, flow_images) as namespace:
+    with fresh_namespace(e2e_cluster, bridge_azurite, flow_images) as namespace:
         yield namespace
 
 
 def test_a_job_from_the_cronjob_bumps_through_private_registry_and_store(
-    real_cluster: RealCluster, bump_cronjob: str, bridge_registry: Registry, tenant: FlowNamespace, tmp_path: Path
+    e2e_cluster: E2ECluster, bump_cronjob: str, bridge_registry: Registry, tenant: FlowNamespace, tmp_path: Path
 ) -> None:
     image = images(bridge_registry, "1.4.0", "1.4.3", "2.0.0")
     digests = publish(tenant, tmp_path, "1", "2")
     create_app(tenant, "iris", f"{image}:1.4.0", "1")
 
-    job = run_job(real_cluster, bump_cronjob)
+    job = run_job(e2e_cluster, bump_cronjob)
     logs = "\n".join(pod.log for pod in job.pods)
     assert job.outcome == "Complete", logs
     assert [pod.exit_code for pod in job.pods] == [0], logs

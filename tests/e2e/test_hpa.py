@@ -1,9 +1,9 @@
 """Autoscaling with a real metrics source: load makes the HPA scale the Deployment, and the count stays.
 
-Design notes: the real flow's fixtures (a cluster with a real node, the operator from its chart, Azurite on
+Design notes: the real flow's fixtures (a cluster with real nodes, the operator from its chart, Azurite on
 the bridge) plus metrics-server built from the Go module proxy (tests/fixtures/addons.py), served through
 the API server's aggregation layer; the controller-manager's own HPA controller decides. The load is a
-bounded number of client threads posting predictions to status.url (a 127.0.10.x address kube-proxy routes
+bounded number of client threads posting predictions to status.url (a LoadBalancer address kube-proxy routes
 to the pods) for at most LOAD_LIMIT_S seconds; every failure is counted. Measured and printed (for
 benchmarks/README.md): load start -> the HPA raises the Deployment's replicas, -> the new pods are Ready,
 and the requests that failed meanwhile. Then, with the load stopped (the HPA keeps its count for its

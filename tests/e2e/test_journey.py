@@ -1,24 +1,25 @@
 """The whole recipe, as a platform team installs it and as the app team and data scientist use it.
 
-Design notes: one cluster with a real node for the module, with the chart installed by `helm upgrade
---install` (operator running, bump CronJob suspended so that the only runs are the test's), the
-images built from the Dockerfiles, Azurite on the bridge behind each namespace's `blob-credentials`
-Secret, and an htpasswd registry (Debian's docker-registry) that the cluster reaches on the bridge
-(tests/fixtures/bridge_registry.py says why it also has a loopback door for Docker's engine). The
-people in the recipe act through their own tools only:
+Design notes: one cluster with real nodes for the module (either backend, tests/fixtures/e2e.py), with
+the chart installed by `helm upgrade --install` (operator running, bump CronJob suspended so that the
+only runs are the test's), the images built from the Dockerfiles, Azurite on the bridge behind each
+namespace's `blob-credentials` Secret, and an htpasswd registry (Debian's docker-registry) that the
+cluster reaches on the bridge (tests/fixtures/bridge_registry.py says why it also has a loopback door for
+Docker's engine). The people in the recipe act through their own tools only:
 
 - the app team runs hack/app-ci.sh on a copy of examples/app (test -> build FROM the serving image ->
   push with credentials -> optionally bake the newest verified model); v2 of the app differs in its
   post-processing: its answer carries an `app_version` output;
 - the data scientist runs `modelapp-serving publish` on the example's own exported model;
 - the platform's nightly run is `kubectl create job --from=cronjob/...` of the chart's CronJob;
-- app users POST to `status.url` (a LoadBalancer address on 127.0.10.x) and read the answer.
+- app users POST to `status.url` (a LoadBalancer address: 127.0.10.x, or 10.247.0.x on kind) and read
+  the answer.
 
 What is asserted is what those people see: the answer (labels, `model_version`, `app_version`), the
 pods running exactly the digest CI printed, the Job's plan table and the ModelApp's spec, and zero
 failed requests from a bounded load loop running across the bump's rollout. Figures (the whole
 journey, CI runs, bump -> Ready, failures) are printed with the `[journey]` prefix and reported in
-benchmarks/README.md. Traffic goes only to 127.0.0.1, 127.0.10.x and the bridge (10.244.0.1).
+benchmarks/README.md. Traffic goes only to 127.0.0.1, the LoadBalancer pool and the bridge pods reach.
 
 The last test is the attacker's view of the same registry: another namespace naming a private image
 that a pod of its owner has already put on the node, without any pull Secret. It found a gap, since
@@ -48,7 +49,6 @@ from kubernetes import client
 from tests.e2e.test_cronjob import kubectl, run_job
 from tests.fixtures.bridge_registry import BridgeRegistry, running_bridge_registry
 from tests.fixtures.e2e import (
-    BRIDGE_IP,
     GROUP,
     OPERATOR_NS,
     PLURAL,
@@ -56,9 +56,9 @@ from tests.fixtures.e2e import (
     REPO,
     VERSION,
     BridgeAzurite,
+    E2ECluster,
     FlowImages,
     FlowNamespace,
-    RealCluster,
     fresh_namespace,
     poll,
 )
@@ -82,9 +82,9 @@ V2 = "1.1.0"
 
 
 @pytest.fixture(scope="module")
-def registry(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeRegistry]:
-    with running_bridge_registry(tmp_path_factory.mktemp("journey-registry"), bridge_ip=BRIDGE_IP,
-                                 containerd_hosts=real_cluster.state_dir / "node" / "containerd" / "certs.d",
+def registry(e2e_cluster: E2ECluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeRegistry]:
+    with running_bridge_registry(tmp_path_factory.mktemp("journey-registry"), bridge_ip=e2e_cluster.host_ip,
+                                 plain_http=e2e_cluster.plain_http_registry,
                                  users=(READER, PUSHER)) as running:  # fmt: skip
         for host in (running.push_host, running.pull_host):
             assert requests.get(f"http://{host}/v2/", timeout=5).status_code == 401  # anonymous is refused
@@ -92,11 +92,11 @@ def registry(real_cluster: RealCluster, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="module")
-def platform(real_cluster: RealCluster, flow_images: FlowImages, registry: BridgeRegistry, helm_bin: Path) -> str:
+def platform(e2e_cluster: E2ECluster, flow_images: FlowImages, registry: BridgeRegistry, helm_bin: Path) -> str:
     """The chart as a platform team installs it: the operator running, the bump CronJob with registry
     credentials (suspended: the test starts its runs); returns the CronJob's name."""
-    kubectl(real_cluster, "create", "namespace", OPERATOR_NS)
-    kubectl(real_cluster, "create", "secret", "docker-registry", PLATFORM_SECRET, "--namespace", OPERATOR_NS,
+    kubectl(e2e_cluster, "create", "namespace", OPERATOR_NS)
+    kubectl(e2e_cluster, "create", "secret", "docker-registry", PLATFORM_SECRET, "--namespace", OPERATOR_NS,
             f"--docker-server={registry.pull_host}", f"--docker-username={READER[0]}",
             f"--docker-password={READER[1]}")  # fmt: skip
     operator_repo, operator_tag = flow_images.operator.rsplit(":", 1)
@@ -112,7 +112,7 @@ def platform(real_cluster: RealCluster, flow_images: FlowImages, registry: Bridg
     sets = [arg for key, value in values.items() for arg in ("--set-json", f"{key}={json.dumps(value)}")]
     done = subprocess.run(
         [str(helm_bin), "upgrade", "--install", RELEASE, str(REPO / "charts" / "modelapp"), "--namespace", OPERATOR_NS,
-         "--kubeconfig", str(real_cluster.kubeconfig), *sets, "--wait", "--timeout", "5m"],
+         "--kubeconfig", str(e2e_cluster.kubeconfig), *sets, "--wait", "--timeout", "5m"],
         capture_output=True, text=True, timeout=400, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"helm install failed:\n{done.stderr[-3000:]}"
@@ -137,11 +137,11 @@ def local_tags() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def tenant(real_cluster: RealCluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
+def tenant(e2e_cluster: E2ECluster, bridge_azurite: BridgeAzurite, flow_images: FlowImages,
            registry: BridgeRegistry, platform: str) -> Iterator[FlowNamespace]:  # fmt: skip
     """A fresh namespace: `blob-credentials` (from fresh_namespace) and the pull Secret for the registry."""
-    with fresh_namespace(real_cluster, bridge_azurite, flow_images) as namespace:
-        client.CoreV1Api(real_cluster.api()).create_namespaced_secret(namespace.name, client.V1Secret(
+    with fresh_namespace(e2e_cluster, bridge_azurite, flow_images) as namespace:
+        client.CoreV1Api(e2e_cluster.api()).create_namespaced_secret(namespace.name, client.V1Secret(
             metadata=client.V1ObjectMeta(name=PULL_SECRET), type="kubernetes.io/dockerconfigjson",
             string_data={".dockerconfigjson": registry.docker_config(READER)}))  # fmt: skip
         yield namespace
@@ -484,4 +484,11 @@ def test_another_tenant_cannot_run_a_private_image_already_on_the_node(  # noqa:
         outcome = poll(pull_outcome, timeout=120, what="the intruder's pod to pull or be refused")
         print(f"[journey] another tenant naming the private image without a pull Secret: {outcome}", flush=True)
         assert outcome == "refused"
+
+        # ... on the very node that holds the image (with several nodes, another node would refuse for want of it).
+        def nodes(namespace: str, name: str) -> set[str]:
+            pods = core.list_namespaced_pod(namespace, label_selector=f"app.kubernetes.io/instance={name}").items
+            return {pod.spec.node_name for pod in pods if pod.spec.node_name}
+
+        assert nodes(intruder.name, "copycat") and nodes(intruder.name, "copycat") <= nodes(tenant.name, "owner")
         assert ready(intruder, "copycat", baked, "3") is None

@@ -1,18 +1,21 @@
 """The whole path with real pods: ModelApp -> operator (in the cluster, from its chart) -> Deployment ->
 init container fetching from Azurite -> serving pods -> LoadBalancer address -> an answered request.
 
-Design notes: fixtures in tests/fixtures/e2e.py bring up a cluster with a real node (containerd,
-kubelet, kube-proxy), push the images built from the Dockerfiles to its registry, start Azurite on
-the bridge and install the chart; each test gets a fresh namespace and blob container. Requests go
-to `status.url` (a 127.0.10.x address kube-proxy routes to the pods), so every assertion is about
-what a user would see. Models are the demo's iris LogisticRegression made at run time; answers are
-compared with scikit-learn's own predictions. Load during rollouts is a bounded loop of sequential
-requests on loopback, and every failure is counted. Process facts (uid, read-only root) are read
-from the host's /proc for the container's pid (containerd's task list), never by exec.
+Design notes: fixtures in tests/fixtures/e2e.py bring up a cluster with real nodes (containerd,
+kubelet, kube-proxy: the hand-made node, or kind with `--e2e-cluster kind`), push the images built from
+the Dockerfiles to its registry, start Azurite on the bridge pods reach and install the chart; each test
+gets a fresh namespace and blob container. Requests go to `status.url` (an address of the cluster's
+LoadBalancer pool that kube-proxy routes to the pods: 127.0.10.x, or 10.247.0.x on kind), so every
+assertion is about what a user would see. Models are the demo's iris LogisticRegression made at run
+time; answers are compared with scikit-learn's own predictions. Load during rollouts is a bounded loop
+of sequential requests from this host, and every failure is counted. Process facts (uid, read-only root)
+are read from the node's /proc for the container's pid (the node's containerd task list; on kind the
+node is a container whose /proc `docker exec` reads), never by exec into the pod.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -174,7 +178,8 @@ def test_ready_only_after_the_verified_fetch_and_answers_like_scikit_learn(
     apps = Apps(flow_namespace)
     estimator, url, seconds = deploy_v1(flow_namespace, apps, tmp_path, "iris")
     print(f"[real-flow] apply -> Ready with status.url {url} in {seconds:.1f}s", flush=True)
-    assert url.startswith("http://127.0.10.") and url.endswith("/v2/models/iris")
+    assert url.startswith("http://") and url.endswith("/v2/models/iris")
+    assert ipaddress.ip_address(urlsplit(url).hostname or "") in flow_namespace.cluster.lb_network, url
     ready_at = apps.condition("iris", "Ready")["lastTransitionTime"]
     for pod in apps.pods("iris"):
         (fetch,) = pod.status.init_container_statuses
@@ -194,24 +199,14 @@ def test_serving_container_runs_as_non_root_with_a_read_only_root(
     assert app.security_context.read_only_root_filesystem is True
     assert pod.spec.security_context.run_as_non_root is True and pod.spec.security_context.run_as_user == 1000
     (status,) = [s for s in pod.status.container_statuses if s.name == "app"]
-    pid = container_pid(flow_namespace, status.container_id.split("://", 1)[1])
-    uids = Path(f"/proc/{pid}/status").read_text().split("Uid:", 1)[1].split()[:4]
+    cluster, node = flow_namespace.cluster, pod.spec.node_name
+    pid = cluster.container_pid(node, status.container_id.split("://", 1)[1])
+    uids = cluster.node_file(node, f"/proc/{pid}/status").split("Uid:", 1)[1].split()[:4]
     assert uids == ["1000"] * 4, uids
-    root = next(line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    root = next(line.split() for line in cluster.node_file(node, f"/proc/{pid}/mountinfo").splitlines()
                 if line.split()[4] == "/")
     assert "ro" in root[5].split(","), root
     assert infer(url, iris_rows[:3]).shape == (3,)
-
-
-def container_pid(ns: FlowNamespace, container_id: str) -> int:
-    """The container's init pid from the node's containerd (the host sees it; no exec into the pod)."""
-    import subprocess
-
-    socket = ns.cluster.state_dir / "node" / "containerd" / "containerd.sock"
-    listing = subprocess.run(["ctr", "--address", str(socket), "--namespace", "k8s.io", "tasks", "list"],
-                             capture_output=True, text=True, check=True, timeout=30).stdout
-    row = next(line.split() for line in listing.splitlines() if line.startswith(container_id))
-    return int(row[1])
 
 
 def test_bump_rolls_to_the_next_version_without_failed_requests(

@@ -1,11 +1,13 @@
 """A kind cluster from the node image built here, brought up as `hack/demo.sh --kind` does, then broken.
 
-Design notes: one cluster for the module (`modelapp-kindtest`, never the demo's), made by
-`kind_cluster.up` — the built node image, the docker shim where `--privileged` fails, the registry
-and the LoadBalancer allocator — and removed by `kind_cluster.down`, whose cleanup the last test
-checks (no container, route or registry left). Workloads are the real node's static `hello` server,
-packed as an OCI archive and put into the node with `kind load image-archive`. The host's kernel
-settings the node could have changed are read before and after: they must not move.
+Design notes: the session's kind cluster (tests/fixtures/kind.py: `modelapp-kindtest`, one worker, never
+the demo's), made by `kind_cluster.up` — the built node image, the docker shim where `--privileged`
+fails, the registry and the LoadBalancer allocator — shared with test_kind_nodes and the e2e tier on
+kind. The test that stops the control plane and checks what `kind_cluster.down` leaves runs after every
+other test of the session (marked `breaks_kind_cluster`). Workloads are the real node's static `hello`
+server, packed as an OCI archive and put into the nodes with `kind load image-archive`. The host's kernel
+settings the nodes could have changed are read before the cluster came up and again here: they must not
+move.
 """
 
 from __future__ import annotations
@@ -15,34 +17,15 @@ import os
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelapp_devcluster import kind_build, kind_cluster, node_build, node_image
 from modelapp_devcluster.errors import ClusterError
+from tests.fixtures.kind import NAME, WORKERS, KindCluster, host_settings
 
-NAME = "modelapp-kindtest"
 HELLO = "modelapp.local/hello:kind"
-HOST_SETTINGS = (
-    "vm/overcommit_memory",
-    "vm/panic_on_oom",
-    "kernel/panic",
-    "kernel/panic_on_oops",
-    "kernel/keys/root_maxkeys",
-    "kernel/keys/root_maxbytes",
-    "fs/protected_regular",
-    "fs/protected_fifos",
-    "fs/inotify/max_user_watches",
-    "net/ipv4/ip_forward",
-)
-
-
-def _host_settings() -> dict[str, str]:
-    return {
-        key: Path(f"/proc/sys/{key}").read_text().strip() for key in HOST_SETTINGS if Path(f"/proc/sys/{key}").exists()
-    }
 
 
 class Cluster:
@@ -84,10 +67,9 @@ def _poll(what: str, check: object, timeout: float = 180, every: float = 2) -> N
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    before = _host_settings()
-    paths = kind_cluster.up(name=NAME, public_image=False, workers=0)
-    made = Cluster(paths.kubeconfig, before)
+def cluster(shared_kind_cluster: KindCluster) -> Cluster:
+    paths = kind_cluster.Paths.for_name(shared_kind_cluster.name)
+    made = Cluster(shared_kind_cluster.kubeconfig, shared_kind_cluster.settings_before)
     hello = node_image.build_image(
         [node_image.ImageFile("/hello", node_build.static_program("hello.c").read_bytes())],
         entrypoint=["/hello"],
@@ -98,10 +80,7 @@ def cluster() -> Iterator[Cluster]:
     archive.write_bytes(node_image.oci_layout_tar(hello, ref=HELLO))
     loaded = kind_cluster.run_kind(NAME, ["load", "image-archive", "--name", NAME, str(archive)])
     assert loaded.returncode == 0, loaded.stderr
-    try:
-        yield made
-    finally:
-        kind_cluster.down(name=NAME)
+    return made
 
 
 def test_the_node_is_ready_and_the_control_plane_runs(cluster: Cluster) -> None:
@@ -183,7 +162,7 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
 
 
 def test_the_host_kernel_settings_did_not_move(cluster: Cluster) -> None:
-    assert _host_settings() == cluster.settings_before
+    assert host_settings() == cluster.settings_before
     node = f"{NAME}-control-plane"
     wrote = subprocess.run(
         ["docker", "exec", node, "sh", "-c", "echo 0 > /proc/sys/kernel/panic"],
@@ -201,7 +180,7 @@ def test_the_host_kernel_settings_did_not_move(cluster: Cluster) -> None:
 def test_a_second_up_while_one_runs_names_the_first(cluster: Cluster) -> None:
     paths = kind_cluster.Paths.for_name(NAME)
     with kind_cluster.up_lock(paths, NAME), pytest.raises(ClusterError, match=rf"another `up`.*pid {os.getpid()}"):
-        kind_cluster.up(name=NAME, public_image=False, workers=0)
+        kind_cluster.up(name=NAME, public_image=False, workers=WORKERS)
 
 
 def test_docker_stopped_says_how_to_start_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -216,10 +195,11 @@ def test_docker_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, 
         kind_cluster.check_docker()
 
 
+@pytest.mark.breaks_kind_cluster
 def test_a_stale_node_is_named_and_down_leaves_nothing(cluster: Cluster) -> None:
     subprocess.run(["docker", "stop", "-t", "1", f"{NAME}-control-plane"], check=True, capture_output=True)
     with pytest.raises(ClusterError, match=rf"does not answer.*down --name {NAME}"):
-        kind_cluster.up(name=NAME, public_image=False, workers=0)
+        kind_cluster.up(name=NAME, public_image=False, workers=WORKERS)
     kind_cluster.down(name=NAME)
     left = subprocess.run(
         ["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={NAME}"],

@@ -2,41 +2,36 @@
 
 Design notes: kindnetd is not on the Go module proxy, so with the built image each node's containerd
 makes a bridge on the node's own podCIDR and `kind_cluster.up` routes the other nodes' ranges; this
-checks that for real with one worker, a `hello` pod pinned to each node, each probing the other's pod
-IP. Its own cluster name; removed at the end.
+checks that for real on the session's kind cluster (tests/fixtures/kind.py: one worker), a `hello` pod
+pinned to each node, each probing the other's pod IP.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from modelapp_devcluster import kind_build, kind_cluster, node_build, node_image
+from tests.fixtures.kind import NAME, KindCluster
 
-NAME = "modelapp-kindnodes"
 HELLO = "modelapp.local/hello:kind"
 
 
 @pytest.fixture(scope="module")
-def kubeconfig() -> Iterator[Path]:
-    paths = kind_cluster.up(name=NAME, public_image=False, workers=1)
+def kubeconfig(shared_kind_cluster: KindCluster) -> Path:
     hello = node_image.build_image(
         [node_image.ImageFile("/hello", node_build.static_program("hello.c").read_bytes())],
         entrypoint=["/hello"],
         cmd=["8080"],
     )
-    archive = paths.root / "hello.oci.tar"
+    archive = kind_cluster.Paths.for_name(NAME).root / "hello-nodes.oci.tar"
     archive.write_bytes(node_image.oci_layout_tar(hello, ref=HELLO))
-    try:
-        loaded = kind_cluster.run_kind(NAME, ["load", "image-archive", "--name", NAME, str(archive)])
-        assert loaded.returncode == 0, loaded.stderr
-        yield paths.kubeconfig
-    finally:
-        kind_cluster.down(name=NAME)
+    loaded = kind_cluster.run_kind(NAME, ["load", "image-archive", "--name", NAME, str(archive)])
+    assert loaded.returncode == 0, loaded.stderr
+    return shared_kind_cluster.kubeconfig
 
 
 def test_pods_on_two_nodes_reach_each_other(kubeconfig: Path) -> None:
