@@ -21,8 +21,11 @@ set -uo pipefail
     "$cmd" 2>/dev/null | grep -v '^#' | sed -E 's/\[[0-9]+:[0-9]+\]//' | sed "s/^/$cmd /"
   done
   awk '{print "mount " $2 " " $3}' /proc/mounts
-  for key in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops fs/protected_regular \
-             fs/inotify/max_user_watches net/ipv4/ip_forward net/bridge/bridge-nf-call-iptables; do
+  # kubelet's kernel tunables (it writes them unless protectKernelDefaults), kube-proxy's and the node's own.
+  for key in vm/overcommit_memory vm/panic_on_oom kernel/panic kernel/panic_on_oops kernel/keys/root_maxkeys \
+             kernel/keys/root_maxbytes fs/protected_regular fs/inotify/max_user_watches net/ipv4/ip_forward \
+             net/bridge/bridge-nf-call-iptables net/ipv4/conf/all/route_localnet net/netfilter/nf_conntrack_max \
+             net/netfilter/nf_conntrack_tcp_timeout_established net/netfilter/nf_conntrack_tcp_timeout_close_wait; do
     [ -e "/proc/sys/$key" ] && echo "sysctl $key=$(cat "/proc/sys/$key")"
   done
 } | LC_ALL=C sort -u
