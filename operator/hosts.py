@@ -77,8 +77,13 @@ class Claim:
 
 
 def claims_of(ingress: Mapping[str, Any], owner: str) -> list[Claim]:
-    """The (host, path) pairs an Ingress routes, as claims of its owning ModelApp."""
+    """The (host, path) pairs an Ingress routes, as claims of its owning ModelApp; none when the Ingress is not
+    named as that ModelApp. The operator always names its Ingress so; a tenant may make an Ingress with our
+    labels and a controller reference to its own ModelApp under another name, which the owner's passes leave
+    beside the real one (only the child named as the app is reconciled), and which must not take a host."""
     meta = ingress.get("metadata") or {}
+    if meta.get("name") != owner:
+        return []
     namespace, created = str(meta.get("namespace", "")), str(meta.get("creationTimestamp", ""))
     return [Claim(namespace=namespace, owner=owner, host=str(rule.get("host", "")), path=str(path.get("path", "/")),
                   created=created)
@@ -105,6 +110,8 @@ def refusal(*, namespace: str, name: str, spec: IngressSpec, created: str | None
     for claim in claims:
         if (claim.namespace, claim.owner) == (namespace, name) or claim.host != spec.host:
             continue
+        if allow is not None and not allowed(claim.host, allow.get(claim.namespace, ())):
+            continue  # a namespace that may not route the host holds no claim on it (a hand-made Ingress)
         if claim.namespace == namespace and claim.path != spec.path:
             continue  # one tenant shares a host between its apps by path
         if claim.order < mine:
