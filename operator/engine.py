@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -62,6 +63,11 @@ CONFLICT_RETRY_SECONDS = 60
 #: While a ModelApp with `auth` rolls out, its pods are looked at again this often for a missing token Secret
 #: (the kubelet's CreateContainerConfigError changes no Deployment status, so no event would tell).
 TOKEN_RECHECK_SECONDS = 10.0
+#: A TLS Secret that spec.ingress names is asked about (a dry-run create, never a read: kube.name_taken) at most
+#: this often while it is missing, with a pass of its ModelApp then (no event tells when the tenant creates it),
+#: and once it exists, again after TLS_PRESENT_SECONDS.
+TLS_RECHECK_SECONDS = 15.0
+TLS_PRESENT_SECONDS = 300.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -108,6 +114,7 @@ class Engine:
         self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
         self._rechecks: set[tuple[str, str]] = set()  # ModelApps with a token-Secret look-again timer pending
+        self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
 
@@ -181,6 +188,7 @@ class Engine:
             service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
             ingress = None if refused or applied_spec.ingress is None else (
                 stored.get("Ingress") or self._child(app, "Ingress", miss=False))
+            tls_missing = ingress is not None and self._tls_secret_missing(app, applied_spec, logger)
         except SmokeKeyUnavailable as exc:
             self._blocked(app, "SmokeKeyUnavailable", str(exc), retry=30, everything=everything)
             return
@@ -195,7 +203,8 @@ class Engine:
                        f"keeps running.")  # fmt: skip
             self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
             return
-        if self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress, refused=refused):
+        if self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress, refused=refused,
+                              tls_missing=tls_missing):  # fmt: skip
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
             metrics.record_bump(namespace, decision.transitions, app=app)
@@ -311,8 +320,8 @@ class Engine:
             self._look_again(meta["name"], meta["namespace"], logger)
         return problem
 
-    def _look_again(self, name: str, namespace: str, logger: Logger) -> None:
-        """One pass of this ModelApp in TOKEN_RECHECK_SECONDS (at most one pending per ModelApp)."""
+    def _look_again(self, name: str, namespace: str, logger: Logger, *, delay: float = TOKEN_RECHECK_SECONDS) -> None:
+        """One pass of this ModelApp in `delay` seconds (at most one pending per ModelApp)."""
         key = (namespace, name)
         with self._smoke_lock:
             if key in self._rechecks:
@@ -324,7 +333,7 @@ class Engine:
                 self._rechecks.discard(key)
             self.converge(name=name, namespace=namespace, logger=logger, everything=False)
 
-        timer = threading.Timer(TOKEN_RECHECK_SECONDS, contextvars.copy_context().run, [again])
+        timer = threading.Timer(delay, contextvars.copy_context().run, [again])
         timer.daemon = True
         timer.start()
 
@@ -423,6 +432,32 @@ class Engine:
         return hosts.refusal(namespace=meta["namespace"], name=meta["name"], spec=spec.ingress, created=created,
                              allow=self.config.ingress_hosts, claims=claims)  # fmt: skip
 
+    def _tls_secret_missing(self, app: Mapping[str, Any], spec: ModelAppSpec, logger: Logger) -> bool:
+        """True when the TLS Secret of spec.ingress does not exist (docs/security.md, "Host names"): asked by a
+        dry-run create, which reads nothing, at most every TLS_RECHECK_SECONDS while missing (then a pass is
+        due, to see it appear) and every TLS_PRESENT_SECONDS once present. An answer the API server refuses
+        (RBAC without the chart's rule, a webhook refusing dry runs) says nothing: not missing, and a warning."""
+        secret = spec.ingress.tls_secret if spec.ingress is not None else None
+        if not secret:
+            return False
+        meta, at = app["metadata"], time.monotonic()
+        key = (meta["namespace"], secret)
+        with self._smoke_lock:
+            known = self._tls_seen.get(key)
+        if known is not None and at < known[1]:
+            missing = known[0]
+        else:
+            try:
+                missing = not kube.name_taken("Secret", secret, meta["namespace"])
+            except kube.ApiError as exc:
+                logger.warning(f"Cannot tell whether the TLS Secret {meta['namespace']}/{secret} exists: {exc}")
+                missing = False
+            with self._smoke_lock:
+                self._tls_seen[key] = (missing, at + (TLS_RECHECK_SECONDS if missing else TLS_PRESENT_SECONDS))
+        if missing:
+            self._look_again(meta["name"], meta["namespace"], logger, delay=TLS_RECHECK_SECONDS)
+        return missing
+
     def _children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, refused: bool) -> builders.Children:
         """The children of `spec`; without the Ingress (which must then not exist) when its host is refused."""
         meta = app["metadata"]
@@ -454,14 +489,15 @@ class Engine:
 
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
-                      ingress: Mapping[str, Any] | None = None,
-                      refused: tuple[str, str] | None = None) -> bool:  # fmt: skip
+                      ingress: Mapping[str, Any] | None = None, refused: tuple[str, str] | None = None,
+                      tls_missing: bool = False) -> bool:  # fmt: skip
         """Write the status for this decision (only when it changes); True when the revision history is now
         what the decision says."""
         meta, old = app["metadata"], app.get("status") or {}
         new = status.compute_status(
             name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
             deployment=deployment, service=service, ingress=ingress, ingress_refused=refused, old=old, now=now(),
+            tls_missing=tls_missing,
             overrides=decision.conditions,
             extra={"revisions": [r.to_status() for r in decision.revisions],
                    "effective": rollout.effective_status(decision)},

@@ -17,6 +17,8 @@ What happens on errors, per call:
   `metadata.resourceVersion` in the patch) raises `ApiError` with status 409 for the caller to re-read.
 - `create`: POST; 409 (exists) and 403 (RBAC) raise `ApiError` with that status.
 - `secret_data`: a Secret's decoded data; 404 returns None, 403 raises `ApiError`.
+- `name_taken`: whether a name is taken, by a dry-run create (never a read); 409 is the answer True; 403 raises
+  `ApiError`.
 - `ensure_secret_key`: the operator's own key Secret, created once when missing; 409 (another replica created it
   first) reads that one; 403 raises `ApiError`.
 
@@ -244,6 +246,23 @@ def list_names(kind: str, namespace: str) -> list[str]:
 def create(kind: str, namespace: str | None, body: Mapping[str, Any]) -> Obj:
     """Create an object (POST); the object as stored."""
     return _call("POST", _path(kind, None, namespace), body=dict(body), content_type="application/json")
+
+
+def name_taken(kind: str, name: str, namespace: str) -> bool:
+    """Whether an object of `kind` named `name` exists, asked without reading it: a dry-run create of an empty
+    one (`dryRun=All`: nothing is stored, no value is sent or returned). 409 AlreadyExists: True; created:
+    False. Needs `create` on the kind, never `get`: the operator learns of a tenant's Secret that its name is
+    taken, nothing more. 403 (RBAC), a namespace being deleted or a webhook that refuses dry runs raise
+    `ApiError`."""
+    body = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}}
+    try:
+        _call("POST", _path(kind, None, namespace), body=body, query={"dryRun": "All"},
+              content_type="application/json")  # fmt: skip
+    except ApiError as exc:
+        if exc.status == 409:
+            return True
+        raise
+    return False
 
 
 def secret_data(name: str, namespace: str) -> dict[str, bytes] | None:

@@ -11,7 +11,9 @@ The contract is "status always tells the truth":
 - `url` is the Ingress host with `spec.ingress` (unless the host is refused), else the LoadBalancer
   ingress when one is assigned, else the in-cluster DNS name; `urlSource` says which. `IngressReady`
   says whether the host is routed: refused (HostNotAllowed, HostTaken), Admitted (the controller published
-  an address), or NoAddress (Unknown: no controller has published one, which some never do).
+  an address), or NoAddress (Unknown: no controller has published one, which some never do), or
+  TLSSecretMissing (False: the TLS Secret it names does not exist; the controller would serve its default
+  certificate).
 A condition keeps its lastTransitionTime while its status does not change, so an unchanged state
 produces an identical status and `status_patch()` returns None (no write, no event loop).
 """
@@ -25,7 +27,7 @@ from typing import Any
 from modelapp_operator import hosts
 from modelapp_operator.builders import selector, template_annotations
 from modelapp_operator.names import DEGRADED, INGRESS_READY, MODEL_RESOLVED, PROGRESSING, READY
-from modelapp_operator.spec import ModelAppSpec
+from modelapp_operator.spec import IngressSpec, ModelAppSpec
 
 Obj = Mapping[str, Any]
 
@@ -111,9 +113,18 @@ def service_url(name: str, namespace: str, spec: ModelAppSpec, service: Obj | No
     return f"http://{name}.{namespace}.svc:{port}/v2/models/{name}", "ClusterDNS"
 
 
+def tls_secret_missing_message(spec: IngressSpec, namespace: str) -> str:
+    """What IngressReady says while the TLS Secret an Ingress names does not exist."""
+    return (f"the TLS Secret {namespace}/{spec.tls_secret} does not exist: the Ingress controller serves its own "
+            f"default certificate for {spec.host}, which clients refuse. Create a kubernetes.io/tls Secret "
+            f"{spec.tls_secret} with tls.crt and tls.key for {spec.host} in namespace {namespace} (the operator "
+            f"only asks whether the name exists; it never reads the Secret)")
+
+
 def ingress_condition(spec: ModelAppSpec, ingress: Obj | None, refused: tuple[str, str] | None,
-                      old: Obj) -> Condition | None:  # fmt: skip
-    """IngressReady for `spec.ingress`; without it, only a leftover one is turned off (conditions persist)."""
+                      old: Obj, *, namespace: str = "", tls_missing: bool = False) -> Condition | None:  # fmt: skip
+    """IngressReady for `spec.ingress`; without it, only a leftover one is turned off (conditions persist).
+    `tls_missing`: the TLS Secret it names does not exist (engine: a dry-run create, never a read)."""
     if spec.ingress is None:
         had = any(c.get("type") == INGRESS_READY for c in old.get("conditions") or [])
         return Condition(INGRESS_READY, "False", "NotRequested", "spec.ingress is not set: no Ingress") if had else None
@@ -122,6 +133,9 @@ def ingress_condition(spec: ModelAppSpec, ingress: Obj | None, refused: tuple[st
     where = hosts.url("", spec.ingress).rsplit("/v2/models/", 1)[0] + spec.ingress.path
     if ingress is None:
         return Condition(INGRESS_READY, "Unknown", "Creating", f"the Ingress for {where} is being created")
+    if tls_missing and spec.ingress.tls_secret:
+        missing = tls_secret_missing_message(spec.ingress, namespace)
+        return Condition(INGRESS_READY, "False", "TLSSecretMissing", missing)
     published = _get(ingress, "status", "loadBalancer", "ingress") or []
     address = next((i.get("hostname") or i.get("ip") for i in published if i.get("hostname") or i.get("ip")), None)
     if address:
@@ -183,6 +197,7 @@ def compute_status(
     extra: Mapping[str, Any] | None = None,
     ingress: Obj | None = None,
     ingress_refused: tuple[str, str] | None = None,
+    tls_missing: bool = False,
 ) -> dict[str, Any]:
     """The whole status for one observation; `old` is the current status (kept parts, transition times).
 
@@ -196,7 +211,7 @@ def compute_status(
         url, source, note = hosts.url(name, spec.ingress), "Ingress", "url from the Ingress host"
     rollout = read_rollout(deployment, spec) if deployment is not None else None
     replaced = {c.type: c for c in overrides}
-    routed = ingress_condition(spec, ingress, ingress_refused, old)
+    routed = ingress_condition(spec, ingress, ingress_refused, old, namespace=namespace, tls_missing=tls_missing)
     computed = [model_condition(spec), *rollout_conditions(spec, rollout, note), *([routed] if routed else [])]
     conditions = [replaced.pop(c.type, c) for c in computed] + list(replaced.values())
     status: dict[str, Any] = {

@@ -8,8 +8,9 @@ host name; nothing leaves loopback and the bridge. Checked: status.url is the ho
 Admitted with the address Traefik publishes; the prediction by host name matches scikit-learn's; another
 host gets Traefik's 404; with a TLS Secret the answer comes over https with the tenant's own certificate;
 a second tenant naming the same host gets no Ingress (HostTaken) and the host keeps answering with the
-first tenant's model; a missing TLS Secret is the controller's to report (the operator never reads
-Secrets): Traefik then serves the host with its own default certificate, which a verifying client refuses.
+first tenant's model; a missing TLS Secret is IngressReady False, TLSSecretMissing, naming the Secret (the
+operator asks by a dry-run create, never reads it): Traefik then serves the host with its own default
+certificate, which a verifying client refuses.
 """
 
 from __future__ import annotations
@@ -132,12 +133,14 @@ def test_a_prediction_by_host_name_through_traefik(flow_namespace: FlowNamespace
         version = curl(f"http://{host}/version", **plain)
         assert version[0] == 200 and json.loads(version[1])["version"] == "1", version
 
-    # A TLS Secret that does not exist: the operator cannot know (it never reads Secrets); Traefik serves the
-    # host with its default certificate, which curl refuses unless told not to verify.
+    # A TLS Secret that does not exist: the operator says so (a dry-run create, it never reads Secrets); Traefik
+    # serves the host with its default certificate, which curl refuses unless told not to verify.
     missing = f"wine.{ns.name}.example.test"
     _deploy(ns, apps, tmp_path, "wine", "2", seed=0,  # the same model as iris's version 1, published anew
             ingress={"host": missing, "className": "traefik", "tlsSecret": "no-such-secret"})
-    poll(lambda: apps.condition("wine", "IngressReady").get("reason") == "Admitted", timeout=240, what="wine")
+    told = poll(lambda: apps.condition("wine", "IngressReady").get("reason") == "TLSSecretMissing" and
+                apps.condition("wine", "IngressReady"), timeout=240, what="wine TLSSecretMissing")  # fmt: skip
+    assert f"{ns.name}/no-such-secret" in told["message"] and told["status"] == "False"
     where = {"host": missing, "port": 443, "address": traefik.address}
     assert poll(lambda: _predict(f"https://{missing}/v2/models/wine", iris_rows, insecure=True, **where),
                 timeout=60, what="wine over https with -k") == expected  # fmt: skip

@@ -2,8 +2,9 @@
 
 Design notes: rendered by the real helm and checked as objects, in both RBAC modes. What matters is what the
 operator may do with Secrets: `get` on its own key Secret by name and `create`, both only in the release's
-namespace, never anything on Secrets in a watched (tenant) namespace; the operator's pods are told where
-the key lives. Whether the rules are enough is proven against the real API server in
+namespace; in a watched (tenant) namespace only `create`, for the dry-run that tells whether a spec.ingress TLS
+Secret exists (never get, list or watch; nothing with operator.checkTlsSecrets=false); the operator's pods are
+told where the key lives. Whether the rules are enough is proven against the real API server in
 tests/integration/test_auth_operator.py (the operator creates and reads the key under exactly these rules).
 """
 
@@ -36,9 +37,16 @@ def test_the_operator_may_read_and_create_only_its_own_key_secret(render_chart: 
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                   "name": "ma-modelapp-smoke-key"}  # fmt: skip
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ma-modelapp", "namespace": "modelapp-system"}]
-    # Nothing else anywhere grants the operator anything on Secrets (tenants' namespaces included).
+    # Nothing else anywhere grants the operator more than `create` on Secrets (tenants' namespaces included):
+    # the dry-run create that tells whether a spec.ingress TLS Secret exists (operator.checkTlsSecrets); and
+    # with that check off, nothing at all.
     others = [r for r in rendered.all("Role") + rendered.all("ClusterRole")
               if r is not role and not r["metadata"]["name"].endswith("-bump")]  # fmt: skip
+    assert others and all(verbs(r["rules"], "", "secrets") <= {"create"} for r in others)
+    unchecked = render_chart({**values, "operator.checkTlsSecrets": False})
+    assert not unchecked.error, unchecked.error
+    others = [r for r in unchecked.all("Role") + unchecked.all("ClusterRole")
+              if r["metadata"]["name"] != "ma-modelapp-smoke-key" and not r["metadata"]["name"].endswith("-bump")]
     assert others and all(verbs(r["rules"], "", "secrets") == set() for r in others)
 
 

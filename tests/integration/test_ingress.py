@@ -56,6 +56,9 @@ def test_the_host_routes_to_the_service_and_stays_with_its_tenant(run_operator: 
                                                                   other_namespace: str) -> None:  # fmt: skip
     op = run_operator(namespace, "--namespace", other_namespace)
     host = f"iris-{namespace}.example.com"
+    # The TLS Secret exists (a missing one is TLSSecretMissing: tests/integration/test_tenancy_ingress.py).
+    kube.create("Secret", namespace, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "iris-tls"},
+                                      "type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}})
     kube.apply(_app("iris", namespace, ingress={"host": host, "className": "traefik", "tlsSecret": "iris-tls"}))
     app = wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
     assert (app["status"]["url"], app["status"]["urlSource"]) == (f"https://{host}/v2/models/iris", "Ingress")

@@ -116,6 +116,18 @@ def test_claims_are_read_from_an_ingress() -> None:
     ingress = hosts.build_ingress("iris", IngressSpec(host="iris.example.com", path="/v2/models/iris"),
                                   {"name": "iris", "namespace": "ml", "creationTimestamp": "2026-12-02T10:00:00Z"})
     assert hosts.claims_of(ingress, "iris") == [_claim("ml", "iris", "iris.example.com", "/v2/models/iris")]
+    # An Ingress not named as its controller is not one the operator wrote (a tenant's hand-made one): no claim.
+    assert hosts.claims_of(ingress, "decoy") == []
+
+
+def test_a_namespace_that_may_not_route_a_host_holds_no_claim_on_it() -> None:
+    forged = _claim("team-x", "decoy", "shop.team-y.example.com", created="2026-12-02T09:00:00Z")
+    spec = IngressSpec(host="shop.team-y.example.com")
+    allow = {"team-x": ("team-x.example.com",), "team-y": ("team-y.example.com",)}
+    assert hosts.refusal(namespace="team-y", name="shop", spec=spec, created=None, allow=allow,
+                         claims=[forged]) is None  # fmt: skip
+    refused = hosts.refusal(namespace="team-y", name="shop", spec=spec, created=None, allow=None, claims=[forged])
+    assert refused is not None and refused[0] == "HostTaken"  # without the allow-list, first claim wins
 
 
 def _status(spec_extra: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
@@ -140,6 +152,18 @@ def test_status_url_uses_the_host_and_says_whether_a_controller_routes_it() -> N
     admitted = {**live, "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}}}
     ready = _ingress_ready(_status(ing, ingress=admitted)) or {}
     assert (ready["status"], ready["reason"]) == ("True", "Admitted") and "127.0.0.1" in ready["message"]
+
+
+def test_a_missing_tls_secret_is_named_whatever_the_controller_says() -> None:
+    ing = {"ingress": {"host": "iris.example.com", "tlsSecret": "iris-tls"}}
+    admitted = {"metadata": {"name": "iris"}, "spec": {}, "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}}
+    missing = _ingress_ready(_status(ing, ingress=admitted, tls_missing=True)) or {}
+    assert (missing["status"], missing["reason"]) == ("False", "TLSSecretMissing")
+    assert "ml/iris-tls" in missing["message"] and "never reads" in missing["message"]
+    # Nothing to say before the Ingress exists, or without TLS.
+    assert (_ingress_ready(_status(ing, tls_missing=True)) or {})["reason"] == "Creating"
+    plain = _ingress_ready(_status({"ingress": {"host": "iris.example.com"}}, ingress=admitted, tls_missing=True))
+    assert (plain or {})["reason"] == "Admitted"
 
 
 def test_a_refused_host_keeps_the_service_url_and_says_why() -> None:

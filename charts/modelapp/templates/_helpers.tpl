@@ -159,10 +159,17 @@ their children. docs/rbac.md says why each verb is there.
   resources: [services]
   verbs: [get, list, watch, create, patch]
 # Application: the Ingress of spec.ingress, also deleted when the field goes or its host is refused
-# (docs/security.md, "Host names"). No rule on Secrets: the Ingress controller reads the TLS Secret.
+# (docs/security.md, "Host names"). The Ingress controller reads the TLS Secret, never the operator.
 - apiGroups: [networking.k8s.io]
   resources: [ingresses]
   verbs: [get, list, watch, create, patch, delete]
+{{- if .Values.operator.checkTlsSecrets }}
+# Application: whether the TLS Secret a spec.ingress names exists, asked by a dry-run create of an empty
+# Secret of that name (409: it exists). Nothing is stored and no value is read: no get, list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [create]
+{{- end }}
 # Application: the PodDisruptionBudget exists only while replicas > 1, so it is also deleted.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
