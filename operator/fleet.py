@@ -15,8 +15,12 @@ Scope (the platform team's choice, `--quarantine-scope`, chart `quarantine.scope
 - `cluster`: evidence counts for every namespace, but only when it is *attributable* to the digest rather
   than to the failing app's own settings: the rollout missed its progress deadline (pods that never became
   ready; a failed smoke test is judged by the app's own expectations, so it stays local), exactly one
-  component changed, and the app had been fully available on the pair just before (its settings, Secrets
-  and node placement were proven to work). With `trusted` namespaces (`--quarantine-from`) only those
+  component changed, and the app had been fully available on the pair just before with the very settings
+  the failed pair ran with (`Revision.settings`: a digest of the spec besides the pair and the bump's
+  policies, recorded by the operator with each rollout), so its settings, Secrets and node placement were
+  proven to work. Without that last check a tenant could change its image to another tenant's and, in the
+  same edit, a setting that keeps its pods from ever being ready, and have that image quarantined in every
+  namespace (tests/integration/test_tenancy_breaker.py). With `trusted` namespaces (`--quarantine-from`) only those
   namespaces' evidence counts beyond them (e.g. a platform team's canary namespace): a tenant outside
   them cannot block anyone else at all.
 
@@ -34,7 +38,7 @@ from typing import Any, Literal
 
 from modelapp_operator import names
 from modelapp_operator.registry import parse_image
-from modelapp_operator.revisions import Revision, parse_revisions
+from modelapp_operator.revisions import SETTINGS_CHANGED, Revision, parse_revisions
 
 Scope = Literal["namespace", "cluster"]
 SCOPES: tuple[Scope, ...] = ("namespace", "cluster")
@@ -121,6 +125,8 @@ def evidence_of(obj: Mapping[str, Any]) -> list[Evidence]:
             why = "the app never had a good pair, so its own settings may be the cause"
         elif len(blamed) != 1:
             why = "image and model changed together"
+        elif not before.settings or before.settings == SETTINGS_CHANGED or entry.settings != before.settings:
+            why = "the app's own settings changed with it (or are not known), so they may be the cause"
         for component, ids, ref in blamed:
             if ids & cleared:
                 continue

@@ -12,6 +12,8 @@ Pure: no I/O, no kopf.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,12 +79,17 @@ class Revision(BaseModel):
     message: str = Field("", max_length=1024, description="A human-readable explanation.")
     smoke_test: Literal["Passed", "Failed"] | None = Field(None, alias="smokeTest", description="The smoke verdict.")
     provenance: dict[str, Any] | None = Field(None, description="Where the model version came from (its card).")
+    settings: str = Field("", max_length=64, description=(
+        "The digest of every spec setting besides the pair the entry rolled out with (`settings_digest`), or "
+        "`changed` when they changed while it rolled out."))
 
     @classmethod
-    def new(cls, revision: int, pair: Pair, *, at: str, outcome: names.Outcome, reason: str, message: str) -> Revision:
+    def new(cls, revision: int, pair: Pair, *, at: str, outcome: names.Outcome, reason: str, message: str,
+            settings: str = "") -> Revision:  # fmt: skip
         digest = pair.image.rsplit("@", 1)[1] if "@sha256:" in pair.image else ""
         return cls(revision=revision, image=pair.image, image_digest=digest, uri=pair.uri, model=pair.version,
-                   sha256=pair.sha256, at=at, outcome=outcome, reason=reason, message=message)  # fmt: skip
+                   sha256=pair.sha256, at=at, outcome=outcome, reason=reason, message=message,
+                   settings=settings)  # fmt: skip
 
     @property
     def pair(self) -> Pair:
@@ -111,7 +118,24 @@ class Revision(BaseModel):
             out["smokeTest"] = self.smoke_test
         if self.provenance:
             out["provenance"] = self.provenance
+        if self.settings:
+            out["settings"] = self.settings
         return out
+
+
+#: `Revision.settings` of an entry whose settings changed while it rolled out: it matches no digest.
+SETTINGS_CHANGED = "changed"
+
+
+def settings_digest(spec: ModelAppSpec) -> str:
+    """SHA-256 (hex) of every setting of `spec` that shapes its pods besides the pair: replicas, resources, env,
+    command, pod placement, the rollout's deadline... (`updates`, the bump's policies, are left out). Recorded
+    with each revision entry, so that a failure can be told apart from a change of the app's own settings: the
+    fleet circuit breaker lets a failure travel beyond its namespace only when the settings it ran with are
+    the ones the app's previous good pair ran with (fleet.evidence_of)."""
+    pair = {"image": True, "updates": True, "model": {"uri", "version", "sha256"}}
+    settings = spec.model_dump(mode="json", by_alias=True, exclude=pair)
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def parse_revisions(status: Mapping[str, Any] | None) -> list[Revision]:
@@ -143,4 +167,4 @@ def last_good(revisions: Sequence[Revision], *, besides: Pair) -> Pair | None:
     return None
 
 
-__all__ = ["Pair", "Revision", "find", "last_good", "parse_revisions"]
+__all__ = ["SETTINGS_CHANGED", "Pair", "Revision", "find", "last_good", "parse_revisions", "settings_digest"]

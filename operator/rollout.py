@@ -42,7 +42,7 @@ from modelapp_operator.names import (
     READY,
     ROLLED_BACK,
 )
-from modelapp_operator.revisions import Pair, Revision, find, last_good
+from modelapp_operator.revisions import SETTINGS_CHANGED, Pair, Revision, find, last_good, settings_digest
 from modelapp_operator.spec import ModelAppSpec
 from modelapp_operator.status import Condition, Rollout, read_rollout
 
@@ -127,7 +127,7 @@ def decide(seen: Observation) -> Decision:
     good = last_good(revs, besides=wanted) if failed and spec.rollout.auto_rollback else None
     effective = good if good is not None else wanted
     source: Source = "LastGood" if good is not None else "Spec"
-    _ensure(revs, effective, now, rolling_back=source == "LastGood")
+    _ensure(revs, effective, now, rolling_back=source == "LastGood", settings=settings_digest(spec))
     revs = _trim(revs, keep={wanted, effective})
     transitions = [Transition(e.pair, before.get(e.pair), e.outcome, e.reason, e.message)
                    for e in revs if before.get(e.pair) != e.outcome]  # fmt: skip
@@ -213,12 +213,17 @@ def _next_number(revs: Sequence[Revision]) -> int:
     return max((e.revision for e in revs), default=0) + 1
 
 
-def _ensure(revs: list[Revision], effective: Pair, now: str, *, rolling_back: bool) -> None:
-    """The effective pair has an entry (new ones are Progressing); other live entries are Superseded."""
+def _ensure(revs: list[Revision], effective: Pair, now: str, *, rolling_back: bool, settings: str = "") -> None:
+    """The effective pair has an entry (new ones are Progressing); other live entries are Superseded.
+
+    `settings` (revisions.settings_digest of the spec) is recorded with a new rollout; an entry still rolling
+    out whose settings differ from the spec's is marked SETTINGS_CHANGED, so a failure that may be the
+    settings' own doing never counts against the pair beyond its namespace (fleet.evidence_of)."""
     index = find(revs, effective)
     if index is None:
         revs.append(Revision.new(_next_number(revs), effective, at=now, outcome=OUTCOME_PROGRESSING,
-                                 reason="RollingOut", message=f"rolling out {effective.describe()}"))  # fmt: skip
+                                 reason="RollingOut", message=f"rolling out {effective.describe()}",
+                                 settings=settings))  # fmt: skip
     elif revs[index].outcome in (OUTCOME_SUPERSEDED, OUTCOME_ROLLED_BACK):
         number, entry = _next_number(revs), revs.pop(index)
         if rolling_back:  # the last good pair comes back: it keeps its number and place
@@ -226,10 +231,12 @@ def _ensure(revs: list[Revision], effective: Pair, now: str, *, rolling_back: bo
             revs.insert(index, entry)
         else:  # the spec names an older pair again: a new revision of it
             entry.settle(OUTCOME_PROGRESSING, "RollingOut", f"rolling out {effective.describe()}")
-            revs.append(entry.model_copy(update={"revision": number, "at": now}))
+            revs.append(entry.model_copy(update={"revision": number, "at": now, "settings": settings}))
     for entry in revs:
         if entry.pair != effective and entry.outcome in (OUTCOME_PROGRESSING, OUTCOME_AVAILABLE):
             entry.settle(OUTCOME_SUPERSEDED, "Replaced", f"replaced by {effective.describe()}")
+        elif entry.pair == effective and entry.outcome == OUTCOME_PROGRESSING and entry.settings != settings:
+            entry.settings = SETTINGS_CHANGED
 
 
 def _trim(revs: list[Revision], *, keep: set[Pair]) -> list[Revision]:

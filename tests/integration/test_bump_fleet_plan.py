@@ -38,10 +38,10 @@ def failed_on(namespace: str, good: str, bad: str, digest: str) -> dict[str, Any
     uri = "file:///opt/models/iris"
     return app(namespace, "canary", good, [
         {"revision": 1, "image": good, "uri": uri, "model": "1", "outcome": "Superseded", "at": "2026-12-02T10:00:00Z",
-         "availableAt": "2026-12-02T10:01:00Z"},
+         "availableAt": "2026-12-02T10:01:00Z", "settings": "5" * 64},
         {"revision": 2, "image": bad, "imageDigest": digest, "uri": uri, "model": "1", "outcome": "Failed",
          "reason": "ProgressDeadlineExceeded", "message": "ReplicaSet has timed out progressing.",
-         "at": "2026-12-02T10:02:00Z"},
+         "at": "2026-12-02T10:02:00Z", "settings": "5" * 64},
     ])  # fmt: skip
 
 

@@ -26,13 +26,14 @@ GOOD, BAD = f"{REPO}:1.0.0", f"{REPO}:1.1.0"
 URI = "azureblob://models/iris"
 DIGEST_A = "a" * 64
 DIGEST_B = "b" * 64
+SETTINGS = "5" * 64  # the digest of the app's settings besides the pair (revisions.settings_digest)
 
 
 def entry(
     n: int, image: str, model: str, outcome: str, *, sha: str = "", reason: str = "", **more: Any
 ) -> dict[str, Any]:
     out = {"revision": n, "image": image, "uri": URI, "model": model, "outcome": outcome, "reason": reason,
-           "at": f"2026-12-02T10:0{n}:00Z", "message": f"entry {n}", **more}  # fmt: skip
+           "at": f"2026-12-02T10:0{n}:00Z", "message": f"entry {n}", "settings": SETTINGS, **more}  # fmt: skip
     if sha:
         out["sha256"] = sha
     if outcome in ("Available", "Superseded"):
@@ -81,6 +82,22 @@ def test_both_changed_or_no_good_pair_blames_both_and_stays_local() -> None:
     assert all(not e.attributable and "together" in e.why_local for e in evidence_of(both))
     first = app("team-x", "iris", entry(1, BAD, "7", "Failed", reason="ProgressDeadlineExceeded"))
     assert all(not e.attributable and "never had a good pair" in e.why_local for e in evidence_of(first))
+
+
+def test_a_failure_with_settings_changed_alongside_stays_local() -> None:
+    """A tenant that changes its image to another tenant's and, in the same edit, a setting that keeps its pods
+    from being ready (tests/integration/test_tenancy_breaker.py) must not quarantine that image elsewhere."""
+    changed = app("team-x", "iris", entry(1, GOOD, "7", "Superseded"),
+                  entry(2, BAD, "7", "Failed", reason="ProgressDeadlineExceeded", settings="6" * 64))  # fmt: skip
+    marked = app("team-x", "iris", entry(1, GOOD, "7", "Superseded"),
+                 entry(2, BAD, "7", "Failed", reason="ProgressDeadlineExceeded", settings="changed"))  # fmt: skip
+    unknown = app("team-x", "iris", entry(1, GOOD, "7", "Superseded", settings=""),
+                  entry(2, BAD, "7", "Failed", reason="ProgressDeadlineExceeded", settings=""))  # fmt: skip
+    for case in (changed, marked, unknown):
+        (evidence,) = evidence_of(case)
+        assert not evidence.attributable and "settings" in evidence.why_local
+        assert Fleet.of([case], scope="cluster").image_block("team-y", BAD) is None
+        assert Fleet.of([case], scope="cluster").image_block("team-x", BAD) is not None
 
 
 def test_namespace_scope_never_crosses_a_namespace() -> None:

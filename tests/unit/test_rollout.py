@@ -17,7 +17,7 @@ import pytest
 from modelapp_operator import builders, rollout
 from modelapp_operator.bump import Quarantine
 from modelapp_operator.names import ANN_RETRY, ANN_ROLLBACK
-from modelapp_operator.revisions import Pair, Revision
+from modelapp_operator.revisions import SETTINGS_CHANGED, Pair, Revision, settings_digest
 from modelapp_operator.rollout import Observation, SmokeVerdict, decide
 from modelapp_operator.spec import ModelAppSpec, parse_spec
 
@@ -82,13 +82,30 @@ def test_a_new_pair_is_progressing_then_available() -> None:
     assert first.effective == Pair.from_spec(spec) and first.source == "Spec"
     assert _entries(first) == [{"revision": 1, "image": GOOD, "uri": "file:///m", "model": "1", "at": NOW,
                                 "outcome": "Progressing", "reason": "RollingOut",
-                                "message": f"rolling out image {GOOD} with model version 1"}]  # fmt: skip
+                                "message": f"rolling out image {GOOD} with model version 1",
+                                "settings": settings_digest(spec)}]  # fmt: skip
     rolling = _step(spec, first.revisions, _deployment(spec, ready=1))
     assert _outcomes(rolling) == {GOOD: "Progressing"} and not rolling.transitions
     done = _step(spec, rolling.revisions, _deployment(spec))
     assert _outcomes(done) == {GOOD: "Available"} and _entries(done)[0]["availableAt"] == NOW
     assert [(t.before, t.after) for t in done.transitions] == [("Progressing", "Available")]
     assert _cond(done, "RolledBack") == ("False", "NoRollback")
+
+
+def test_each_rollout_records_its_settings_and_a_change_while_rolling_is_marked() -> None:
+    """The settings a pair rolled out with (everything but the pair and the bump's policies) go with its entry;
+    settings changed while it rolls make it `changed`, so its failure never travels (fleet.evidence_of)."""
+    spec = _spec(GOOD)
+    assert settings_digest(spec) == settings_digest(_spec(NEWER, "2"))  # the pair is not a setting
+    assert settings_digest(spec) != settings_digest(parse_spec({**spec.model_dump(by_alias=True, exclude_none=True),
+                                                                 "replicas": 3}))  # fmt: skip
+    started = _step(_spec(NEWER), _good_history(), _deployment(spec))
+    assert {e.image: e.settings for e in started.revisions} == {GOOD: settings_digest(spec),
+                                                                 NEWER: settings_digest(spec)}  # fmt: skip
+    moved = parse_spec({**_spec(NEWER).model_dump(by_alias=True, exclude_none=True),
+                        "pod": {"nodeSelector": {"example.com/nowhere": "true"}}})  # fmt: skip
+    rolling = _step(moved, started.revisions, _deployment(spec))
+    assert {e.image: e.settings for e in rolling.revisions} == {GOOD: settings_digest(spec), NEWER: SETTINGS_CHANGED}
 
 
 def test_an_unobserved_generation_decides_nothing() -> None:
