@@ -118,6 +118,7 @@ class RealNode:
         self._restart_stale(control, report)
         self._write_files(control)
         node_host.ensure_sysctls()
+        node_host.save_host_settings(self._host_settings)  # before kubelet and kube-proxy change them
         net = ipaddress.ip_network(self.settings.pod_subnet)
         node_host.ensure_bridge(self.settings.bridge, self.settings.node_ip, net.prefixlen)
         self._check_ports()
@@ -131,6 +132,11 @@ class RealNode:
             timings.measure(name, started)
         report(f"node {self.settings.name} Ready at {self.settings.node_ip} ({_fmt(timings.steps)})")
         return timings
+
+    @property
+    def _host_settings(self) -> Path:
+        """The host's own values of `node_host.HOST_SETTINGS` while the node runs (`down` writes them back)."""
+        return self.paths.root / "host-settings.json"
 
     def _restart_stale(self, control: ControlPlane, report: Report) -> None:
         """Stop kubelet or kube-proxy when they run against another API server than this control plane's."""
@@ -263,6 +269,9 @@ class RealNode:
         node_host.remove_bridge(self.settings.bridge)
         shutil.rmtree(self.paths.cni_ipam_dir, ignore_errors=True)
         self.procs.stop("registry")
+        restored = node_host.restore_host_settings(self._host_settings)
+        if restored:
+            report(f"host settings put back: {', '.join(restored)}")
         report(f"node {self.settings.name} stopped")
 
     def _drain(self, timeout: float = 30.0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import re
 import shlex
@@ -46,6 +47,48 @@ def ensure_sysctls() -> None:
         path = Path("/proc/sys") / key
         if path.read_text().strip() != value:
             path.write_text(value)
+
+
+HOST_SETTINGS = (
+    "vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+    "net/ipv4/conf/all/route_localnet",
+)
+"""Host-wide settings the node changes while it runs, which `down` puts back: kubelet writes the first six
+(its kernel tunables: overcommit 1, panic 10, panic_on_oops 1, ...) since `protectKernelDefaults: true`
+would only refuse to start on a machine that has other values; kube-proxy sets `route_localnet` for its
+NodePorts on 127.0.0.1. kubelet runs in the host's own mount namespace (pod volumes must reach containerd),
+so the kind node's way, files bound over /proc/sys in the node, is not open here."""
+
+
+def save_host_settings(record: Path, *, sysctl: Path = Path("/proc/sys")) -> None:
+    """Keep HOST_SETTINGS' values in `record`, unless it holds them already: an earlier `up` whose `down`
+    has not run (a killed run) kept the values the machine had before any node ran."""
+    if record.exists():
+        return
+    values = {key: (sysctl / key).read_text().strip() for key in HOST_SETTINGS if (sysctl / key).exists()}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=1) + "\n")
+    tmp.replace(record)
+
+
+def restore_host_settings(record: Path, *, sysctl: Path = Path("/proc/sys")) -> list[str]:
+    """Write back what `save_host_settings` kept and forget it; returns "key now -> kept" for each change."""
+    try:
+        values = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []
+    changed = []
+    for key, value in values.items():
+        path = sysctl / key
+        with contextlib.suppress(OSError):
+            now = path.read_text().strip()
+            if now != value:
+                path.write_text(value)
+                changed.append(f"{key.replace('/', '.')} {now} -> {value}")
+    record.unlink(missing_ok=True)
+    return changed
 
 
 def ensure_bridge(name: str, address: str, prefix: int) -> None:

@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelapp_devcluster import node_config, pki, processes
+from modelapp_devcluster import node_config, node_host, pki, processes
 from modelapp_devcluster.local import lock_holder
 from modelapp_devcluster.node_config import NodeSettings
 from modelapp_devcluster.ports import listening_inodes
@@ -198,3 +198,19 @@ def test_node_parts_left_running_against_another_api_server_are_restarted() -> N
     assert node_config.stale_parts(servers, "https://10.244.0.1:42000", {"kubelet", "kube-proxy"}) == ["kubelet"]
     assert node_config.stale_parts(servers, "https://10.244.0.1:42000", {"kube-proxy"}) == []  # starts fresh anyway
     assert node_config.stale_parts({"kubelet": None}, "https://10.244.0.1:42000", {"kubelet"}) == ["kubelet"]
+
+
+def test_down_puts_back_the_host_settings_kubelet_and_kube_proxy_change(tmp_path: Path) -> None:
+    """kubelet writes its kernel tunables on the host (overcommit, panic, panic_on_oops): `down` undoes it."""
+    sysctl, record = tmp_path / "sys", tmp_path / "node" / "host-settings.json"
+    for key, value in (("vm/overcommit_memory", "0"), ("kernel/panic", "1"), ("kernel/panic_on_oops", "0")):
+        (sysctl / key).parent.mkdir(parents=True, exist_ok=True)
+        (sysctl / key).write_text(value + "\n")
+    node_host.save_host_settings(record, sysctl=sysctl)
+    (sysctl / "kernel/panic").write_text("10\n")  # what kubelet does
+    (sysctl / "vm/overcommit_memory").write_text("1\n")
+    node_host.save_host_settings(record, sysctl=sysctl)  # a second `up` (after a killed one) keeps the first values
+    assert node_host.restore_host_settings(record, sysctl=sysctl) == ["vm.overcommit_memory 1 -> 0",
+                                                                      "kernel.panic 10 -> 1"]
+    assert (sysctl / "kernel/panic").read_text().strip() == "1" and not record.exists()
+    assert node_host.restore_host_settings(record, sysctl=sysctl) == []  # nothing kept: nothing to do
