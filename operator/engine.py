@@ -56,6 +56,11 @@ CHILD_THREADS = 16
 #: once it is in. So the pods of one app (the tenant's code) can hold at most one of these threads for at
 #: most `smoke.BUDGET_SECONDS`, and never a kopf worker, a child thread or another app's turn.
 SMOKE_THREADS = 4
+#: At most this many of those threads work for one namespace at a time (a namespace is a tenant): pods that hold
+#: every request for the whole budget, in as many apps as there are threads, would otherwise keep every other
+#: namespace's smoke test, and so its rollout, waiting (tests/integration/test_tenancy_smoke.py). A check over
+#: the share waits its turn and its ModelApp is looked at again in SMOKE_RETRY_SECONDS.
+SMOKE_PER_NAMESPACE = 2
 SMOKE_RETRY_SECONDS = 5.0
 SmokeCheck = Callable[[str, str, smoke.Check, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
 #: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
@@ -112,6 +117,7 @@ class Engine:
         self._smoke_lock = threading.Lock()
         #: (namespace, name, pair) -> None while its check runs, then its verdict until a pass records it.
         self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
+        self._smoke_running: dict[str, int] = {}  # namespace -> checks submitted and not finished
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
         self._rechecks: set[tuple[str, str]] = set()  # ModelApps with a token-Secret look-again timer pending
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
@@ -345,13 +351,22 @@ class Engine:
         token, sent with the golden request (spec.auth)."""
         key = (namespace, name, pair)
         transport = functools.partial(self.smoke_transport, token=token) if token else self.smoke_transport
+        again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
         with self._smoke_lock:
             if key in self._verdicts:
                 verdict = self._verdicts[key]
                 if verdict is not None:
                     del self._verdicts[key]
                 return verdict
-            self._verdicts[key] = None
+            waits = self._smoke_running.get(namespace, 0) >= SMOKE_PER_NAMESPACE
+            if not waits:
+                self._verdicts[key] = None
+                self._smoke_running[namespace] = self._smoke_running.get(namespace, 0) + 1
+        if waits:  # this namespace has its share of the pool: ask again later
+            timer = threading.Timer(SMOKE_RETRY_SECONDS, contextvars.copy_context().run, [again])
+            timer.daemon = True
+            timer.start()
+            return None
 
         def check() -> None:
             try:
@@ -362,11 +377,13 @@ class Engine:
                 logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
                 verdict = None
             with self._smoke_lock:
+                self._smoke_running[namespace] -= 1
+                if not self._smoke_running[namespace]:
+                    del self._smoke_running[namespace]
                 if verdict is None:
                     self._verdicts.pop(key, None)  # no ready pod (yet): a pass in a few seconds starts it again
                 else:
                     self._verdicts[key] = verdict
-            again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
             if verdict is None:
                 threading.Timer(SMOKE_RETRY_SECONDS, contextvars.copy_context().run, [again]).start()
             else:
