@@ -150,6 +150,10 @@ def _retry(revs: list[Revision], wanted: Pair, handle: str | None, now: str) -> 
     return True  # done now, or already done before a restart: either way the annotation is spent
 
 
+#: The longest rollback note read: `modelapp rollback` writes {from, to, reason} in far less.
+MAX_NOTE_CHARS = 4096
+
+
 def _record_manual_rollback(revs: list[Revision], wanted: Pair, raw: str | None) -> bool:
     """`modelapp rollback` left a note {from, to, reason}: the pair it left becomes RolledBack.
 
@@ -158,9 +162,11 @@ def _record_manual_rollback(revs: list[Revision], wanted: Pair, raw: str | None)
     """
     if not raw:
         return False
+    if len(raw) > MAX_NOTE_CHARS:
+        return True  # not a note `modelapp rollback` writes: spent unread
     try:
         note = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # whoever may edit the ModelApp may write it: nested deep, anything
         return True
     if not isinstance(note, Mapping) or note.get("to") != wanted.handle or note.get("from") == wanted.handle:
         return True

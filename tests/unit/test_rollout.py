@@ -234,3 +234,11 @@ def test_decisions_are_stable_when_repeated(history: str) -> None:
     first = _step(spec, revisions, observed)
     second = decide(Observation(spec=spec, revisions=first.revisions, deployment=observed, annotations={}, now=LATER))
     assert second.revisions == first.revisions and not second.transitions and second.effective == first.effective
+
+
+@pytest.mark.parametrize("note", ["[" * 30_000 + "]" * 30_000, json.dumps({"reason": "x" * 5000}), "{"])
+def test_a_rollback_note_that_is_not_one_is_spent_unread(note: str) -> None:
+    """Whoever may edit the ModelApp may write the note: nested past the recursion limit, longer than any note
+    `modelapp rollback` writes, or broken. None of it may raise out of a pass (kopf would retry for ever)."""
+    decision = _step(_spec(GOOD), _good_history(), _deployment(_spec(GOOD)), {ANN_ROLLBACK: note})
+    assert ANN_ROLLBACK in decision.spent and _outcomes(decision) == {GOOD: "Available"}
