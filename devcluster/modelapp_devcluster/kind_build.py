@@ -27,7 +27,7 @@ from pathlib import Path
 
 from modelapp_devcluster import binaries, versions
 from modelapp_devcluster.binaries import Report
-from modelapp_devcluster.versions import BuildRecipe
+from modelapp_devcluster.versions import BuildRecipe, go_binary
 
 KIND_VERSION = "v0.30.0"
 COREDNS_VERSION = "v1.12.1"
@@ -35,31 +35,10 @@ COREDNS_VERSION = "v1.12.1"
 PAUSE_VERSION = "3.10.1"
 """kubeadm 1.34's `constants.PauseVersion`: the sandbox image kubelet and containerd are told to use."""
 
-KIND = BuildRecipe(
-    key=f"kind-{KIND_VERSION}",
-    module="sigs.k8s.io/kind",
-    version=KIND_VERSION,
-    replace_version=KIND_VERSION,
-    packages=(("kind", "sigs.k8s.io/kind"),),
-    helper=False,
-)
-COREDNS = BuildRecipe(
-    key=f"coredns-{COREDNS_VERSION}",
-    module="github.com/coredns/coredns",
-    version=COREDNS_VERSION,
-    replace_version=COREDNS_VERSION,
-    packages=(("coredns", "github.com/coredns/coredns"),),
-    helper=False,
-)
 CRICTL_VERSION = "v1.34.0"
-CRICTL = BuildRecipe(
-    key=f"crictl-{CRICTL_VERSION}",
-    module="sigs.k8s.io/cri-tools",
-    version=CRICTL_VERSION,
-    replace_version=CRICTL_VERSION,
-    packages=(("crictl", "sigs.k8s.io/cri-tools/cmd/crictl"),),
-    helper=False,
-)
+KIND = go_binary("kind", "sigs.k8s.io/kind", KIND_VERSION)
+COREDNS = go_binary("coredns", "github.com/coredns/coredns", COREDNS_VERSION)
+CRICTL = go_binary("crictl", "sigs.k8s.io/cri-tools", CRICTL_VERSION, "sigs.k8s.io/cri-tools/cmd/crictl")
 """crictl in the node: `kind load docker-image` asks it which images a node already holds."""
 KUBEADM = dataclasses.replace(
     versions.KUBERNETES,

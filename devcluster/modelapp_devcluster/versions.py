@@ -41,6 +41,14 @@ class BuildRecipe:
         return tuple(name for name, _ in self.packages)
 
 
+def go_binary(name: str, module: str, version: str, package: str = "", *, helper: bool = False, forks: bool = False,
+              stamps: tuple[str, ...] = ()) -> BuildRecipe:  # fmt: skip
+    """The recipe of one binary `name` (package `package`, default the module's root) from `module`@`version`,
+    cached under `<name>-<version>`; its `replace` directives, if any, pinned to the same version."""
+    return BuildRecipe(key=f"{name}-{version}", module=module, version=version, replace_version=version,
+                       packages=((name, package or module),), helper=helper, forks=forks, stamps=stamps)  # fmt: skip
+
+
 def staging_version(kubernetes_version: str) -> str:
     """k8s.io/kubernetes v1.X.Y publishes its staging modules (k8s.io/api, ...) as v0.X.Y."""
     major, rest = kubernetes_version.lstrip("v").split(".", 1)
@@ -60,21 +68,10 @@ KUBERNETES = BuildRecipe(
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
     ),
 )
-ETCD = BuildRecipe(
-    key=f"etcd-{ETCD_VERSION}",
-    module="go.etcd.io/etcd/server/v3",
-    version=ETCD_VERSION,
-    replace_version=ETCD_VERSION,
-    packages=(("etcd", "go.etcd.io/etcd/server/v3"),),
-)
-KWOK = BuildRecipe(
-    key=f"kwok-{KWOK_VERSION}",
-    module="sigs.k8s.io/kwok",
-    version=KWOK_VERSION,
-    replace_version=KWOK_VERSION,
-    packages=(("kwok", "sigs.k8s.io/kwok/cmd/kwok"),),
-    helper=False,
-)
+# One binary each: name, module, version, package (default the module's root); `helper` when its go.mod has
+# local `replace` directives that a helper module must pin (etcd); without, `go install module@version` builds it.
+ETCD = go_binary("etcd", "go.etcd.io/etcd/server/v3", ETCD_VERSION, helper=True)
+KWOK = go_binary("kwok", "sigs.k8s.io/kwok", KWOK_VERSION, "sigs.k8s.io/kwok/cmd/kwok")
 RECIPES = (ETCD, KUBERNETES, KWOK)
 
 # Add-ons the real node runs as pods (`addons`), built only when a test or `modelapp-cluster addons` asks.
@@ -82,23 +79,11 @@ RECIPES = (ETCD, KUBERNETES, KWOK)
 # binary; v3.7 replaces a module with a local folder its release does not ship, so it cannot be built.
 TRAEFIK_VERSION = "v3.6.12"
 METRICS_SERVER_VERSION = "v0.8.0"
-TRAEFIK = BuildRecipe(
-    key=f"traefik-{TRAEFIK_VERSION}",
-    module="github.com/traefik/traefik/v3",
-    version=TRAEFIK_VERSION,
-    replace_version=TRAEFIK_VERSION,
-    packages=(("traefik", "github.com/traefik/traefik/v3/cmd/traefik"),),
-    forks=True,
-    stamps=(f"github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",),
-)
-METRICS_SERVER = BuildRecipe(
-    key=f"metrics-server-{METRICS_SERVER_VERSION}",
-    module="sigs.k8s.io/metrics-server",
-    version=METRICS_SERVER_VERSION,
-    replace_version=METRICS_SERVER_VERSION,
-    packages=(("metrics-server", "sigs.k8s.io/metrics-server/cmd/metrics-server"),),
-    helper=False,  # its go.mod has no replace: `go install module@version` builds it
-)
+TRAEFIK = go_binary("traefik", "github.com/traefik/traefik/v3", TRAEFIK_VERSION,
+                    "github.com/traefik/traefik/v3/cmd/traefik", helper=True, forks=True,
+                    stamps=(f"github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK_VERSION}",))  # fmt: skip
+METRICS_SERVER = go_binary("metrics-server", "sigs.k8s.io/metrics-server", METRICS_SERVER_VERSION,
+                           "sigs.k8s.io/metrics-server/cmd/metrics-server")  # its go.mod has no replace
 
 # What a binary found on PATH or in KUBEBUILDER_ASSETS must report to be used (`<bin> --version`).
 EXPECTED_VERSION_PREFIX = {
