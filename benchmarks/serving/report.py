@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,23 @@ RIVALS = ("kserve", "mlserver")
 NOT_SERVERS = ("floor",)
 
 
+def markdown(header: Sequence[str], align: str, rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table: `align` has one letter per column, `l` or `r`; cells are printed as they are."""
+    assert len(align) == len(header), (header, align)
+    cells = [header, *rows]
+    rule = "|" + "|".join("---:" if side == "r" else "---" for side in align) + "|"
+    lines = ["| " + " | ".join(str(cell) for cell in row) + " |" for row in cells]
+    return "\n".join([lines[0], rule, *lines[1:]])
+
+
 def _best(rows: list[dict[str, Any]], key: str) -> float:
     return max((row[key] for row in rows), default=0.0)
 
 
 def inference_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | server | requests/s | best round | median round | p50 ms | p90 ms | p99 ms | errors "
-        "| vs faster rival (req/s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ("model", "server", "requests/s", "best round", "median round", "p50 ms", "p90 ms", "p99 ms", "errors",
+              "vs faster rival (req/s)")  # fmt: skip
+    lines: list[tuple[object, ...]] = []
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_model[row["model"]].append(row)
@@ -33,12 +41,11 @@ def inference_table(rows: list[dict[str, Any]]) -> str:
         for row in group:
             ours = row["server"].startswith("ours")
             ratio = f"{row['requests_per_second'] / rival:.2f}x" if ours and rival else ""
-            lines.append(
-                f"| {model} | {row['server']} | {row['requests_per_second']:,.0f} | "
-                f"{row.get('best_round_rps', 0):,.0f} | {row.get('median_round_rps', 0):,.0f} | {row['p50_ms']:.2f} | "
-                f"{row['p90_ms']:.2f} | {row['p99_ms']:.2f} | {row['errors']} | {ratio} |"
-            )
-    return "\n".join(lines)
+            lines.append((model, row["server"], f"{row['requests_per_second']:,.0f}",
+                          f"{row.get('best_round_rps', 0):,.0f}", f"{row.get('median_round_rps', 0):,.0f}",
+                          f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}", row["errors"],
+                          ratio))  # fmt: skip
+    return markdown(header, "llrrrrrrrr", lines)
 
 
 def _ours(name: str) -> bool:
@@ -54,20 +61,15 @@ def _by_model_round(rows: list[dict[str, Any]]) -> dict[tuple[str, int], dict[st
 
 def round_table(rows: list[dict[str, Any]]) -> str:
     """Every round of every server: load average at its start, req/s, p50, p99, connections per worker."""
-    lines = [
-        "| model | round | server | load avg | requests/s | p50 ms | p99 ms | conns per worker | threads "
-        "| requests per CPU s |",
-        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|",
-    ]
+    header = ("model", "round", "server", "load avg", "requests/s", "p50 ms", "p99 ms", "conns per worker", "threads",
+              "requests per CPU s")  # fmt: skip
+    lines = []
     for row in rows:
         split = "/".join(str(count) for count in row["split"]) or "-"
         rate = f"{row['requests_per_second']:,.0f}" + (" calls/s" if row["server"] in NOT_SERVERS else "")
-        lines.append(
-            f"| {row['model']} | {row['round']} | {row['server']} | {row['load1']:.1f} | {rate} | "
-            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {split} | {row.get('threads') or ''} | "
-            f"{_per_cpu([row])} |"
-        )
-    return "\n".join(lines)
+        lines.append((row["model"], row["round"], row["server"], f"{row['load1']:.1f}", rate, f"{row['p50_ms']:.2f}",
+                      f"{row['p99_ms']:.2f}", split, row.get("threads") or "", _per_cpu([row])))  # fmt: skip
+    return markdown(header, "lrlrrrrlrr", lines)
 
 
 def goal_rounds(rows: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
@@ -102,24 +104,21 @@ def goal_rounds(rows: list[dict[str, Any]], server: str) -> list[dict[str, Any]]
 
 
 def goal_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | round | load avg | server | requests/s | faster rival | its requests/s | ratio | p99 ms "
-        "| rival's p99 ms | both rivals' best p99 | held |",
-        "|---|---:|---:|---|---:|---|---:|---:|---:|---:|---:|---|",
-    ]
+    header = ("model", "round", "load avg", "server", "requests/s", "faster rival", "its requests/s", "ratio", "p99 ms",
+              "rival's p99 ms", "both rivals' best p99", "held")  # fmt: skip
+    lines = []
     summary = []
     for server in sorted({row["server"] for row in rows if _ours(row["server"])}):
         checks = goal_rounds(rows, server)
         for check in checks:
-            lines.append(
-                f"| {check['model']} | {check['round']} | {check['load1']:.1f} | {server} | {check['rps']:,.0f} | "
-                f"{check['rival']} | {check['rival_rps']:,.0f} | {check['ratio']:.2f}x | {check['p99']:.2f} | "
-                f"{check['rival_p99']:.2f} | {check['best_rival_p99']:.2f} | {'yes' if check['held'] else 'no'} |"
-            )
+            lines.append((check["model"], check["round"], f"{check['load1']:.1f}", server, f"{check['rps']:,.0f}",
+                          check["rival"], f"{check['rival_rps']:,.0f}", f"{check['ratio']:.2f}x", f"{check['p99']:.2f}",
+                          f"{check['rival_p99']:.2f}", f"{check['best_rival_p99']:.2f}",
+                          "yes" if check["held"] else "no"))  # fmt: skip
         for model in sorted({check["model"] for check in checks}):
             mine = [check for check in checks if check["model"] == model]
             summary.append(f"{server} {model}: held in {sum(c['held'] for c in mine)} of {len(mine)} rounds")
-    return "\n".join(lines) + "\n\n" + "; ".join(summary)
+    return markdown(header, "lrrlrlrrrrrl", lines) + "\n\n" + "; ".join(summary)
 
 
 def floor_table(rows: list[dict[str, Any]], workers: int) -> str:
@@ -129,11 +128,10 @@ def floor_table(rows: list[dict[str, Any]], workers: int) -> str:
     for row in rows:
         totals[(row["model"], row["server"])].append(row["requests_per_second"])
         groups[(row["model"], row["server"])].append(row)
-    lines = [
-        f"| model | server | requests/s (mean of rounds) | of thin server | of floor x {workers} "
-        "(one process per worker) | of floor (one process) | requests per CPU s | of thin's per CPU s |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ("model", "server", "requests/s (mean of rounds)", "of thin server",
+              f"of floor x {workers} (one process per worker)", "of floor (one process)", "requests per CPU s",
+              "of thin's per CPU s")  # fmt: skip
+    lines = []
     for model in sorted({model for model, _ in totals}):
         floor = _mean(totals.get((model, "floor"), []))
         thin = _mean(totals.get((model, "thin"), []))
@@ -148,11 +146,8 @@ def floor_table(rows: list[dict[str, Any]], workers: int) -> str:
             per_cpu = _per_cpu(groups[(model, server)])
             mine, thin_cpu = _per_cpu_value(groups[(model, server)]), _per_cpu_value(groups.get((model, "thin"), []))
             of_thin_cpu = f"{mine / thin_cpu:.0%}" if mine and thin_cpu and server != "floor" else ""
-            lines.append(
-                f"| {model} | {server} | {rate:,.0f}{unit} | {of_thin} | {of_floor} | {of_one} | {per_cpu} "
-                f"| {of_thin_cpu} |"
-            )
-    return "\n".join(lines)
+            lines.append((model, server, f"{rate:,.0f}{unit}", of_thin, of_floor, of_one, per_cpu, of_thin_cpu))
+    return markdown(header, "llrrrrrr", lines)
 
 
 def _per_cpu_value(rows: list[dict[str, Any]]) -> float:
@@ -171,10 +166,7 @@ def _mean(values: list[float]) -> float:
 
 
 def fetch_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| downloader | runs | best MiB/s | median MiB/s | peak RSS MiB (max) | ok |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
+    lines = []
     by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_name[row["downloader"]].append(row)
@@ -182,25 +174,18 @@ def fetch_table(rows: list[dict[str, Any]]) -> str:
         rates = sorted(row["mib_per_second"] for row in group)
         median = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
         ok = all(row["exit_code"] == 0 for row in group)
-        lines.append(
-            f"| {name} | {len(group)} | {rates[-1]:.0f} | {median:.0f} | "
-            f"{max(row['peak_rss_mib'] for row in group):.0f} | {'yes' if ok else 'NO'} |"
-        )
-    return "\n".join(lines)
+        lines.append((name, len(group), f"{rates[-1]:.0f}", f"{median:.0f}",
+                      f"{max(row['peak_rss_mib'] for row in group):.0f}", "yes" if ok else "NO"))  # fmt: skip
+    header = ("downloader", "runs", "best MiB/s", "median MiB/s", "peak RSS MiB (max)", "ok")
+    return markdown(header, "lrrrrl", lines)
 
 
 def cold_table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| server | model MiB | ready, median s | all answering, median s | ready runs (s) |",
-        "|---|---:|---:|---:|---|",
-    ]
-    for row in rows:
-        runs = ", ".join(f"{value:.2f}" for value in row["seconds"])
-        lines.append(
-            f"| {row['server']} | {row['model_mib']:.0f} | {row['median_seconds']:.2f} | "
-            f"{row['median_answering_seconds']:.2f} | {runs} |"
-        )
-    return "\n".join(lines)
+    header = ("server", "model MiB", "ready, median s", "all answering, median s", "ready runs (s)")
+    lines = [(row["server"], f"{row['model_mib']:.0f}", f"{row['median_seconds']:.2f}",
+              f"{row['median_answering_seconds']:.2f}", ", ".join(f"{value:.2f}" for value in row["seconds"]))
+             for row in rows]  # fmt: skip
+    return markdown(header, "lrrrl", lines)
 
 
 def tables(report: dict[str, Any]) -> str:
