@@ -66,6 +66,10 @@ LB_POOL = "10.247.0.0/24"
 REGISTRY_PORT = 5002
 """The registry's port on 127.0.0.1 (the real node's registry has 5001); also the name pods pull by."""
 NETWORK = "kind"
+PUBLIC_IMAGE_ENV = "MODELAPP_KIND_PUBLIC_IMAGE"
+"""With --public-image, the node image kind runs instead of its own default (for kind v0.30.0
+`kindest/node:v1.34.0@sha256:7416a61b...`, pulled by kind): a mirror's copy, or the offline stand-in
+`hack/kind/public-standin.sh` makes. Unset, kind chooses, as for any kind user."""
 CERTS_D = "/etc/containerd/certs.d"
 CREATE_TIMEOUT_S = 600
 
@@ -286,15 +290,16 @@ def up(*, name: str, public_image: bool, workers: int, report: Any = print) -> P
         else:
             check_route_free(record.get("via"))
             check_registry_port_free(name)
-            image = None if public_image else kind_node.ensure_node_image(report=report)
+            built = None if public_image else kind_node.ensure_node_image(report=report)
+            image = built or os.environ.get(PUBLIC_IMAGE_ENV) or None
             record.setdefault("created_network", not _network_exists())
             _save(paths, record)
-            use_shim = shim_wanted(image or kind_node.BASE_IMAGE)
+            use_shim = shim_wanted(built or kind_node.BASE_IMAGE)
             if use_shim:
                 report("--privileged containers cannot start here: kind runs through the docker shim")
             record["shim"] = use_shim
             _save(paths, record)
-            config = cluster_config(name=name, built_image=image is not None, workers=workers,
+            config = cluster_config(name=name, built_image=built is not None, workers=workers,
                                     registry=registry_name(name))
             config_file = paths.root / "kind-config.yaml"
             config_file.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -457,9 +462,12 @@ def _route(action: str, via: str | None = None) -> subprocess.CompletedProcess[s
 
 
 def route_holder() -> str | None:
-    """The address LB_POOL is routed to on this host, if it is."""
+    """Where LB_POOL is routed on this host, if it is: the gateway's address, or the route as `ip` says it
+    when it has none (`dev lo scope link`: someone else's, never ours)."""
     words = _route("show").stdout.split()
-    return words[words.index("via") + 1] if "via" in words else None
+    if "via" in words:
+        return words[words.index("via") + 1]
+    return " ".join(words[1:]) or None
 
 
 def check_route_free(ours: str | None) -> None:
@@ -561,7 +569,7 @@ def down(*, name: str, report: Any = print) -> None:
         os.kill(int(pid_file.read_text()), signal.SIGTERM)
         report("allocator stopped")
     pid_file.unlink(missing_ok=True)
-    if record.get("route") and _route("show").stdout.strip():
+    if record.get("route") and route_holder() == record.get("via"):  # ours only, never a route someone else made
         _route("del")
         report(f"route to {LB_POOL} removed")
     kind = kind_build.ensure_kind_binaries(report=report).kind
