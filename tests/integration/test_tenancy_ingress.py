@@ -135,3 +135,45 @@ def test_a_missing_tls_secret_is_named_in_the_condition_until_it_exists(run_oper
     found = wait_for("the Secret seen", lambda: _reason("iris", namespace, "NoAddress"), timeout=90)
     assert "iris-tls" not in _condition(found, "IngressReady")["message"]
     assert op.process.poll() is None and "Traceback" not in op.text()
+
+
+@pytest.mark.parametrize("secret", ["other-namespace/iris-tls", "../iris-tls", "IRIS"])
+def test_a_tls_secret_of_another_namespace_cannot_be_named(modelapp_crds: Any, namespace: str, secret: str) -> None:
+    body = _app("iris", namespace, ingress={"host": f"iris.{namespace}.example.com", "tlsSecret": secret})
+    with pytest.raises(kube.ApiError) as refused:
+        kube.create("ModelApp", namespace, body)
+    assert refused.value.status == 422 and "tlsSecret" in str(refused.value)
+
+
+def _foreign(kind: str, name: str, namespace: str) -> dict[str, Any]:
+    """An object of `kind` named `name` that no ModelApp controls (another team's, in the same namespace)."""
+    if kind == "Ingress":
+        spec: dict[str, Any] = {"rules": [{"host": f"other.{namespace}.example.com", "http": {"paths": [{
+            "path": "/", "pathType": "Prefix", "backend": {"service": {"name": "other", "port": {"number": 80}}}}]}}]}
+        api = "networking.k8s.io/v1"
+    else:
+        spec = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "other"},
+                "minReplicas": 1, "maxReplicas": 2}
+        api = "autoscaling/v2"
+    return kube.create(kind, namespace, {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": spec})
+
+
+@pytest.mark.parametrize("kind", ["Ingress", "HorizontalPodAutoscaler"])
+def test_an_ingress_or_hpa_of_the_same_name_is_never_adopted(run_operator: RunOperator, namespace: str,
+                                                             kind: str) -> None:  # fmt: skip
+    before = _foreign(kind, "web", namespace)
+    op = run_operator(namespace)
+    extra = ({"ingress": {"host": f"web.{namespace}.example.com"}} if kind == "Ingress"
+             else {"autoscaling": {"minReplicas": 1, "maxReplicas": 3}})  # fmt: skip
+    kube.apply(_app("web", namespace, **extra))
+
+    def taken() -> dict[str, Any] | None:
+        app = kube.get("ModelApp", "web", namespace)
+        return app if _condition(app, "Ready").get("reason") == "NameTaken" else None
+
+    app = wait_for("NameTaken", taken, timeout=90)
+    assert kind in _condition(app, "Ready")["message"]
+    after = kube.get(kind, "web", namespace)
+    assert after is not None and after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert not after["metadata"].get("ownerReferences")
+    assert op.process.poll() is None and "Traceback" not in op.text()
