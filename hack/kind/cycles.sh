@@ -93,8 +93,9 @@ for i in $(seq "$n"); do
     fails=$((fails + 1))
   fi
   d0=$(now)
+  : >"$err"
   if cluster_down; then
-    printf '          down %5.1fs\n' "$(since "$d0")"
+    printf '          down %5.1fs %s\n' "$(since "$d0")" "$(grep -h 'host settings put back' "$err" | tail -1)"
   else
     printf '          down FAILED: %s\n' "$(tail -1 "$err")"
     fails=$((fails + 1))
