@@ -1,11 +1,13 @@
-"""A lean WSGI path for the model-call routes, mounted in front of Flask (`app.wsgi_app`).
+"""A lean WSGI path for the model-call routes and the probes, mounted in front of Flask (`app.wsgi_app`).
 
 Why: py-spy on a worker under wrk (one iris row per request, `--gil`, so CPU only) put about 30 %
 of a request's CPU in Flask's machinery -- request context, URL routing, `before/after_request`
 hooks, `Request`/`Response` objects -- against 37 % in scikit-learn's `predict` itself. The rows of
 the route table that carry a body (`routes.MODEL_CALLS`) are matched here with their regular
 expression and answered directly by the same handlers, the same content-type rules, the same error
-mapping (`errors.to_response`) and the same metric labels as Flask's routes, all from `routes.py`.
+mapping (`errors.to_response`) and the same metric labels as Flask's routes, all from `routes.py`;
+so are the open probes (`GET /v2/health/live`, `/v2/health/ready`: no body, no token). Under `serve`
+the worker answers these rows on its event loop without WSGI (`inline.py`, through `plan` and `respond`).
 
 The contract: this path only takes the plain case -- the row's method, a `Content-Length` within the
 body limit, and a body the content-type rules accept. Anything else (another method, a chunked body,
@@ -15,13 +17,14 @@ a body over the limit, a body the rules refuse) goes to Flask untouched, which o
 Every request passes here first, so this is also where its listener is told (`listener_by_port`) and
 kept in the environ for Flask: the model calls are public rows, so a request on the metrics port
 goes to Flask, which answers only the internal rows there (`routes.hidden`). With authentication on, a
-model call's token is checked here before its body is read (no model call is an open row).
+model call's token is checked here before its body is read (no model call is an open row; the probes are).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -31,6 +34,8 @@ from modelapp_serving.errors import ServingError, error_headers, to_response
 from modelapp_serving.routes import (
     JSON,
     MODEL_CALLS,
+    NO_BODY,
+    ROUTES,
     Body,
     BodyKind,
     Listener,
@@ -49,6 +54,12 @@ ListenerOf = Callable[[dict[str, Any]], Listener]
 
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 LISTENER_KEY = "modelapp.listener"  # the environ key holding the request's Listener
+
+# The rows this path answers: the model calls, and the open probes (GET, no body, no token), which the
+# kubelet sends every few seconds and which must not wait behind Flask's machinery under load.
+FAST_ROWS: tuple[Route, ...] = MODEL_CALLS + tuple(
+    route for route in ROUTES if route.open and route.body is BodyKind.NONE
+)
 
 
 def every_row(_environ: dict[str, Any]) -> Listener:
@@ -106,8 +117,22 @@ def body_plan(environ: dict[str, Any], *, max_body_bytes: int, binary_allowed: b
     return length, header_length
 
 
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A request this path takes: its row, path parameters, and (body length, binary header length)."""
+
+    route: Route
+    params: dict[str, str]
+    body_length: int
+    header_length: int | None
+
+
 class ModelCallPath:
-    """WSGI middleware: model calls answered here, everything else passed to `inner` (Flask)."""
+    """WSGI middleware: model calls and probes answered here, everything else passed to `inner` (Flask).
+
+    `plan` (does this path take the request?) and `respond` (its answer as status, headers and body)
+    are apart so that a server may call them without WSGI's `start_response` (`inline.py`).
+    """
 
     def __init__(
         self, inner: WsgiApp, served: Served, *, max_body_bytes: int, listener_of: ListenerOf = every_row
@@ -118,48 +143,58 @@ class ModelCallPath:
         self.listener_of = listener_of
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if self.listener_of(environ) is Listener.METRICS:
+        planned = self.plan(environ)
+        if planned is None:
             return self.inner(environ, start_response)
+        status, headers, payload = self.respond(environ, planned)
+        start_response(status_line(status), headers)
+        return [payload]
+
+    def plan(self, environ: dict[str, Any]) -> Planned | None:
+        """The row this path answers the request by, or None: Flask answers it (pure but for the listener)."""
+        if self.listener_of(environ) is Listener.METRICS:
+            return None
         method = environ.get("REQUEST_METHOD")
         path = environ.get("PATH_INFO", "")
-        for route in MODEL_CALLS:
+        for route in FAST_ROWS:
             if route.method != method:
                 continue
             match = route.pattern.fullmatch(path)
             if match is None:
                 continue
+            if route.body is BodyKind.NONE:
+                return Planned(route, match.groupdict(), 0, None)
             plan = body_plan(environ, max_body_bytes=self.max_body_bytes, binary_allowed=route.body is BodyKind.TENSORS)
             if plan is None:
-                break
-            return self._answer(environ, start_response, route=route, params=match.groupdict(), plan=plan)
-        return self.inner(environ, start_response)
+                return None
+            return Planned(route, match.groupdict(), *plan)
+        return None
 
-    def _answer(
-        self,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-        *,
-        route: Route,
-        params: dict[str, str],
-        plan: tuple[int, int | None],
-    ) -> Iterable[bytes]:
-        """Read the body, call the handler, map any error; one response and one metrics sample."""
+    def respond(self, environ: dict[str, Any], planned: Planned) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Read the body, call the handler, map any error; one metrics sample. Status, headers, body."""
         started = time.perf_counter()
-        length, header_length = plan
+        route = planned.route
         headers: list[tuple[str, str]]
         try:
-            if self.served.auth is not None:
+            if self.served.auth is not None and not route.open:
                 self.served.auth.check(wsgi_headers(environ))
-            data = read_body(environ["wsgi.input"], str(length), limit=self.max_body_bytes)
-            reply = route.handler(self.served, params, Body(data, header_length))
+            body = NO_BODY
+            if route.body is not BodyKind.NONE:
+                data = read_body(environ["wsgi.input"], str(planned.body_length), limit=self.max_body_bytes)
+                body = Body(data, planned.header_length)
+            reply = route.handler(self.served, planned.params, body)
             status, payload = 200, reply.payload
             headers = [("Content-Type", reply.content_type), *reply.headers]
         except Exception as exc:
             status, error = to_response(exc)
             payload, headers = codecs.dumps(error), [("Content-Type", JSON), *error_headers(exc)]
         headers.append(("Content-Length", str(len(payload))))
-        start_response(_STATUS_LINES.get(status, f"{status} Error"), headers)
         self.served.metrics.observe_request(
             endpoint=route.rule, method=method_label(route.method), code=status, seconds=time.perf_counter() - started
         )
-        return [payload]
+        return status, headers, payload
+
+
+def status_line(status: int) -> str:
+    """WSGI's status string for a code: `200 OK`."""
+    return _STATUS_LINES.get(status, f"{status} Error")

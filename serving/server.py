@@ -1,4 +1,8 @@
-"""`modelapp-serving serve`: gunicorn (gthread workers, gated: `worker.py`) around the Flask app factory.
+"""`modelapp-serving serve`: gunicorn around the Flask app factory, with a worker class of our own.
+
+The worker (`inline.py`) answers the plain requests -- complete, small, the model calls and the probes
+-- on its event loop thread with one write, and hands everything else to gunicorn's threads, gated
+against slow clients (`worker.py`).
 
 Order matters here. PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported, so
 this module imports neither the app nor the metrics at the top; it points the variable at a fresh
@@ -139,9 +143,9 @@ class ServingApplication(BaseApplication):  # type: ignore[misc]
         super().__init__()
 
     def load_config(self) -> None:
-        from modelapp_serving.worker import gated_worker
+        from modelapp_serving.inline import inline_worker
 
-        worker_class = gated_worker(header_timeout=self.options.header_timeout, read_timeout=self.options.read_timeout)
+        worker_class = inline_worker(header_timeout=self.options.header_timeout, read_timeout=self.options.read_timeout)
         settings: dict[str, Any] = {
             "bind": self.options.binds(),
             "workers": self.options.workers,

@@ -37,6 +37,10 @@ Two more differences, for speed under load (issue 13, figures in benchmarks/READ
 
 What it does not do: limit connections per client (a load balancer's job); gunicorn's
 `worker_connections` still caps connections per worker.
+
+`serve` runs its subclass `inline.InlineWorker`, whose event loop plays the gate itself and answers the
+plain requests without a thread; this class's threads, streaming queue and response class serve what
+the loop hands them.
 """
 
 from __future__ import annotations
