@@ -1,6 +1,6 @@
 """A kind cluster from the node image built here, brought up as `hack/demo.sh --kind` does, then broken.
 
-Design notes: the session's kind cluster (tests/fixtures/kind.py: `modelapp-kindtest`, one worker, never
+Design notes: the session's kind cluster (tests/fixtures/kind.py: `modelapp-tests`, one worker, never
 the demo's), made by `kind_cluster.up` — the built node image, the docker shim where `--privileged`
 fails, the registry and the LoadBalancer allocator — shared with test_kind_nodes and the e2e tier on
 kind. The test that stops the control plane and checks what `kind_cluster.down` leaves runs after every
