@@ -41,7 +41,7 @@ def test_a_revision_entry_has_the_crds_fields_and_constraints() -> None:
     assert {n for n, f in fields.items() if f.is_required()} == set(item["required"])
     assert tuple(item["properties"]["outcome"]["enum"]) == names.OUTCOMES
     assert item["properties"]["smokeTest"]["enum"] == ["Passed", "Failed"]
-    for bounded in ("reason", "message"):
+    for bounded in ("reason", "message", "settings"):
         limit = item["properties"][bounded]["maxLength"]
         metadata = fields[bounded].metadata
         assert any(getattr(m, "max_length", None) == limit for m in metadata), bounded
