@@ -56,6 +56,9 @@ if [ "$#" -eq 0 ]; then
   exit "$status"
 fi
 
+case " $* " in  # a chosen tier that needs the add-ons or kind gets them built before it starts
+  *e2e*|*kind*) step "setup: the e2e and kind tiers' builds (add-ons, kind and its node image)"; hack/setup.sh --only-extras ;;
+esac
 step "tests: pytest $*"
 status=0
 pytest -p no:cacheprovider "$@" || status=$?
