@@ -29,6 +29,15 @@ The essence leaves out every `modelapp.io/` annotation (bookkeeping of the opera
 own progress), as kopf does for the prefix it stores under, so those writes never look like a change.
 Memory: one essence (spec, labels, annotations) per handled ModelApp, dropped when it is deleted or leaves
 the shard (`forget`).
+
+The cost per watch event (issue 15, a py-spy profile of a 1,000-app burst): kopf builds an essence for *every*
+event of every watched kind before it looks for handlers, and its stock `build` deep-copies the whole body
+(managedFields and status included) only to delete most of it; its progress storage copies the result once
+more. A child (Deployment, Service, ...) has only event handlers here, which never read an essence, and the
+Deployment's ~5 status updates per rollout made these copies the largest single cost of the operator's
+process in a burst. So `build` returns an empty essence for every kind but ModelApp, and for a ModelApp
+copies only what an essence keeps (spec, labels, annotations, and any extra field a handler names) rather
+than the status with its revision history. The essence itself is the same as kopf's (tests/unit/test_diffbase.py).
 """
 
 from __future__ import annotations
@@ -41,18 +50,28 @@ from typing import Any, cast
 import kopf
 
 IGNORED_PREFIX = "modelapp.io/"
+#: The top-level keys of a body that kopf's essence always drops (metadata comes back as labels + annotations).
+_SYSTEM_KEYS = frozenset({"apiVersion", "kind", "metadata", "status"})
 
 
 class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
     """The essences by ModelApp uid; thread-safe (kopf's event loop stores, the handlers' threads forget)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, kind: str) -> None:
+        """`kind`: the one kind whose essences matter (ModelApp; names.KIND, passed in: this layer sits below it)."""
         super().__init__()
+        self._kind = kind
         self._lock = threading.Lock()
         self._essences: dict[str, kopf.BodyEssence] = {}
 
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> kopf.BodyEssence:
-        essence = super().build(body=body, extra_fields=extra_fields)
+        """kopf's essence of a ModelApp, without its `modelapp.io/` annotations; an empty one for other kinds
+        (their handlers are event handlers: nothing compares it), built without copying what it drops."""
+        kind = body.get("kind")
+        if kind is not None and kind != self._kind:
+            return cast(kopf.BodyEssence, {})
+        extra = [tuple(f.split(".")) if isinstance(f, str) else tuple(f) for f in extra_fields or []]
+        essence = super().build(body=_lean(body, extra), extra_fields=extra)
         annotations = cast(dict[str, Any], essence).get("metadata", {}).get("annotations")
         if annotations:
             for key in [k for k in annotations if k.startswith(IGNORED_PREFIX)]:
@@ -75,6 +94,17 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
 
     def __len__(self) -> int:
         return len(self._essences)
+
+
+def _lean(body: kopf.Body, extra: list[tuple[Any, ...]]) -> kopf.Body:
+    """The part of `body` kopf's essence keeps (the rest of it is only copied to be deleted): every top-level
+    key but the system ones, labels and annotations, and the top-level (or metadata) key of each extra field."""
+    meta = body.get("metadata", {})
+    tops = {path[0] for path in extra if path}
+    metas = {"labels", "annotations"} | {path[1] for path in extra if len(path) > 1 and path[0] == "metadata"}
+    lean: dict[str, Any] = {k: v for k, v in body.items() if k not in _SYSTEM_KEYS or (k in tops and k != "metadata")}
+    lean["metadata"] = dict(meta) if ("metadata",) in extra else {k: meta[k] for k in metas if k in meta}
+    return kopf.Body(cast(kopf.RawBody, lean))
 
 
 class QuietProgressStorage(kopf.AnnotationsProgressStorage):

@@ -3,9 +3,10 @@
 - startup: tune kopf once, create the peering object, create the `Engine` (engine.py) and keep it in memo.
 - ModelApp events keep the engine's store current; create/update/resume and annotation changes (retry,
   rollback notes) run `Engine.converge` with every child.
-- Every Deployment/Service/PDB/HPA/Ingress event notes which names are held (`name_seen`, no API call).
-- Deployment/Service/PDB events (only objects labelled managed-by=modelapp-operator) are remembered at once,
-  then handed to `Engine.on_child` in a child thread: drift repair, rollout progress, status.
+- Every Deployment/Service/PDB/HPA/Ingress event notes which names are held (no API call); those of objects
+  labelled managed-by=modelapp-operator are remembered at once, then handed to `Engine.on_child` in a child
+  thread: drift repair, rollout progress, status (`child_event`: one handler per event, not two: kopf's cost
+  per handler call, its kwargs, context and log line, is paid per watch event).
 
 Shards (`modelapp run --shard NAME`, docs/scaling.md): the ModelApp handlers carry a `when` filter
 (`in_shard`), so kopf is blind to another shard's ModelApps (no handler, no diff-base or progress write);
@@ -40,9 +41,20 @@ from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, 
 from modelapp_operator.settings import OperatorConfig, from_env
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
-MANAGED = {LABEL_MANAGED_BY: MANAGER}
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget",
                "horizontalpodautoscalers": "HorizontalPodAutoscaler", "ingresses": "Ingress"}
+
+
+class QuietEventHandlers(logging.Filter):
+    """Drops kopf's "Handler 'child_event' succeeded." (and `modelapp_seen`'s): kopf logs one at INFO after every
+    handler call, so these two wrote a line per watch event (~15 per new ModelApp), formatted and written in
+    the event loop. Their failures are still logged, and `reconcile`'s successes (operators and tests read them)."""
+
+    PREFIXES = ("Handler 'child_event'", "Handler 'modelapp_seen'")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg
+        return not (isinstance(message, str) and message.endswith(" succeeded.") and message.startswith(self.PREFIXES))
 
 
 def _namespaced(namespace: str | None) -> str:
@@ -67,18 +79,22 @@ def _engine(memo: Any) -> Engine:
 
 @kopf.on.startup()
 def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_: Any) -> None:
-    """Tune kopf once: explicit watch timeouts, annotation storage, posting level, peering object."""
+    """Tune kopf once: explicit watch timeouts, annotation storage, posting level, quiet event handlers,
+    peering object."""
     config = _config(memo)
     settings.watching.server_timeout = config.server_timeout
     settings.watching.client_timeout = config.client_timeout
     settings.watching.connect_timeout = config.connect_timeout
     settings.persistence.progress_storage = QuietProgressStorage(prefix="modelapp.io")
-    memo.diffbase = MemoryDiffBaseStorage()  # no PATCH of the ModelApp after each handling (diffbase.py)
+    memo.diffbase = MemoryDiffBaseStorage(kind=KIND)  # no PATCH of the ModelApp after each handling (diffbase.py)
     settings.persistence.diffbase_storage = memo.diffbase
     settings.persistence.finalizer = "modelapp.io/kopf-finalizer"
     settings.posting.level = logging.getLevelName(config.posting_level)
     settings.execution.max_workers = config.workers
     settings.peering.stealth = True
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, QuietEventHandlers) for f in objects.filters):
+        objects.addFilter(QuietEventHandlers())
     settings.peering.lifetime = config.peering_lifetime
     if not config.standalone:
         for namespace in config.namespaces or ([None] if config.all_namespaces else []):
@@ -122,37 +138,29 @@ def reconcile(*, name: str, namespace: str | None, body: kopf.Body, reason: str,
         engine.converge(name=name, namespace=_namespaced(namespace), logger=logger, everything=True, reason=str(reason))
 
 
-@kopf.on.event("apps", "v1", "deployments")
-@kopf.on.event("", "v1", "services")
-@kopf.on.event("policy", "v1", "poddisruptionbudgets")
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
-@kopf.on.event("networking.k8s.io", "v1", "ingresses")
-async def name_seen(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
-                    memo: Any, **_: Any) -> None:  # fmt: skip
-    """Every object of the child kinds, ours or not: which names are held (`cache.Names`), so that a new
-    ModelApp's children need no GET to learn that their names are free."""
-    _engine(memo).names.note(CHILD_KINDS[resource.plural], _namespaced(namespace), body.metadata.name or "",
-                             present=type != "DELETED")  # fmt: skip
-
-
 def _owner(body: Mapping[str, Any]) -> str | None:
     refs = body.get("metadata", {}).get("ownerReferences") or []
     return next((r["name"] for r in refs if r.get("kind") == KIND and r.get("controller")), None)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-@kopf.on.event("", "v1", "services", labels=MANAGED)
-@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("", "v1", "services")
+@kopf.on.event("policy", "v1", "poddisruptionbudgets")
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers")
+@kopf.on.event("networking.k8s.io", "v1", "ingresses")
 async def child_event(*, type: str | None, body: kopf.Body, namespace: str | None, resource: kopf.Resource,
                       memo: Any, logger: Logger, **_: Any) -> None:  # fmt: skip
-    """Remember the child at once (in the event loop); then the rest in a child thread (`CHILD_THREADS`).
-    kopf awaits this per object, so one child's events stay in order.
+    """Every object of the child kinds, ours or not: which names are held (`cache.Names`), so that a new
+    ModelApp's children need no GET to learn that their names are free. Ours (labelled managed-by=modelapp-operator):
+    remembered at once (in the event loop); then the rest in a child thread (`CHILD_THREADS`). kopf awaits
+    this per object, so one child's events stay in order.
 
     `type` is empty for the initial listing: the child is only remembered (resume covers the rest).
     """
     engine, kind, namespace = _engine(memo), CHILD_KINDS[resource.plural], _namespaced(namespace)
+    engine.names.note(kind, namespace, body.metadata.name or "", present=type != "DELETED")
+    if (body.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGER:
+        return  # not ours (kopf's labels= filter is client-side too: one check here instead of a second handler)
     if type == "DELETED":
         engine.forget(kind, namespace, body.metadata.name or "")
     else:
