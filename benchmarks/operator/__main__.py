@@ -2,7 +2,8 @@
 
 Phases (each bounded; the whole run is cut at --max-minutes):
 1. create -> Deployment and Service applied, --samples per side, interleaved (baseline, operator, ...);
-then for each fleet size of --apps (e.g. 300,1000), with a fresh operator process (or --shards processes):
+then for each fleet size of --apps (e.g. 300,1000) and each operator shape of --shards (e.g. 1,2: one replica, then
+two shards), with fresh operator processes:
 2. N ModelApps created at once -> all Ready, with the operator's peak RSS (VmHWM, and sampled VmRSS) and the
    API server's own request counts for the burst (`apiserver_request_duration_seconds`, before/after);
 3. idle CPU of the operator over --idle seconds with those objects in place;
@@ -11,6 +12,12 @@ then for each fleet size of --apps (e.g. 300,1000), with a fresh operator proces
 6. both bursts' namespaces deleted (waited for), so the next size starts from the same empty cluster (not after
    the last size: the cluster goes down).
 Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
+
+Shards (`--shards N`, N > 1): `--shard-by label` runs N `modelapp run --shard sK` processes on the same namespaces,
+apps labelled round-robin (kopf filters labels on the client: every process receives every event);
+`--shard-by namespace` splits each burst over N namespaces (app i in namespace i mod N, on both sides) and runs
+N processes each watching only its own namespace, with a peering of its own (the API server splits the streams;
+the chart's `operator.shards[].namespaces`). The latency namespace belongs to the first process.
 """
 
 from __future__ import annotations
@@ -59,13 +66,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--apps", default="1000", help="fleet sizes, comma separated (default 1000; e.g. 300,1000)")
     parser.add_argument("--samples", type=int, default=40, help="latency samples per side (default 40)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measurement (default 60)")
-    parser.add_argument("--shards", type=int, default=1, help="operator processes, one shard each (default 1)")
+    parser.add_argument("--shards", default="1",
+                        help="operator processes, one shard each; comma separated to compare in one run (e.g. 1,2)")
+    parser.add_argument("--shard-by", choices=("label", "namespace"), default="label",
+                        help="how shards split the fleet (default label; see the module docstring)")
     parser.add_argument("--burst-timeout", type=float, default=600.0, help="give up on a burst after this long")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--operator-env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
+    parser.add_argument("--profile", type=Path, help="py-spy record each operator process during its burst into "
+                        "this folder (collapsed stacks, `profile.py` summarises them; needs py-spy on PATH)")
     args = parser.parse_args(argv)
     args.sizes = [int(n) for n in str(args.apps).split(",") if n.strip()]
+    args.shard_counts = [int(n) for n in str(args.shards).split(",") if n.strip()]
     return args
 
 
@@ -77,23 +90,26 @@ def api_client(kubeconfig: Path) -> client.ApiClient:
 
 
 class Operators:
-    """The operator under test: `modelapp run` subprocesses, one per shard (shard s0 also takes unlabelled
-    ModelApps), on the given namespaces; started at once, each returns once its liveness endpoint answers."""
+    """The operator under test: `modelapp run` subprocesses, one per shard, started at once; returns once every
+    liveness endpoint answers. `namespaces`: one list per process. With `labels`, process K runs `--shard sK`
+    (s0 also takes unlabelled ModelApps); else each process is a namespace shard with a peering of its own."""
 
-    def __init__(self, cluster: LocalCluster, namespaces: list[str], *, workdir: Path, extra_env: list[str],
-                 shards: int, tag: str) -> None:  # fmt: skip
+    def __init__(self, cluster: LocalCluster, namespaces: list[list[str]], *, workdir: Path, extra_env: list[str],
+                 labels: bool, tag: str) -> None:  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
                "MODELAPP_SERVING_IMAGE": scenarios.CTX.serving_image}  # fmt: skip
         env |= dict(item.split("=", 1) for item in extra_env)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         ports = []
-        for shard in range(shards):
+        for shard, watched in enumerate(namespaces):
             port = free_port()
-            args = [sys.executable, "-m", "modelapp_operator.cli", "run", *[f"--namespace={ns}" for ns in namespaces],
+            args = [sys.executable, "-m", "modelapp_operator.cli", "run", *[f"--namespace={ns}" for ns in watched],
                     f"--liveness=http://127.0.0.1:{port}/healthz"]  # fmt: skip
-            if shards > 1:
+            if len(namespaces) > 1 and labels:
                 args += [f"--shard=s{shard}", *(["--shard-default"] if shard == 0 else [])]
+            elif len(namespaces) > 1:
+                args += [f"--peering=modelapp-ns{shard}"]
             path = workdir / f"operator-{tag}-{shard}.log"
             with path.open("wb") as out:
                 self.processes.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env))
@@ -167,37 +183,67 @@ def delete_namespaces(api: client.ApiClient, names: list[str], *, timeout: float
     return time.monotonic() - t0
 
 
-def burst_phase(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, args: argparse.Namespace,
-                labels: scenarios.Labels) -> tuple[scenarios.Burst, list[dict[str, object]]]:  # fmt: skip
+def profile_start(folder: Path, operators: Operators, tag: str) -> list[tuple[subprocess.Popen[bytes], Path]]:
+    """`py-spy record` attached to each operator process (collapsed stacks, 100 samples/s, idle frames left out)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started = []
+    for number, process in enumerate(operators.processes):
+        out = folder / f"operator-{tag}-{number}.txt"
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw",
+                                "--nonblocking", "--threads", "-o", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        started.append((spy, out))
+    time.sleep(1)  # attached before the first create
+    return started
+
+
+def profile_stop(profilers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[str]:
+    """Stop the recorders (SIGINT: py-spy writes its file then) and return the files' paths."""
+    for spy, _ in profilers:
+        spy.send_signal(signal.SIGINT)
+    for spy, _ in profilers:
+        spy.wait(60)
+    return [str(out) for _, out in profilers]
+
+
+def burst_phase(api: client.ApiClient, namespaces: list[str], count: int, *, baseline: bool,
+                args: argparse.Namespace, labels: scenarios.Labels) -> tuple[scenarios.Burst, list[dict[str, object]]]:
     what = "available" if baseline else "Ready"
     before = request_stats(metrics_text(api))
-    done = scenarios.burst(api, namespace, count, baseline=baseline, timeout=args.burst_timeout, labels=labels,
+    done = scenarios.burst(api, namespaces, count, baseline=baseline, timeout=args.burst_timeout, labels=labels,
                            on_tick=lambda n: log(f"  {n} {what} (load {load()})"))  # fmt: skip
     return done, delta(before, request_stats(metrics_text(api)), per=count)
 
 
 def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, *, workdir: Path, run_id: str,
-          size: int, lat: dict[str, str], last: bool) -> dict[str, Any]:  # fmt: skip
-    """Phases 2-6 for one fleet size (6 only when another size follows: the cluster goes down after the last)."""
-    ns = {key: f"bench-{key}-{size}-{run_id}" for key in ("op-burst", "base-burst")}
+          size: int, shards: int, lat: dict[str, str], last: bool) -> dict[str, Any]:  # fmt: skip
+    """Phases 2-6 for one fleet size and operator shape (6 only when another follows: the cluster goes down
+    after the last)."""
+    by_ns = args.shard_by == "namespace" and shards > 1
+    parts = shards if by_ns else 1
+    ns = {key: [f"bench-{key}-{size}x{shards}-{run_id}-{k}" for k in range(parts)] for key in ("op", "base")}
     core = client.CoreV1Api(api)
-    for name in ns.values():
+    for name in [*ns["op"], *ns["base"]]:
         core.create_namespace({"metadata": {"name": name}})
-    labels = scenarios.shard_labels(args.shards)
-    operators = Operators(cluster, [lat["op"], ns["op-burst"]], workdir=workdir, extra_env=args.operator_env,
-                          shards=args.shards, tag=str(size))  # fmt: skip
+    labels = scenarios.shard_labels(1 if by_ns else shards)
+    watched = ([[lat["op"], *ns["op"]]] * shards if not by_ns else
+               [[lat["op"], ns["op"][0]], *[[n] for n in ns["op"][1:]]])  # fmt: skip
+    operators = Operators(cluster, watched, workdir=workdir, extra_env=args.operator_env, labels=not by_ns,
+                          tag=f"{size}x{shards}")  # fmt: skip
     sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
              scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
-    found: dict[str, Any] = {"apps": size, "shards": args.shards}
+    found: dict[str, Any] = {"apps": size, "shards": shards, "shard_by": args.shard_by if shards > 1 else None}
     try:
-        log(f"[{size}] phase 2: {size} ModelApps at once (operator, {args.shards} shard(s))")
+        log(f"[{size}] phase 2: {size} ModelApps at once (operator, {shards} shard(s), by {args.shard_by})")
+        profilers = profile_start(args.profile, operators, f"{size}x{shards}") if args.profile else []
         samplers = [RssSampler(p) for p in operators.procs]
         for sampler in samplers:
             sampler.__enter__()
         load_before = load()
-        burst, requests = burst_phase(api, ns["op-burst"], size, baseline=False, args=args, labels=labels)
+        burst, requests = burst_phase(api, ns["op"], size, baseline=False, args=args, labels=labels)
         for sampler in samplers:
             sampler.__exit__()
+        found["profiles"] = profile_stop(profilers)
         found["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
                                    "load_before": load_before, "load_after": load(),
                                    "peak_rss_mib": operators.peak_rss_mib(),
@@ -225,7 +271,7 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
 
         log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
         load_before = load()
-        floor, requests = burst_phase(api, ns["base-burst"], size, baseline=True, args=args, labels=labels)
+        floor, requests = burst_phase(api, ns["base"], size, baseline=True, args=args, labels=labels)
         found["burst_baseline"] = {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
                                    "load_before": load_before, "load_after": load()}  # fmt: skip
         found["requests_baseline"] = requests
@@ -237,7 +283,7 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         found["operator_log"] = operators.stop()
         if not last:
             log(f"[{size}] phase 6: deleting both bursts' namespaces")
-            found["cleanup_s"] = round(delete_namespaces(api, list(ns.values())), 1)
+            found["cleanup_s"] = round(delete_namespaces(api, [*ns["op"], *ns["base"]]), 1)
     return found
 
 
@@ -250,10 +296,13 @@ def run(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[
     lat = {key: f"bench-{key}-{run_id}" for key in ("op", "base")}
     for name in lat.values():
         client.CoreV1Api(api).create_namespace({"metadata": {"name": name}})
-    results: dict[str, Any] = {"sizes": args.sizes, "samples": args.samples, "shards": args.shards,
-                               "control_plane": control_plane(cluster), "fleets": []}  # fmt: skip
-    labels = scenarios.shard_labels(args.shards)
-    operators = Operators(cluster, [lat["op"]], workdir=workdir, extra_env=args.operator_env, shards=args.shards,
+    results: dict[str, Any] = {"sizes": args.sizes, "samples": args.samples, "shards": args.shard_counts,
+                               "shard_by": args.shard_by, "control_plane": control_plane(cluster),
+                               "fleets": []}  # fmt: skip
+    # Phase 1 with the first shape of --shards (a namespace shard other than the first would watch nothing here).
+    first = args.shard_counts[0] if args.shard_by == "label" else 1
+    labels = scenarios.shard_labels(first)
+    operators = Operators(cluster, [[lat["op"]]] * first, workdir=workdir, extra_env=args.operator_env, labels=True,
                           tag="latency")  # fmt: skip
     sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
              scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
@@ -268,9 +317,10 @@ def run(cluster: LocalCluster, args: argparse.Namespace, workdir: Path) -> dict[
             side.stop()
         results["operator_log_latency"] = operators.stop()
     try:
-        for number, size in enumerate(args.sizes, start=1):
-            results["fleets"].append(fleet(cluster, api, args, workdir=workdir, run_id=run_id, size=size, lat=lat,
-                                           last=number == len(args.sizes)))  # fmt: skip
+        shapes = [(size, shards) for size in args.sizes for shards in args.shard_counts]
+        for number, (size, shards) in enumerate(shapes, start=1):
+            results["fleets"].append(fleet(cluster, api, args, workdir=workdir, run_id=run_id, size=size,
+                                           shards=shards, lat=lat, last=number == len(shapes)))  # fmt: skip
     except BaseException as exc:  # keep what was measured (out of time, a burst that failed): print it
         results["stopped"] = f"{type(exc).__name__}: {exc}"
         log(f"stopped: {results['stopped']}")
@@ -296,7 +346,11 @@ def table(r: dict[str, Any]) -> str:
     def ms(side: dict[str, Any], key: str) -> str:
         return f"{side[key]:.0f} ms"
 
-    head = ["measure"] + [f"{f['apps']}: operator | {f['apps']}: baseline" for f in r["fleets"]]
+    def shape(f: dict[str, Any]) -> str:
+        split = f" ({f['shards']} shards by {f.get('shard_by') or 'label'})" if f["shards"] > 1 else ""
+        return f"{f['apps']}{split}"
+
+    head = ["measure"] + [f"{shape(f)}: operator | {shape(f)}: baseline" for f in r["fleets"]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(r["fleets"]))]
 
     def row(name: str, cells: list[tuple[str, str]]) -> None:
@@ -321,7 +375,7 @@ def table(r: dict[str, Any]) -> str:
                                            for f in r["fleets"]])  # fmt: skip
     out = "\n".join(lines)
     for f in r["fleets"]:
-        out += f"\n\nAPI requests during the {f['apps']}-app bursts (operator phase vs baseline phase, per app):\n"
+        out += f"\n\nAPI requests during the {shape(f)} bursts (operator phase vs baseline phase, per app):\n"
         out += "| verb resource | operator | baseline | extra per app |\n|---|---|---|---|\n"
         for x in f["requests_side_by_side"][:14]:
             out += (f"| {x['verb']} {x['resource']} | {x['operator']} | {x['baseline']} | "

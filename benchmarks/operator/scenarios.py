@@ -143,10 +143,11 @@ class Burst:
     done: int
 
 
-def burst(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, timeout: float,
+def burst(api: client.ApiClient, namespaces: list[str], count: int, *, baseline: bool, timeout: float,
           workers: int = 16, on_tick: Callable[[int], None] | None = None,
           labels: Labels | None = None) -> Burst:  # fmt: skip
-    """Create `count` ModelApps at once (a pool of `workers` clients) and wait until all are Ready/available."""
+    """Create `count` ModelApps at once (a pool of `workers` clients; app i in namespace i mod len(namespaces))
+    and wait until all are Ready/available."""
     resource = "apps/v1/deployments" if baseline else f"{GROUP}/{VERSION}/{PLURAL}"
     done: set[str] = set()
     finished = threading.Event()
@@ -160,19 +161,22 @@ def burst(api: client.ApiClient, namespace: str, count: int, *, baseline: bool, 
                 if len(done) >= count:
                     finished.set()
 
-    watcher = Watcher(api, resource, namespace, keep=False)
-    watcher.listen(seen)
-    watcher.start()
+    watchers = [Watcher(api, resource, namespace, keep=False) for namespace in namespaces]
+    for watcher in watchers:
+        watcher.listen(seen)
+        watcher.start()
     custom = client.CustomObjectsApi(api)
     t0 = time.monotonic()
+    label = labels or (lambda _: {})
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda i: create(custom, namespace, f"app-{i:05d}", app_spec(), baseline=baseline,
-                                       labels=(labels or (lambda _: {}))(i)), range(count)))  # fmt: skip
+        list(pool.map(lambda i: create(custom, namespaces[i % len(namespaces)], f"app-{i:05d}", app_spec(),
+                                       baseline=baseline, labels=label(i)), range(count)))  # fmt: skip
     created = time.monotonic() - t0
     deadline = t0 + timeout
     while not finished.wait(5) and time.monotonic() < deadline:
         if on_tick:
             on_tick(len(done))
     total = time.monotonic() - t0
-    watcher.stop()
+    for watcher in watchers:
+        watcher.stop()
     return Burst(total, created, len(done))
