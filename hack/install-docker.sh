@@ -38,9 +38,17 @@ fi
 
 start_dockerd() {
   say "starting dockerd $* (log: $log)"
-  # setsid: the daemon outlives this script and the CI step that ran it.
+  # setsid: the daemon outlives this script and the CI step that ran it. Every descriptor but 0-2 is
+  # closed first: one inherited from a caller under `flock /tmp/real-node.lock ...` would keep that
+  # lock held for as long as dockerd runs (seen: every later `flock` on it waited for ever).
   # shellcheck disable=SC2086
-  setsid dockerd --host "unix://$sock" $DOCKERD_EXTRA_ARGS "$@" >>"$log" 2>&1 < /dev/null &
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+    done
+    exec setsid dockerd --host "unix://$sock" $DOCKERD_EXTRA_ARGS "$@" >>"$log" 2>&1 < /dev/null
+  ) &
   dockerd_pid=$!
   local deadline=$(( $(date +%s) + 60 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
