@@ -3,7 +3,9 @@
 One run: list the ModelApps (one namespace or all), plan every app with the update policies
 against catalogs that list each image repository and each model location once
 (`modelapp_operator.discovery`), print the plan (app, from -> to, why), and unless `--dry-run`
-patch `spec.image` and `spec.model.{version,sha256}`.
+patch `spec.image` and `spec.model.{version,sha256}`. This module plans and patches one app and wires the
+command; the loop that patches in batches and waits for them is `modelapp_operator.breaker`, and what a run
+did, with its table and JSON, is `modelapp_operator.report`.
 
 Contracts:
 - A new model version always gets `spec.model.sha256` = the digest of the manifest bump read, so
@@ -40,17 +42,15 @@ Contracts:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import Any
 
-from modelapp_operator import fleet, kube
+from modelapp_operator import breaker, fleet, kube
 from modelapp_operator.discovery import DiscoveryError, ModelCatalog, StoreKey, TagCatalog, check_pair
 from modelapp_operator.names import (
     ANN_BUMP_REASON,
@@ -63,29 +63,13 @@ from modelapp_operator.names import (
 )
 from modelapp_operator.policies import Policy, PolicyError, parse_policy
 from modelapp_operator.registry import DockerConfig, RegistryClient, RegistryError, parse_image, parse_trusted_realms
+from modelapp_operator.report import Outcome, Result, Rollout, Row, Trip, render_json, render_table, with_result
 from modelapp_operator.revisions import Revision, parse_revisions
 from modelapp_operator.signatures import ANN_PAIR_FACTS
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, parse_spec
 from modelapp_serving.stores import Store, StoreError, open_store
 
 MAX_CONFLICT_RETRIES = 5
-Result = Literal["planned", "patched", "unchanged", "failed", "skipped", "held"]
-RESULTS: tuple[Result, ...] = ("planned", "patched", "failed", "skipped", "held", "unchanged")
-#: How often a batch's apps are read while the bump waits for their rollouts.
-POLL_SECONDS = 2.0
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the plan: an app's field, from -> to, why, and what happened."""
-
-    namespace: str
-    name: str
-    field: str
-    old: str
-    new: str
-    reason: str
-    result: Result
 
 
 @dataclass(frozen=True)
@@ -351,70 +335,6 @@ def build_event(plan: AppPlan, *, now: str, instance: str) -> dict[str, Any]:
 # -- one run ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Rollout:
-    """An app the bump patched under `--max-rollouts`, and how its rollout ended.
-
-    verdict: Ready | Failed (rolled back, or Degraded without autoRollback) | TimedOut (neither within
-    `--rollout-timeout`) | Changed (someone else changed or deleted the app meanwhile) | Unobserved (no
-    operator has ever written its status: nothing to wait for)."""
-
-    namespace: str
-    name: str
-    batch: int
-    image: str
-    model: str
-    verdict: str
-    reason: str
-    message: str
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Trip:
-    """The breaker tripped on one rollout: the rest of `namespace` is held back, or every namespace when the
-    failure is evidence that counts beyond its own (cluster scope, attributable: see fleet.py)."""
-
-    namespace: str
-    name: str
-    verdict: str
-    reason: str
-    message: str
-    everywhere: bool
-
-    def holds(self, namespace: str) -> bool:
-        return self.everywhere or namespace == self.namespace
-
-    def describe(self) -> str:
-        where = "every namespace" if self.everywhere else f"namespace {self.namespace}"
-        why = f"{self.verdict}, {self.reason}" if self.reason else self.verdict
-        return (
-            f"held back: the rollout of {self.namespace}/{self.name} ended {why} ({self.message[:200]}); "
-            f"the breaker holds {where} for this run"
-        )
-
-
-@dataclass
-class Outcome:
-    rows: list[Row] = field(default_factory=list)
-    registry_requests: int = 0
-    storage_requests: int = 0
-    max_rollouts: int = 0
-    rollouts: list[Rollout] = field(default_factory=list)
-    trips: list[Trip] = field(default_factory=list)
-
-    @property
-    def exit_code(self) -> int:
-        """0 done; 2 some rows failed; 3 the breaker tripped (rows held back); 1 is main's: nothing done."""
-        if self.trips:
-            return 3
-        return 2 if any(row.result == "failed" for row in self.rows) else 0
-
-    def counts(self) -> dict[str, int]:
-        """Rows per result (one row per app and field)."""
-        return {result: sum(1 for row in self.rows if row.result == result) for result in RESULTS}
-
-
 def run_bump(
     *,
     namespace: str | None,
@@ -426,7 +346,7 @@ def run_bump(
     rollout_timeout: float = 900.0,
     quarantine_scope: fleet.Scope = "namespace",
     quarantine_from: Sequence[str] = (),
-    poll: float = POLL_SECONDS,
+    poll: float = breaker.POLL_SECONDS,
 ) -> Outcome:
     """Plan every app, then patch (unless dry-run); a 409 re-reads the app and plans it again.
 
@@ -437,23 +357,16 @@ def run_bump(
     tags = TagCatalog(registry)
     models = ModelCatalog(opener or tenant_opener(trusted_stores=trusted_stores))
     outcome = Outcome(max_rollouts=max_rollouts)
-    objs = sorted(kube.list_objects(KIND, namespace), key=_app_key)
+    objs = sorted(kube.list_objects(KIND, namespace), key=breaker.app_key)
     quarantined = fleet.Fleet.of([*objs, *_evidence_apps(namespace, quarantine_from)], scope=quarantine_scope,
                                  trusted=quarantine_from)  # fmt: skip
-    batch: list[_Started] = []
-    for obj in objs:
-        trip = next((t for t in outcome.trips if t.holds(_app_key(obj)[0])), None)
-        if trip is not None:
-            rows = _apply(obj, tags=tags, models=models, dry_run=True, quarantined=quarantined)
-            outcome.rows.extend(_with_result(r, "held", trip.describe()) if r.result == "planned" else r for r in rows)
-            continue
-        started = batch.append if max_rollouts > 0 else None
-        outcome.rows.extend(_apply(obj, tags=tags, models=models, dry_run=dry_run, quarantined=quarantined,
-                                   started=started))  # fmt: skip
-        if len(batch) >= max_rollouts > 0:
-            _settle(batch, outcome, quarantined, timeout=rollout_timeout, poll=poll)
-    if batch:
-        _settle(batch, outcome, quarantined, timeout=rollout_timeout, poll=poll)
+
+    def apply(obj: Mapping[str, Any], *, dry_run: bool,
+              started: Callable[[Mapping[str, Any]], None] | None) -> list[Row]:  # fmt: skip
+        return _apply(obj, tags=tags, models=models, dry_run=dry_run, quarantined=quarantined, started=started)
+
+    breaker.run(objs, apply, outcome, quarantined, dry_run=dry_run, max_rollouts=max_rollouts, timeout=rollout_timeout,
+                poll=poll)  # fmt: skip
     outcome.registry_requests = registry.requests_made
     outcome.storage_requests = models.request_count()
     return outcome
@@ -470,72 +383,6 @@ def _evidence_apps(namespace: str | None, quarantine_from: Sequence[str]) -> lis
         except Exception as exc:  # RBAC, a namespace that is gone: that evidence is missing, the run goes on
             print(f"modelapp bump: no quarantine evidence from namespace {other}: {_one_line(exc)}", file=sys.stderr)
     return found
-
-
-@dataclass(frozen=True)
-class _Started:
-    """An app patched in the current batch: the pair the patch made and the generation it got."""
-
-    namespace: str
-    name: str
-    image: str
-    model: str
-    uri: str
-    sha256: str
-    generation: int
-    at: float
-
-
-def _started(obj: Mapping[str, Any]) -> _Started:
-    meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    generation, model = meta.get("generation"), spec.get("model") or {}
-    return _Started(str(meta.get("namespace", "")), str(meta.get("name", "")), str(spec.get("image", "")),
-                    str(model.get("version", "")), str(model.get("uri", "")), str(model.get("sha256") or ""),
-                    generation if isinstance(generation, int) else 0, time.monotonic())  # fmt: skip
-
-
-def _settle(batch: list[_Started], outcome: Outcome, quarantined: fleet.Fleet, *, timeout: float,
-            poll: float) -> None:  # fmt: skip
-    """Wait for every rollout of the batch (Ready, rolled back, or the deadline); a failure trips the breaker."""
-    number = 1 + max((r.batch for r in outcome.rollouts), default=0)
-    deadline = time.monotonic() + timeout
-    pending = list(batch)
-    batch.clear()
-    while pending:
-        for app in list(pending):
-            try:
-                obj = kube.get(KIND, app.name, app.namespace)
-            except kube.ApiError as exc:  # a blip of the API server: read again next round
-                print(f"modelapp bump: cannot read {app.namespace}/{app.name}: {exc}", file=sys.stderr)
-                continue
-            result = fleet.rollout_result(obj, image=app.image, version=app.model, generation=app.generation)
-            if result is None:
-                continue
-            pending.remove(app)
-            _record(outcome, app, number, result, travels=_travels(obj, quarantined, app))
-        if pending and time.monotonic() >= deadline:
-            for app in pending:
-                message = f"neither Ready on the new pair nor rolled back within {timeout:.0f}s"
-                _record(outcome, app, number, fleet.RolloutResult("TimedOut", message), travels=False)
-            return
-        if pending:
-            time.sleep(poll)
-
-
-def _travels(obj: Mapping[str, Any] | None, quarantined: fleet.Fleet, app: _Started) -> bool:
-    """The failed pair's evidence counts beyond its namespace (so the breaker holds every namespace)."""
-    pair = fleet.image_ids(app.image) | fleet.model_ids(app.uri, app.model, app.sha256)
-    evidence = fleet.evidence_of(obj) if obj is not None else []
-    return any(quarantined.travels(e) and not e.ids.isdisjoint(pair) for e in evidence)
-
-
-def _record(outcome: Outcome, app: _Started, batch: int, result: fleet.RolloutResult, *, travels: bool) -> None:
-    seconds = round(time.monotonic() - app.at, 1)
-    outcome.rollouts.append(Rollout(app.namespace, app.name, batch, app.image, app.model, result.verdict,
-                                    result.reason, result.message, seconds))  # fmt: skip
-    if result.verdict in ("Failed", "TimedOut"):
-        outcome.trips.append(Trip(app.namespace, app.name, result.verdict, result.reason, result.message,
-                                  everywhere=travels and result.verdict == "Failed"))  # fmt: skip
 
 
 StoreOpenerFn = Callable[[StoreKey], Store]
@@ -585,15 +432,10 @@ def _secret_env(namespace: str, name: str) -> dict[str, str]:
     return env
 
 
-def _app_key(obj: Mapping[str, Any]) -> tuple[str, str]:
-    meta = obj.get("metadata", {})
-    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
-
-
 def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dry_run: bool,
            quarantined: fleet.Fleet | None = None,
-           started: Callable[[_Started], None] | None = None) -> list[Row]:  # fmt: skip
-    """Plan one app and patch it; `started` hears of every app patched (the pair and generation it got)."""
+           started: Callable[[Mapping[str, Any]], None] | None = None) -> list[Row]:  # fmt: skip
+    """Plan one app and patch it; `started` hears of every app patched (the object the patch returned)."""
     for _ in range(MAX_CONFLICT_RETRIES):
         plan = plan_app(obj, tags=tags, models=models, quarantined=quarantined)
         if plan.patch is None or dry_run:
@@ -602,20 +444,20 @@ def _apply(obj: Mapping[str, Any], *, tags: TagCatalog, models: ModelCatalog, dr
         try:
             patched = kube.patch(KIND, plan.name, plan.namespace, annotate(plan.patch, now=at, message=plan.message))
         except kube.Gone:
-            return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
+            return [with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
         except kube.ApiError as exc:
             if exc.status != 409:
-                return [_with_result(row, "failed", f"the API server refused the patch: {exc}") for row in plan.rows]
+                return [with_result(row, "failed", f"the API server refused the patch: {exc}") for row in plan.rows]
             fresh = kube.get(KIND, plan.name, plan.namespace)
             if fresh is None:
-                return [_with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
+                return [with_result(row, "unchanged", "deleted during the bump") for row in plan.rows]
             obj = fresh  # someone else changed it (another bump, a user): plan again from what is there now
             continue
         _record_event(plan, at)
         if started is not None:
-            started(_started(patched))
-        return [_with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
-    return [_with_result(row, "failed", "kept conflicting with other writers") for row in plan.rows]
+            started(patched)
+        return [with_result(row, "patched") if row.result == "planned" else row for row in plan.rows]
+    return [with_result(row, "failed", "kept conflicting with other writers") for row in plan.rows]
 
 
 def _record_event(plan: AppPlan, at: str) -> None:
@@ -626,57 +468,7 @@ def _record_event(plan: AppPlan, at: str) -> None:
         print(f"modelapp bump: no Event for {plan.namespace}/{plan.name}: {exc}", file=sys.stderr)
 
 
-def _with_result(row: Row, result: Result, reason: str | None = None) -> Row:
-    return Row(row.namespace, row.name, row.field, row.old, row.new, reason or row.reason, result)
-
-
 # -- output and the command line --------------------------------------------------------------------------
-
-
-def render_table(outcome: Outcome, out: TextIO) -> None:
-    headers = ("APP", "FIELD", "FROM", "TO", "RESULT", "WHY")
-    lines = [(f"{r.namespace}/{r.name}", r.field, r.old, r.new or "-", r.result, r.reason) for r in outcome.rows]
-    widths = [max([len(h)] + [len(line[i]) for line in lines]) for i, h in enumerate(headers[:-1])]
-    for line in [headers, *lines]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)), line[-1], file=out)
-    counts = outcome.counts()
-    changed = counts["planned"] + counts["patched"]
-    print(
-        f"\n{changed} change(s), {counts['failed']} failure(s); "
-        f"{outcome.registry_requests} registry and {outcome.storage_requests} storage request(s)",
-        file=out,
-    )
-    print(", ".join(f"{result} {counts[result]}" for result in RESULTS[:5]), file=out)
-    if outcome.rollouts:
-        print(f"\nrollouts (at most {outcome.max_rollouts} at once, each batch waited for):", file=out)
-        for r in outcome.rollouts:
-            why = f" ({r.reason})" if r.reason else ""
-            print(f"  batch {r.batch}  {r.namespace}/{r.name}  {r.image} model {r.model}: {r.verdict}{why} "
-                  f"after {r.seconds:.0f}s", file=out)  # fmt: skip
-    for trip in outcome.trips:
-        why = f"{trip.verdict}, {trip.reason}" if trip.reason else trip.verdict
-        where = "every namespace" if trip.everywhere else f"namespace {trip.namespace}"
-        print(f"breaker tripped by {trip.namespace}/{trip.name} ({why}): holds {where}", file=out)
-    if outcome.trips:
-        apps = len({(row.namespace, row.name) for row in outcome.rows if row.result == "held"})
-        print(f"held back: {counts['held']} row(s) of {apps} app(s); exit code 3", file=out)
-
-
-def render_json(outcome: Outcome, out: TextIO) -> None:
-    body = {
-        "rows": [asdict(row) for row in outcome.rows],
-        "requests": {"registry": outcome.registry_requests, "storage": outcome.storage_requests},
-        "counts": outcome.counts(),
-        "breaker": {
-            "maxRollouts": outcome.max_rollouts,
-            "rollouts": [asdict(r) for r in outcome.rollouts],
-            "trips": [{**asdict(t), "summary": t.describe()} for t in outcome.trips],
-            "held": sorted({f"{r.namespace}/{r.name}" for r in outcome.rows if r.result == "held"}),
-        },
-        "exitCode": outcome.exit_code,
-    }
-    json.dump(body, out, indent=2)
-    out.write("\n")
 
 
 def add_parsers(subparsers: Any) -> None:
@@ -775,5 +567,5 @@ def _one_line(exc: BaseException) -> str:
 
 __all__ = [
     "AppPlan", "FieldPlan", "Outcome", "Quarantine", "Rollout", "Row", "Trip", "add_parsers", "main", "plan_app",
-    "run_bump", "tenant_opener",
+    "render_json", "render_table", "run_bump", "tenant_opener",
 ]  # fmt: skip
