@@ -133,7 +133,7 @@ def settings_digest(spec: ModelAppSpec) -> str:
     with each revision entry, so that a failure can be told apart from a change of the app's own settings: the
     fleet circuit breaker lets a failure travel beyond its namespace only when the settings it ran with are
     the ones the app's previous good pair ran with (fleet.evidence_of)."""
-    pair = {"image": True, "updates": True, "model": {"uri", "version", "sha256"}}
+    pair: dict[str, Any] = {"image": True, "updates": True, "model": {"uri", "version", "sha256"}}
     settings = spec.model_dump(mode="json", by_alias=True, exclude=pair)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
