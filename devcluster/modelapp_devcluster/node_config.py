@@ -307,8 +307,10 @@ def kube_proxy_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
 
     Listing 127.0.0.0/8 in `nodePortAddresses` makes kube-proxy set `route_localnet`, so a
     NodePort is reachable at 127.0.0.1:<nodePort> from the host. Conntrack sysctls are left
-    alone (`maxPerCore: 0`): the machine may be a container that may not write them; its own OOM
-    score too (`oomScoreAdj: 0`, lowering needs CAP_SYS_RESOURCE).
+    alone (`maxPerCore: 0`, and 0s for the TCP timeouts, as kind's config does: else kube-proxy sets the
+    host's established/close-wait timeouts to 24 h/1 h and nothing puts them back): the machine may be a
+    container that may not write them, and they are the machine's; its own OOM score too
+    (`oomScoreAdj: 0`, lowering needs CAP_SYS_RESOURCE).
     """
     return {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
@@ -321,7 +323,7 @@ def kube_proxy_config(settings: NodeSettings, paths: NodePaths) -> dict[str, obj
         "metricsBindAddress": "127.0.0.1:10249",
         "clusterCIDR": settings.cluster_cidr,
         "nodePortAddresses": ["127.0.0.0/8", f"{settings.node_ip}/32"],
-        "conntrack": {"maxPerCore": 0, "min": 0},
+        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
         "oomScoreAdj": 0,
         "iptables": {"masqueradeAll": False, "syncPeriod": "10s", "minSyncPeriod": "0s"},
     }
