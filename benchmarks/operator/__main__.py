@@ -163,10 +163,16 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def interleaved(sides: list[scenarios.Side], samples: int, measure: Any) -> dict[str, list[float]]:
+    """A sample that times out (a loaded machine) counts as its timeout and is logged; the run goes on."""
     found: dict[str, list[float]] = {side.name: [] for side in sides}
     for index in range(samples):
         for side in sides:
-            found[side.name].append(measure(side, index))
+            t0 = time.monotonic()
+            try:
+                found[side.name].append(measure(side, index))
+            except TimeoutError as exc:
+                log(f"  sample {index} of {side.name} timed out, counted as {time.monotonic() - t0:.0f} s: {exc}")
+                found[side.name].append(time.monotonic() - t0)
     return found
 
 
