@@ -2,8 +2,9 @@
 collapsed stacks (`python -m benchmarks.operator --profile DIR` records them during each burst).
 
 Each line of a py-spy `--format raw` file is one stack, outermost frame first, `;`-separated, and the number
-of samples in which that stack was running (idle frames are not recorded, so samples are CPU, roughly; the GIL
-makes them one core at most). Printed: the share of samples per area (the first matching rule of `AREAS`,
+of samples in which that stack was seen. Threads blocked in a socket read, epoll or an idle pool are not CPU
+(py-spy's idle detection misses some in a container): `WAITING` sets them apart, the shares are of the rest.
+Printed: the share of samples per area (the first matching rule of `AREAS`,
 looked for from the innermost frame out, so "json" wins over "kopf watching" for a json.loads under kopf's
 watch loop), then the frames with the most samples of their own (self) and in total (inclusive).
 """
@@ -16,6 +17,10 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+#: A stack whose innermost frame is one of these is a thread blocked (socket read, epoll, a pool's idle queue):
+#: py-spy's idle detection misses them in a container, so they are counted apart and left out of the CPU shares.
+WAITING = re.compile(r"^(?:(?:SSLSocket\.(?:read|recv_into)|EpollSelector\.select|\S*do_poll|Condition\.wait"
+                     r"|Event\.wait|Queue\.get|SimpleQueue\.get) |_worker \(concurrent/futures/thread\.py:81\)$)")
 #: (area, pattern on one frame `function (file:line)`); the innermost frame that matches any rule decides.
 AREAS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(pattern))
@@ -61,18 +66,24 @@ def area(stack: tuple[str, ...]) -> str:
 
 
 def summary(stacks: Counter[tuple[str, ...]], *, top: int = 15) -> str:
-    total = sum(stacks.values()) or 1
+    """Shares of the samples in which a thread was running (blocked threads counted apart, see WAITING)."""
     areas: Counter[str] = Counter()
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    waiting = 0
     for stack, count in stacks.items():
         frames = [f for f in stack if not f.startswith(("thread ", "process "))]
+        if frames and WAITING.match(frames[-1]):
+            waiting += count
+            continue
         areas[area(tuple(frames))] += count
         if frames:
             own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "| area | share |", "|---|---|"]
+    total = sum(areas.values()) or 1
+    lines = [f"{total} samples running, {waiting} more of threads blocked (left out)", "", "| area | share |",
+             "|---|---|"]  # fmt: skip
     lines += [f"| {name} | {100 * n / total:.1f} % |" for name, n in areas.most_common()]
     lines += ["", "| self | share |", "|---|---|"]
     lines += [f"| `{frame}` | {100 * n / total:.1f} % |" for frame, n in own.most_common(top)]
