@@ -4,7 +4,9 @@ Design notes: what makes shards safe is in the rendered objects: each Deployment
 (parsed by the operator's own parser) name its shard and a peering object no other shard uses, the
 Deployments' selectors never overlap (a ReplicaSet of one shard must not count another's pods), exactly the
 one shard marked `default` takes unlabelled ModelApps, and without shards the chart renders the single
-Deployment it always did. The shards' behaviour on a real API server is tests/integration/test_shards.py.
+Deployment it always did. Namespace shards (`namespaces` on every entry) watch only their namespaces, carry no
+`--shard` label filter, and the chart refuses any split where a namespace would have two shards or none.
+The shards' behaviour on a real API server is tests/integration/test_shards.py.
 """
 
 from __future__ import annotations
@@ -55,6 +57,44 @@ def test_without_shards_the_one_deployment_handles_every_modelapp(render_chart: 
     run = _run_args(deployment)
     assert (run.shard, run.peering) == (None, "modelapp")
     assert "modelapp.io/shard" not in deployment["spec"]["selector"]["matchLabels"]
+
+
+NS_SHARDS = {"rbac.scope": "namespaced", "watchNamespaces": ["team-a", "team-b", "team-c"],
+             "operator.shards": [{"name": "a", "namespaces": ["team-a", "team-b"]},
+                                 {"name": "b", "namespaces": ["team-c"]}]}  # fmt: skip
+
+
+def test_namespace_shards_watch_only_their_namespaces(render_chart: Render) -> None:
+    deployments = render_chart(NS_SHARDS).all("Deployment")
+    runs = {d["metadata"]["name"]: _run_args(d) for d in deployments}
+    assert {name: (sorted(r.namespace), r.all_namespaces, r.shard, r.peering) for name, r in runs.items()} == {
+        "ma-modelapp-shard-a": (["team-a", "team-b"], False, None, "modelapp-shard-a"),
+        "ma-modelapp-shard-b": (["team-c"], False, None, "modelapp-shard-b"),
+    }, "no label filter: every ModelApp of its namespaces, and a peering of its own"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({**NS_SHARDS, "operator.shards": [{"name": "a", "namespaces": ["team-a", "team-b"]},
+                                           {"name": "b", "namespaces": ["team-b", "team-c"]}]},
+         "a namespace is listed by two shards"),
+        ({**NS_SHARDS, "operator.shards": [{"name": "a", "namespaces": ["team-a", "team-b"]}]},
+         "team-c is in no shard's namespaces"),
+        ({**NS_SHARDS, "operator.shards": [{"name": "a", "namespaces": ["team-a", "team-b", "team-c", "team-d"]}]},
+         "namespace team-d is not in watchNamespaces"),
+        ({**NS_SHARDS, "operator.shards": [{"name": "a", "namespaces": ["team-a", "team-b"]}, {"name": "b"}]},
+         "give every shard its namespaces"),
+        ({**NS_SHARDS, "operator.shards": [{"name": "a", "default": True,
+                                            "namespaces": ["team-a", "team-b", "team-c"]}]},
+         "default is for label shards"),
+        ({"operator.shards": [{"name": "a", "namespaces": ["team-a"]}]}, "need rbac.scope=namespaced"),
+    ],
+)
+def test_bad_namespace_shards_are_refused(render_chart: Render, values: dict[str, Any], message: str) -> None:
+    rendered = render_chart(values)
+    assert rendered.objects == []
+    assert message in rendered.error, rendered.error
 
 
 @pytest.mark.parametrize(

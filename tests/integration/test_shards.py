@@ -7,6 +7,9 @@ The move test relabels a ModelApp while a broken rollout is in flight (kwok keep
 not-Ready, the Deployment controller reports ProgressDeadlineExceeded after 10 s): the rollout is lost if
 nobody rolls it back, and doubled if both shards act (two rollbacks, two failure entries or Events). Then
 the ModelApp moves back with a good bump, which the first shard must roll out.
+Namespace shards (`--namespace` lists that do not overlap, a peering each; the chart's `operator.shards[].namespaces`)
+need no label: each process is started on its own namespace and must handle exactly the ModelApps there, labelled
+or not, with no kopf state on the other's.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from modelapp_devcluster import LocalCluster
 from modelapp_operator import kube
 from modelapp_operator.names import LABEL_SHARD
+from tests.fixtures.cluster import fresh_namespace
 from tests.fixtures.operator import OperatorProcess, wait_for
 
 pytestmark = pytest.mark.integration
@@ -136,3 +141,23 @@ def test_a_modelapp_of_no_running_shard_is_left_alone(shards: dict[str, Operator
     assert not any(k.startswith("modelapp.io/") for k in annotations), "no kopf state on a ModelApp nobody handles"
     _relabel("orphan", namespace, "b")
     wait_for("orphan Ready once its shard runs it", lambda: _serving("orphan", namespace, GOOD), timeout=90)
+
+
+def test_namespace_shards_each_handle_only_their_own_namespace(run_operator: RunOperator, namespace: str,
+                                                               kube_cluster: LocalCluster) -> None:  # fmt: skip
+    with fresh_namespace(kube_cluster) as other:
+        ops = {namespace: run_operator(namespace, "--peering", "modelapp-ns-a"),
+               other: run_operator(other, "--peering", "modelapp-ns-b")}  # fmt: skip
+        for op in ops.values():
+            wait_for("shard started", lambda o=op: "Activity 'configure' succeeded" in o.text(), timeout=60)
+        kube.apply(_app("one", namespace))
+        kube.apply(_app("two", other, shard="b"))  # a shard label means nothing to a namespace shard
+        kube.apply(_app("three", other))
+        wait_for("one Ready", lambda: _serving("one", namespace, GOOD), timeout=90)
+        for name in ("two", "three"):
+            wait_for(f"{name} Ready", lambda n=name: _serving(n, other, GOOD), timeout=90)
+        assert (_reconciles(ops[namespace]), _reconciles(ops[other])) == (1, 2), "each its own namespace's"
+        assert kube.get("KopfPeering", "modelapp-ns-a", namespace) is not None
+        assert kube.get("KopfPeering", "modelapp-ns-b", other) is not None
+        assert kube.get("KopfPeering", "modelapp-ns-a", other) is None, "a peering only where its shard watches"
+        assert f"/{other}/" not in ops[namespace].text() and f"[{other}/" not in ops[namespace].text()

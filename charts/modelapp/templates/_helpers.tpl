@@ -111,9 +111,39 @@ fails `helm install`/`helm template` with a clear message instead of installing 
 {{- end }}
 {{- $shardNames := list }}
 {{- $defaults := 0 }}
+{{- $byNamespace := 0 }}
+{{- $shardNamespaces := list }}
 {{- range .Values.operator.shards }}
 {{- $shardNames = append $shardNames .name }}
 {{- if .default }}{{ $defaults = add1 $defaults }}{{ end }}
+{{- if .namespaces }}
+{{- $byNamespace = add1 $byNamespace }}
+{{- $shardNamespaces = concat $shardNamespaces .namespaces }}
+{{- if .default }}
+{{- fail (printf "operator.shards: shard %s lists namespaces and is the default: default is for label shards (ModelApps without a modelapp.io/shard label); a namespace shard handles every ModelApp of its namespaces" .name) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and $byNamespace (ne $byNamespace (len .Values.operator.shards)) }}
+{{- fail "operator.shards: give every shard its namespaces (namespace shards) or none (label shards): a label shard watches every namespace and would also handle the ModelApps of a namespace shard" }}
+{{- end }}
+{{- if $byNamespace }}
+{{- if ne .Values.rbac.scope "namespaced" }}
+{{- fail "operator.shards with namespaces need rbac.scope=namespaced: watchNamespaces lists the namespaces, the shards split them" }}
+{{- end }}
+{{- if ne (len $shardNamespaces) (len (uniq $shardNamespaces)) }}
+{{- fail "operator.shards: a namespace is listed by two shards; each namespace belongs to one shard (both would act on its ModelApps)" }}
+{{- end }}
+{{- range $shardNamespaces }}
+{{- if not (has . $.Values.watchNamespaces) }}
+{{- fail (printf "operator.shards: namespace %s is not in watchNamespaces (the operator's RBAC is granted only there)" .) }}
+{{- end }}
+{{- end }}
+{{- range .Values.watchNamespaces }}
+{{- if not (has . $shardNamespaces) }}
+{{- fail (printf "watchNamespaces: %s is in no shard's namespaces: nobody would handle its ModelApps" .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if ne (len $shardNames) (len (uniq $shardNames)) }}
 {{- fail "operator.shards names a shard twice: each shard needs a name of its own" }}
