@@ -66,19 +66,37 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def _up(cluster: LocalCluster, args: argparse.Namespace) -> int:
+    """`up` comes up, or stops what it started: the node's ports are checked before the control plane
+    starts (another state folder's node holds them), and a node that fails stops the control plane this
+    call started."""
     if args.real_node:  # the bridge first: the API server binds to its address
         node_settings = _real_node_settings(cluster.settings.kwok_nodes)
+        real = RealNode(cluster.state_dir, node_settings)
         check_host()
         check_network(node_settings)
+        made_bridge = node_host.run(["ip", "link", "show", node_settings.bridge], check=False).returncode != 0
         node_host.ensure_bridge(node_settings.bridge, node_settings.node_ip,
                                 ipaddress.ip_network(node_settings.pod_subnet).prefixlen)
-    cluster.up(timeout=args.timeout)
+        try:
+            real.check_ports()
+        except ClusterError:
+            if made_bridge:
+                node_host.remove_bridge(node_settings.bridge)
+            raise
+    started = cluster.up(timeout=args.timeout)
     if args.real_node:  # the real node (modelapp_devcluster.node): pods that really run
         if not cluster.server.startswith(f"https://{node_settings.node_ip}:"):
             _report(f"note: this cluster's API server listens on {cluster.server}, unreachable from pods; "
                     "`modelapp-cluster down` and `up --real-node` again to move it to the bridge")
-        RealNode(cluster.state_dir, node_settings).up(report=_report, timeout=max(args.timeout, 120.0))
-        loadbalancer.start(cluster.state_dir)
+        try:
+            real.up(report=_report, timeout=max(args.timeout, 120.0))
+            loadbalancer.start(cluster.state_dir)
+        except BaseException:
+            if started:
+                _report("the real node did not come up: stopping what this `up` started (logs stay in the state dir)")
+                real.down(report=_report)
+                cluster.down()
+            raise
         _report("LoadBalancer addresses: 127.0.10.x from the allocator (docs/local-cluster.md)")
     print(cluster.kubeconfig)
     return 0

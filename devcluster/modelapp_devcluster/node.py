@@ -121,7 +121,7 @@ class RealNode:
         node_host.save_host_settings(self._host_settings)  # before kubelet and kube-proxy change them
         net = ipaddress.ip_network(self.settings.pod_subnet)
         node_host.ensure_bridge(self.settings.bridge, self.settings.node_ip, net.prefixlen)
-        self._check_ports()
+        self.check_ports()
         timings.measure("configure", started)
         for name, step in (("registry", self._start_registry), ("containerd", self._start_containerd),
                            ("kubelet", lambda: self._start_kubelet(bins.kubelet, control, timeout)),
@@ -148,7 +148,7 @@ class RealNode:
                    "restarting it")
             self.procs.stop(part)
 
-    def _check_ports(self) -> None:
+    def check_ports(self) -> None:
         """Every address a part that is not running yet listens on must be free: else one line naming each."""
         running = {part for part in PARTS if self.procs.alive(part)}
         taken = node_config.port_conflicts(node_config.listeners(self.settings), running, ports.listen_problem)

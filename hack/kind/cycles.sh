@@ -106,7 +106,7 @@ ok_n=$((n - fails))
 avg=$([ "$ok_n" -gt 0 ] && echo "scale=1; $total_ready / $ok_n" | bc || echo -)
 echo "summary ($mode): $fails of $n cycles failed; mean up-to-ready ${avg}s"
 echo "on the machine after the last down, not before (others' work included):"
-comm -13 "$before" "$after" | sed 's/^/  + /'
+LC_ALL=C comm -13 "$before" "$after" | sed 's/^/  + /'
 echo "before the first up, gone after the last down:"
-comm -23 "$before" "$after" | sed 's/^/  - /'
+LC_ALL=C comm -23 "$before" "$after" | sed 's/^/  - /'
 rm -f "$err" "$before" "$after"

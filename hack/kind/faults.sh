@@ -32,8 +32,8 @@ case $mode in
     mc() { .venv/bin/modelapp-cluster "$@"; }
     up() { mc up --real-node --nodes 0 --state-dir "${1:-$state}"; }
 
-    ip link add mafault0 type dummy && ip addr add 10.244.0.77/24 dev mafault0 && ip link set mafault0 up
-    attempt fail "a network over the pod subnet (dummy link mafault0 with 10.244.0.77/24)" up
+    ip link add mafault0 type bridge && ip addr add 10.244.0.77/24 dev mafault0 && ip link set mafault0 up
+    attempt fail "a network over the pod subnet (a bridge mafault0 with 10.244.0.77/24)" up
     ip link del mafault0
 
     holder=$(free_port_holder 127.0.0.1 10248)
@@ -47,8 +47,7 @@ case $mode in
        --state-dir "$state" >"$state.first.log" 2>&1 &)
     sleep 1.5
     attempt fail "a second up on the same state folder while one runs" up
-    for _ in $(seq 120); do mc status --state-dir "$state" >/dev/null 2>&1 && break; sleep 1; done
-    sleep 3
+    for _ in $(seq 180); do tail -1 "$state.first.log" | grep -q kubeconfig && break; sleep 1; done
     attempt ok "the first up, run with Docker stopped (DOCKER_HOST to no daemon): the real node needs none" \
       bash -c "tail -1 '$state.first.log' | grep -q kubeconfig && .venv/bin/modelapp-cluster status --state-dir '$state' | tail -1"
 
@@ -103,7 +102,7 @@ esac
 hack/kind/snapshot.sh >"$after"
 echo "unexpected outcomes: $unexpected"
 echo "on the machine after the last down, not before (others' work included):"
-comm -13 "$before" "$after" | sed 's/^/  + /'
+LC_ALL=C comm -13 "$before" "$after" | sed 's/^/  + /'
 echo "before the first attempt, gone after the last down:"
-comm -23 "$before" "$after" | sed 's/^/  - /'
+LC_ALL=C comm -23 "$before" "$after" | sed 's/^/  - /'
 rm -f "$out" "$before" "$after"
