@@ -5,11 +5,11 @@ kwok for pods (Ready, except images ending in `-broken`). With `quarantine.scope
 every namespace only when it is attributable to the digest: the rollout missed its progress deadline, only
 one component of the pair changed, and the app had been fully available just before, so "its settings were
 proven to work" (operator/fleet.py). The attacker changes the image *and*, in the same edit, a pod setting
-that keeps every pod Pending (a nodeSelector no node has): the deadline passes, the pair is rolled back and
-quarantined, and, unless the operator records which settings each pair ran with, the victim's image reads as
-attributable and blocks the nightly bump in every namespace. The fleet's verdict is computed by the same code
-the bump runs (`fleet.Fleet.of` over the ModelApps as the API server returns them). The control case: the
-same app failing on a really broken image with its settings unchanged still travels.
+that keeps every pod Pending (a nodeSelector no node has) and turns automatic rollback off: the deadline
+passes, the pair is quarantined, and, unless the operator records which settings each pair ran with, the
+victim's image reads as attributable and blocks the nightly bump in every namespace. The fleet's verdict is
+computed by the same code the bump runs (`fleet.Fleet.of` over the ModelApps as the API server returns them).
+The control case: the same app failing on a really broken image with its settings unchanged still travels.
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ def test_a_tenant_cannot_quarantine_another_tenants_image_by_breaking_its_own_se
     wait_for("evil Available", lambda: _entry("evil", namespace, OWN, "Available"), timeout=90)
     wait_for("control Available", lambda: _entry("control", namespace, OWN, "Available"), timeout=90)
 
-    # One edit: the victim's image, and a node selector that no node matches (every pod stays Pending).
-    _patch("evil", namespace, {"image": VICTIM, "pod": {"nodeSelector": {"example.com/nowhere": "true"}}})
+    # One edit: the victim's image, a node selector that no node matches (every pod stays Pending), and no
+    # automatic rollback (which would roll the good pair out with the same selector and fail it too, leaving no
+    # good pair before the failure: then nothing would travel anyway).
+    _patch("evil", namespace, {"image": VICTIM, "pod": {"nodeSelector": {"example.com/nowhere": "true"}},
+                               "rollout": {"progressDeadlineSeconds": 10, "autoRollback": False}})
     evil = wait_for("evil's pair failed", lambda: _entry("evil", namespace, VICTIM, "Failed"), timeout=120)
     failed = next(e for e in evil["status"]["revisions"] if e["image"] == VICTIM)
     assert failed["reason"] == "ProgressDeadlineExceeded", failed
