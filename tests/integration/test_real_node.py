@@ -162,12 +162,11 @@ def test_kubectl_logs_and_exec_reach_the_pod(real_node_control: ControlPlane, ku
     _poll("pod Ready", lambda: _ready(_ok(api, "GET", f"/api/v1/namespaces/{namespace}/pods/shell")), timeout=120)
     core = client.CoreV1Api(config.new_client_from_config(config_file=str(kube_cluster.kubeconfig)))
     assert "hello: listening on" in core.read_namespaced_pod_log("shell", namespace)
-    session = stream(core.connect_get_namespaced_pod_exec, "shell", namespace, container="hello",
-                     command=["/hello", "probe", "127.0.0.1", str(HELLO_PORT)], stdout=True, stderr=True,
-                     stdin=False, tty=False, _preload_content=False)
-    session.run_forever(timeout=30)
-    out = session.read_all()
-    assert session.returncode == 0 and out == "hello from shell\n", (session.returncode, out)
+    # `hello probe` prints the answer's body on success, "hello probe: ..." otherwise.
+    out = stream(core.connect_get_namespaced_pod_exec, "shell", namespace, container="hello",
+                 command=["/hello", "probe", "127.0.0.1", str(HELLO_PORT)], stdout=True, stderr=True,
+                 stdin=False, tty=False, _request_timeout=60)
+    assert out == "hello from shell\n", out
 
 
 def _try_get(host: str, port: int) -> tuple[int, str] | None:
