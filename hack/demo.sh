@@ -77,8 +77,9 @@ fi
 step "3/7 images: serving and operator from the Dockerfiles, pushed to $registry"
 base=$(hack/base-image.sh | tail -1)
 for kind_of in serving operator; do
-  PYTHON=$repo/.venv/bin/python hack/wheelhouse.sh "$kind_of" >/dev/null
-  DOCKER_BUILDKIT=0 docker build --quiet --build-arg "BASE_IMAGE=$base" -f "Dockerfile.$kind_of" -t "modelapp/$kind_of:dev" . >/dev/null
+  # The build runs under the wheelhouse's lock (another build in this checkout cannot rewrite its wheels).
+  PYTHON=$repo/.venv/bin/python DOCKER_BUILDKIT=0 hack/wheelhouse.sh "$kind_of" \
+    docker build --quiet --build-arg "BASE_IMAGE=$base" -f "Dockerfile.$kind_of" -t "modelapp/$kind_of:dev" . >/dev/null
   docker tag "modelapp/$kind_of:dev" "$registry/modelapp/$kind_of:$tag"
   docker push --quiet "$registry/modelapp/$kind_of:$tag" >/dev/null
   echo "  $registry/modelapp/$kind_of:$tag"
