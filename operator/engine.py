@@ -499,7 +499,12 @@ class Engine:
         current = [self._child(app, m["kind"]) for m in targets]  # every name checked before anything is written
         stored = {m["kind"]: self._ensure(m, live) for m, live in zip(targets, current, strict=True)}
         for kind, child in children.absent if everything else []:
-            if resumed or self.store.get(kind, meta["namespace"], child) is not None:
+            known = self.store.get(kind, meta["namespace"], child)
+            if known is None and resumed and not self._name_free(kind, meta["namespace"], child):
+                known = kube.get(kind, child, meta["namespace"])  # held: by this ModelApp, or by someone else
+            # Only what this ModelApp controls: an object of its name that is another team's (whoever may create
+            # a ModelApp but not delete that PDB, HPA or Ingress) is left alone (test_tenancy_deletes.py).
+            if known is not None and _controlled_by(known, app):
                 kube.delete(kind, child, meta["namespace"])
                 self.forget(kind, meta["namespace"], child)
         return stored
@@ -551,7 +556,7 @@ class Engine:
         refused = kind == "Ingress" and self._ingress_refusal(app, parsed) is not None
         wanted = {m["kind"]: m for m in self._children(app, parsed, refused=refused).apply}
         if kind not in wanted:
-            if event != "DELETED":
+            if event != "DELETED" and _controlled_by(body, app):
                 kube.delete(kind, body["metadata"]["name"], meta["namespace"])
             return
         desired = builders.with_owner(wanted[kind], name=meta["name"], uid=meta["uid"])
@@ -560,6 +565,13 @@ class Engine:
         if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
             logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
             self.store.put(kind, kube.apply(desired))
+
+
+def _controlled_by(obj: Mapping[str, Any], app: Mapping[str, Any]) -> bool:
+    """`obj`'s controller is this very ModelApp (by uid: a reference by name alone can be written by anyone who may
+    edit the object, and names come back after a delete)."""
+    holder = controller_of(obj)
+    return holder is not None and holder[0] == KIND and holder[2] == app["metadata"]["uid"]
 
 
 def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
