@@ -47,23 +47,39 @@ def target(request: pytest.FixtureRequest, e2e_backend: str) -> Target:
 
 
 @pytest.fixture(scope="module")
-def kube(target: Target) -> client.ApiClient:
-    """An API client with the CRD installed and Established."""
+def kube(target: Target) -> Iterator[client.ApiClient]:
+    """An API client with the CRD installed and Established. A CRD this module created is deleted at its end:
+    on kind the cluster is shared, and the chart (later modules) cannot adopt a CRD Helm did not make."""
     api = config.new_client_from_config(config_file=str(target.kubeconfig))
     extensions = client.ApiextensionsV1Api(api)
     crd = yaml.safe_load(CRD.read_text())
+    name = crd["metadata"]["name"]
+    created = True
     try:
         extensions.create_custom_resource_definition(crd)
     except client.ApiException as exc:
         if exc.status != 409:
             raise
+        created = False
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = extensions.read_custom_resource_definition(crd["metadata"]["name"])
-        if any(c.type == "Established" and c.status == "True" for c in found.status.conditions or []):
-            return api
+    while not any(c.type == "Established" and c.status == "True"
+                  for c in extensions.read_custom_resource_definition(name).status.conditions or []):  # fmt: skip
+        if time.monotonic() > deadline:
+            raise TimeoutError("the ModelApp CRD was not Established within 60s")
         time.sleep(0.2)
-    raise TimeoutError("the ModelApp CRD was not Established within 60s")
+    yield api
+    if created:
+        extensions.delete_custom_resource_definition(name)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                extensions.read_custom_resource_definition(name)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            time.sleep(0.5)
+        raise TimeoutError(f"the CRD {name} was not deleted within 120s")
 
 
 @pytest.fixture
