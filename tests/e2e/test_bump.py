@@ -34,22 +34,24 @@ CRD = Path(__file__).resolve().parents[2] / "crds" / "modelapp.io_modelapps.yaml
 
 @dataclass(frozen=True)
 class Target:
-    """The API server the bump runs against."""
+    """The API server the bump runs against; `shared`: the e2e tier's kind cluster, left as found."""
 
     kubeconfig: Path
+    shared: bool = False
 
 
 @pytest.fixture(scope="module")
 def target(request: pytest.FixtureRequest, e2e_backend: str) -> Target:
     """The local control plane (kwok: the bump needs no node), or on kind the session's kind cluster."""
-    cluster = request.getfixturevalue("shared_kind_cluster" if e2e_backend == "kind" else "kube_cluster")
-    return Target(Path(cluster.kubeconfig))
+    if e2e_backend == "kind":
+        return Target(Path(request.getfixturevalue("shared_kind_cluster").kubeconfig), shared=True)
+    return Target(Path(request.getfixturevalue("kube_cluster").kubeconfig))
 
 
 @pytest.fixture(scope="module")
 def kube(target: Target) -> Iterator[client.ApiClient]:
-    """An API client with the CRD installed and Established. A CRD this module created is deleted at its end:
-    on kind the cluster is shared, and the chart (later modules) cannot adopt a CRD Helm did not make."""
+    """An API client with the CRD installed and Established. On the shared kind cluster a CRD this module
+    created is deleted at its end: the chart (later modules) cannot adopt a CRD Helm did not make."""
     api = config.new_client_from_config(config_file=str(target.kubeconfig))
     extensions = client.ApiextensionsV1Api(api)
     crd = yaml.safe_load(CRD.read_text())
@@ -68,7 +70,7 @@ def kube(target: Target) -> Iterator[client.ApiClient]:
             raise TimeoutError("the ModelApp CRD was not Established within 60s")
         time.sleep(0.2)
     yield api
-    if created:
+    if created and target.shared:
         extensions.delete_custom_resource_definition(name)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
