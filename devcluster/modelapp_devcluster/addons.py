@@ -42,6 +42,8 @@ WEB, WEBSECURE, PING = 8000, 8443, 9000
 Manifest = dict[str, Any]
 
 
+METRICS_APISERVICE = "v1beta1.metrics.k8s.io"  # the aggregated API metrics-server serves
+
 def ensure_addon_binaries(*, env: dict[str, str] | None = None, report: Report = print) -> dict[str, Path]:
     """Traefik and metrics-server from the cache, built once when missing (minutes: Traefik is large)."""
     found: dict[str, Path] = {}
@@ -196,7 +198,7 @@ def metrics_server_manifests(*, namespace: str, image: str, placement: dict[str,
                                         "volumes": [{"name": "tmp", "emptyDir": {}}], **(placement or {})}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace),
          "spec": {"selector": selector, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}},
-        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": _meta("v1beta1.metrics.k8s.io"),
+        {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": _meta(METRICS_APISERVICE),
          "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "insecureSkipTLSVerify": True,
                   "groupPriorityMinimum": 100, "versionPriority": 100,
                   "service": {"name": name, "namespace": namespace, "port": 443}}},
