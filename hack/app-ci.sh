@@ -92,6 +92,9 @@ push_config=$work/docker-config
 mkdir -m 700 "$push_config"
 # Debian's docker.io has no buildx; the Dockerfile needs nothing BuildKit-only.
 docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
+# The legacy builder leaves a failed step's container behind unless told not to (BuildKit leaves none).
+cleanup_flags=()
+[ "${DOCKER_BUILDKIT:-}" = 0 ] && cleanup_flags+=(--force-rm)
 
 # --- build ---------------------------------------------------------------------------------------
 image_ref=$IMAGE:$TAG
@@ -132,7 +135,7 @@ elif [ -n "${APP_SIGNATURES:-}" ]; then
 fi
 revision=$(git -C "$app_dir" rev-parse HEAD 2>/dev/null || true)
 [ -n "$revision" ] && build_args+=(--label "org.opencontainers.image.revision=$revision")
-docker build "${build_args[@]}" --tag "$image_ref" "$app_dir" >&2 \
+docker build "${cleanup_flags[@]}" "${build_args[@]}" --tag "$image_ref" "$app_dir" >&2 \
   || fail "build: docker build of $app_dir failed (its output is above): fix the Dockerfile or the app's dependencies"
 
 # --- test ----------------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ LABEL io.modelapp.model.source="$model_uri" io.modelapp.model.uri="file://$bake_
 EOF
   baked_ref=$IMAGE:$baked_tag
   say "bake: $baked_ref = $image_ref + version $version at $bake_dir"
-  docker build --build-arg APP_IMAGE="$image_ref" --tag "$baked_ref" "$work/context" >&2 \
+  docker build "${cleanup_flags[@]}" --build-arg APP_IMAGE="$image_ref" --tag "$baked_ref" "$work/context" >&2 \
     || fail "bake: docker build of the baked image failed (output above)"
   # What the pod's init container will do with a file:// model: fetch it from the image, verified.
   docker run --rm --network none --read-only --tmpfs /tmp "$baked_ref" \

@@ -295,9 +295,12 @@ def test_app_dependencies_come_from_the_wheelhouse_against_the_runtimes_packages
     assert not any(name.startswith("numpy") for name in where[2:]), where
 
     (app_repo / "requirements.txt").write_text("needs-old-numpy==1.0\n")
+    stopped_before = set(docker("ps", "-aq", "--filter", "status=exited").split())
     refused = run_ci(registry_basic, serving_image, app_repo, "--no-push", IMAGE=target)
     assert refused.code != 0
     assert "app-ci: error: build:" in refused.stderr and "numpy" in refused.stderr, refused.stderr[-3000:]
+    left = set(docker("ps", "-aq", "--filter", "status=exited").split()) - stopped_before
+    assert not left, f"the failed build left its step's container behind: {left}"
 
 
 @pytest.mark.parametrize(
