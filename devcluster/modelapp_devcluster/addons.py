@@ -158,7 +158,15 @@ def traefik_manifests(*, namespace: str, image: str, placement: dict[str, Any] |
 
 
 def metrics_server_manifests(*, namespace: str, image: str, placement: dict[str, Any] | None = None) -> list[Manifest]:
-    """metrics-server and its APIService (v1beta1.metrics.k8s.io), scraping kubelets every 15 s."""
+    """metrics-server and its APIService (v1beta1.metrics.k8s.io), scraping kubelets every 15 s.
+
+    Apply the APIService (the last item) only once the Deployment is available. Its first discovery
+    check is made at once, and where the API server dials the Service's ClusterIP (kind; the real node
+    uses the endpoints, `--enable-aggregator-routing`) a check made before kube-proxy has the Service's
+    rule leaves the node by its default route. On these machines something out there answers 404, and
+    the aggregator keeps that connection: `FailedDiscoveryCheck ... 404` for good, seen on kind in two
+    runs of 2026-12-03 while metrics-server itself answered the same request (200) from the node.
+    """
     name = "metrics-server"
     rules = [
         {"apiGroups": [""], "resources": ["nodes/metrics"], "verbs": ["get"]},

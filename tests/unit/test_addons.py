@@ -38,8 +38,10 @@ def test_traefik_serves_its_class_and_publishes_its_address() -> None:
 
 
 def test_metrics_server_is_an_aggregated_api_with_delegated_auth() -> None:
-    kinds = _by_kind(addons.metrics_server_manifests(namespace="kube-system", image="modelapp/metrics-server:x"))
+    manifests = addons.metrics_server_manifests(namespace="kube-system", image="modelapp/metrics-server:x")
+    kinds = _by_kind(manifests)
     api = kinds["APIService"][0]
+    assert manifests[-1] is api  # applied last, once the Deployment is available (see the docstring)
     assert api["metadata"]["name"] == "v1beta1.metrics.k8s.io"
     assert api["spec"]["service"] == {"name": "metrics-server", "namespace": "kube-system", "port": 443}
     reader = kinds["RoleBinding"][0]
