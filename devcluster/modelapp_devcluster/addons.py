@@ -163,9 +163,11 @@ def metrics_server_manifests(*, namespace: str, image: str, placement: dict[str,
     Apply the APIService (the last item) only once the Deployment is available. Its first discovery
     check is made at once, and where the API server dials the Service's ClusterIP (kind; the real node
     uses the endpoints, `--enable-aggregator-routing`) a check made before kube-proxy has the Service's
-    rule leaves the node by its default route. On these machines something out there answers 404, and
-    the aggregator keeps that connection: `FailedDiscoveryCheck ... 404` for good, seen on kind in two
-    runs of 2026-12-03 while metrics-server itself answered the same request (200) from the node.
+    rule left the node by its default route. On these machines something out there answered 404, and
+    the aggregator kept that connection: `FailedDiscoveryCheck ... 404` for good, seen on kind in two
+    runs of 2026-12-03 while metrics-server itself answered the same request (200) from the node. kind
+    nodes now refuse such packets (`kind_cluster.keep_service_range_in`); applied in this order, the
+    first check does not even meet a refusal.
     """
     name = "metrics-server"
     rules = [

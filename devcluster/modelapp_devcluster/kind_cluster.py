@@ -62,6 +62,8 @@ from modelapp_devcluster.errors import ClusterError
 
 DEFAULT_NAME = "modelapp"
 POD_SUBNET = "10.245.0.0/16"
+SERVICE_SUBNET = "10.96.0.0/16"
+"""kind's default service range, set explicitly so that `keep_service_range_in` rejects the same one."""
 LB_POOL = "10.247.0.0/24"
 REGISTRY_PORT = 5002
 """The registry's port on 127.0.0.1 (the real node's registry has 5001); also the name pods pull by."""
@@ -120,7 +122,7 @@ def cluster_config(*, name: str, built_image: bool, workers: int, registry: str 
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
         "name": name,
-        "networking": {"podSubnet": POD_SUBNET, "apiServerAddress": "127.0.0.1"},
+        "networking": {"podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET, "apiServerAddress": "127.0.0.1"},
         "nodes": [{"role": "control-plane"}] + [{"role": "worker"} for _ in range(workers)],
     }
     if built_image:
@@ -321,6 +323,7 @@ def up(*, name: str, public_image: bool, workers: int, report: Any = print) -> P
             report(f"cluster up in {time.monotonic() - start:.0f}s")
         if not public_image:
             route_pod_ranges(name, tools.kubectl, paths.kubeconfig, report=report)
+        keep_service_range_in(name, report=report)
         record.update(start_registry(name, report=report))
         host = f"127.0.0.1:{REGISTRY_PORT}"
         set_registry_hosts(name, host, registry_hosts_toml(host, f"{registry_name(name)}:5000"))
@@ -363,6 +366,26 @@ def route_pod_ranges(name: str, kubectl: Path, kubeconfig: Path, *, report: Any)
             if added.returncode != 0:
                 raise ClusterError(f"cannot route {cidr} via {via} in {node}: {added.stderr.strip()}")
             report(f"{node}: pods {cidr} via {via}")
+
+
+def keep_service_range_in(name: str, *, report: Any) -> None:
+    """In each node, reject what leaves for the service range without kube-proxy's DNAT (idempotent).
+
+    A connection to a ClusterIP made before kube-proxy has the Service's rule (the API server's first
+    check of an APIService just created, a pod's first call) would otherwise follow the node's default
+    route out of the machine, and keep going there for as long as the connection lives: on these
+    machines something outside answered 404, for good (docs/kind.md). Rejected, the client retries on a
+    new connection, which kube-proxy's rule by then sends to the endpoints. nat runs before filter, so
+    the appended rules see only the packets kube-proxy did not translate."""
+    for node in node_names(name):
+        for chain in ("OUTPUT", "FORWARD"):
+            rule = [chain, "-o", "eth0", "-d", SERVICE_SUBNET, "-j", "REJECT"]
+            if _docker("exec", node, "iptables", "-C", *rule).returncode == 0:
+                continue
+            added = _docker("exec", node, "iptables", "-A", *rule)
+            if added.returncode != 0:
+                raise ClusterError(f"cannot keep {SERVICE_SUBNET} inside {node} ({chain}): {added.stderr.strip()}")
+        report(f"{node}: {SERVICE_SUBNET} without kube-proxy's translation is rejected, not routed out")
 
 
 def node_names(name: str) -> list[str]:

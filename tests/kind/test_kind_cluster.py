@@ -177,6 +177,31 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
     assert "hello: listening on" in cluster.kubectl("-n", ns, "logs", pod)  # kubectl logs (issue 11.6)
 
 
+def test_a_clusterip_without_a_rule_is_refused_in_the_node_not_routed_out(cluster: Cluster) -> None:
+    """`kind_cluster.keep_service_range_in`: a service-range address kube-proxy does not translate is
+    refused at once, from the node (the API server's case) and from a pod, instead of leaving the machine."""
+    taken = {str(item["spec"].get("clusterIP")) for item in cluster.get("services", "-A")["items"]}  # type: ignore[index,union-attr]
+    unused = next(f"10.96.255.{last}" for last in range(254, 0, -1) if f"10.96.255.{last}" not in taken)
+    node = f"{NAME}-control-plane"
+    started = time.monotonic()
+    curl = subprocess.run(["docker", "exec", node, "curl", "-s", "-m", "10", f"http://{unused}/"],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert curl.returncode == 7, (curl.returncode, curl.stderr)  # 7: could not connect (refused), not 28 (timeout)
+    assert time.monotonic() - started < 5
+
+    ns = "kindtest-range"
+    cluster.kubectl("create", "namespace", ns, check=False)
+    cluster.kubectl("-n", ns, "run", "prober", f"--image={HELLO}", "--image-pull-policy=Never", "--restart=Never")
+    cluster.kubectl("-n", ns, "wait", "--for=condition=Ready", "pod/prober", "--timeout=120s", timeout=150)
+    probe = subprocess.run(
+        [str(cluster.tools.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", ns, "exec", "prober", "--",
+         "/hello", "probe", unused, "80"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 1 and "Connection refused" in probe.stderr, (probe.stdout, probe.stderr)
+    cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
 def test_the_host_kernel_settings_did_not_move(cluster: Cluster) -> None:
     assert host_settings() == cluster.settings_before
     node = f"{NAME}-control-plane"

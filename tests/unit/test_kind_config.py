@@ -22,8 +22,8 @@ SHIM = Path(str(resources.files("modelapp_devcluster").joinpath("data", "kind", 
 
 def test_built_image_config_disables_kindnet_and_names_our_etcd() -> None:
     config = cluster_config(name="c", built_image=True, workers=2, registry="c-registry")
-    assert config["networking"] == {"podSubnet": "10.245.0.0/16", "apiServerAddress": "127.0.0.1",
-                                     "disableDefaultCNI": True}
+    assert config["networking"] == {"podSubnet": "10.245.0.0/16", "serviceSubnet": "10.96.0.0/16",
+                                     "apiServerAddress": "127.0.0.1", "disableDefaultCNI": True}
     assert [n["role"] for n in config["nodes"]] == ["control-plane", "worker", "worker"]
     patch = yaml.safe_load(config["kubeadmConfigPatches"][0])
     assert patch == {"kind": "ClusterConfiguration", "etcd": {"local": {"imageTag": kind_node.ETCD_IMAGE_TAG}}}
