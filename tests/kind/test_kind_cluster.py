@@ -158,7 +158,7 @@ def test_a_loadbalancer_address_answers_from_the_host_and_a_clusterip_from_a_pod
     cluster_ip = str(cluster.get("-n", ns, "service", "hello")["spec"]["clusterIP"])  # type: ignore[index]
     pod = cluster.kubectl("-n", ns, "get", "pods", "-l", "app=hello", "-o", "jsonpath={.items[0].metadata.name}")
     # Polled like the address above: each node's kube-proxy learns the endpoints on its own time. A single
-    # probe failed once in ~20 runs (2026-12-03: connected, no hello in the reply); its output is kept.
+    # probe failed once (2026-12-03, 06:47: connected, no hello in the reply); every output is now kept.
     probes: list[str] = []
 
     def probed() -> bool:
