@@ -31,13 +31,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.operator import scenarios
+from benchmarks.operator import measure, scenarios
 from benchmarks.operator.measure import Proc, RssSampler, cpu_share, delta, percentile, request_stats, side_by_side
 from kubernetes import client, config
 from tests.fixtures.net import free_port
@@ -74,6 +75,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--operator-env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
+    parser.add_argument("--apiserver-profile", type=Path,
+                        help="fetch a Go CPU profile of the API server over the first --apiserver-seconds of each "
+                        "burst into this folder (`go tool pprof -top FILE` reads it)")
+    parser.add_argument("--apiserver-seconds", type=int, default=20, help="length of that profile (default 20)")
     parser.add_argument("--profile", type=Path, help="py-spy record each operator process during its burst into "
                         "this folder (collapsed stacks, `profile.py` summarises them; needs py-spy on PATH)")
     args = parser.parse_args(argv)
@@ -212,13 +217,72 @@ def profile_stop(profilers: list[tuple[subprocess.Popen[bytes], Path]]) -> list[
     return [str(out) for _, out in profilers]
 
 
-def burst_phase(api: client.ApiClient, namespaces: list[str], count: int, *, baseline: bool,
-                args: argparse.Namespace, labels: scenarios.Labels) -> tuple[scenarios.Burst, list[dict[str, object]]]:
+def cpu_ticks(procs: dict[str, Proc]) -> dict[str, int]:
+    """CPU ticks so far of each named process (one that is gone counts 0)."""
+    found = {}
+    for name, proc in procs.items():
+        try:
+            found[name] = proc.ticks()
+        except OSError:
+            found[name] = 0
+    return found
+
+
+def apiserver_profile(api: client.ApiClient, target: Path, seconds: int) -> None:
+    """GET /debug/pprof/profile?seconds=N from the API server (admin credentials; the cluster runs with
+    profiling on for this) and write it to `target`."""
+    try:
+        response = api.call_api(*api.param_serialize("GET", "/debug/pprof/profile", query_params=[("seconds", seconds)],
+                                                     auth_settings=["BearerToken"]),
+                                _request_timeout=seconds + 30)  # fmt: skip
+        response.read()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bytes(response.data))
+        log(f"  API server profile: {target}")
+    except Exception as exc:  # the figures do not depend on it: say why it is missing and go on
+        log(f"  no API server profile ({type(exc).__name__}: {exc})")
+
+
+def events_by_reason(api: client.ApiClient, namespaces: list[str]) -> dict[str, int]:
+    """Events in the burst's namespaces, counted by "component reason" (who posted what)."""
+    found: dict[str, int] = {}
+    for namespace in namespaces:
+        for event in client.CoreV1Api(api).list_namespaced_event(namespace).items:
+            who = event.reporting_component or (event.source.component if event.source else "") or "?"
+            key = f"{who} {event.reason}"
+            found[key] = found.get(key, 0) + (event.count or 1)
+    return dict(sorted(found.items(), key=lambda item: -item[1]))
+
+
+def machine_procs(cluster: LocalCluster, operators: Operators | None) -> dict[str, Proc]:
+    """The processes that share the machine's cores in a burst: the control plane's, this benchmark (the
+    baseline's client side), and the operator's."""
+    procs = {c.name: Proc(c.pid) for c in cluster.status().components if c.pid}
+    procs["benchmark"] = Proc(os.getpid())
+    for number, proc in enumerate(operators.procs if operators else []):
+        procs[f"operator-{number}"] = proc
+    return procs
+
+
+def burst_phase(api: client.ApiClient, namespaces: list[str], count: int, *, baseline: bool, args: argparse.Namespace,
+                labels: scenarios.Labels,
+                procs: dict[str, Proc]) -> tuple[scenarios.Burst, list[dict[str, object]], dict[str, float]]:
+    """The burst, the API server's request counts over it, and the CPU seconds each process spent in it."""
     what = "available" if baseline else "Ready"
-    before = request_stats(metrics_text(api))
+    pprof = None
+    if args.apiserver_profile:
+        target = args.apiserver_profile / f"apiserver-{'baseline' if baseline else 'operator'}-{count}.pprof"
+        pprof = threading.Thread(target=apiserver_profile, args=(api, target, args.apiserver_seconds), daemon=True)
+        pprof.start()
+    before, ticks = request_stats(metrics_text(api)), cpu_ticks(procs)
     done = scenarios.burst(api, namespaces, count, baseline=baseline, timeout=args.burst_timeout, labels=labels,
                            on_tick=lambda n: log(f"  {n} {what} (load {load()})"))  # fmt: skip
-    return done, delta(before, request_stats(metrics_text(api)), per=count)
+    after = cpu_ticks(procs)
+    done.events = events_by_reason(api, namespaces)
+    cpu = {name: round((after[name] - ticks[name]) / measure.CLOCK_TICKS, 1) for name in procs}
+    if pprof is not None:
+        pprof.join(args.apiserver_seconds + 30)
+    return done, delta(before, request_stats(metrics_text(api)), per=count), cpu
 
 
 def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, *, workdir: Path, run_id: str,
@@ -246,14 +310,17 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         for sampler in samplers:
             sampler.__enter__()
         load_before = load()
-        burst, requests = burst_phase(api, ns["op"], size, baseline=False, args=args, labels=labels)
+        burst, requests, cpu = burst_phase(api, ns["op"], size, baseline=False, args=args, labels=labels,
+                                           procs=machine_procs(cluster, operators))  # fmt: skip
         for sampler in samplers:
             sampler.__exit__()
         found["profiles"] = profile_stop(profilers)
         found["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
                                    "load_before": load_before, "load_after": load(),
                                    "peak_rss_mib": operators.peak_rss_mib(),
-                                   "sampled_rss_mib": [round(s.peak, 1) for s in samplers]}  # fmt: skip
+                                   "sampled_rss_mib": [round(s.peak, 1) for s in samplers],
+                                   "milestones": burst.milestones(), "cpu_s": cpu,
+                                   "events": burst.events}  # fmt: skip
         found["requests_operator"] = requests
         log(f"  {found['burst_operator']}")
         log(f"  requests: {requests[:8]}")
@@ -277,9 +344,12 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
 
         log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
         load_before = load()
-        floor, requests = burst_phase(api, ns["base"], size, baseline=True, args=args, labels=labels)
+        floor, requests, cpu = burst_phase(api, ns["base"], size, baseline=True, args=args, labels=labels,
+                                           procs=machine_procs(cluster, None))  # fmt: skip
         found["burst_baseline"] = {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
-                                   "load_before": load_before, "load_after": load()}  # fmt: skip
+                                   "load_before": load_before, "load_after": load(),
+                                   "milestones": floor.milestones(), "cpu_s": cpu,
+                                   "events": floor.events}  # fmt: skip
         found["requests_baseline"] = requests
         found["requests_side_by_side"] = side_by_side(found["requests_operator"], requests)
         log(f"  {found['burst_baseline']}")
@@ -381,6 +451,25 @@ def table(r: dict[str, Any]) -> str:
                                            for f in r["fleets"]])  # fmt: skip
     out = "\n".join(lines)
     for f in r["fleets"]:
+        out += f"\n\nWhere the {shape(f)} bursts' time went (seconds after the first create: p50 / p90 / last app):\n"
+        out += "| milestone | operator | baseline |\n|---|---|---|\n"
+        for milestone in ("applied", "available", "ready"):
+            cells = [(f[side].get("milestones") or {}).get(milestone) for side in ("burst_operator", "burst_baseline")]
+            out += f"| {milestone} | " + " | ".join(
+                f"{c['p50_s']:.1f} / {c['p90_s']:.1f} / {c['last_s']:.1f}" if c else "-" for c in cells) + " |\n"
+    for f in r["fleets"]:
+        op, base = f["burst_operator"].get("cpu_s") or {}, f["burst_baseline"].get("cpu_s") or {}
+        out += f"\n\nCPU seconds spent in the {shape(f)} bursts, by process:\n"
+        out += "| process | operator burst | baseline burst |\n|---|---|---|\n"
+        for name in sorted(set(op) | set(base), key=lambda n: -(op.get(n, 0) + base.get(n, 0))):
+            out += f"| {name} | {op.get(name, '-')} | {base.get(name, '-')} |\n"
+    for f in r["fleets"]:
+        op, base = f["burst_operator"].get("events") or {}, f["burst_baseline"].get("events") or {}
+        out += f"\n\nEvents in the {shape(f)} bursts' namespaces, by who posted them and why (per app):\n"
+        out += "| component reason | operator burst | baseline burst |\n|---|---|---|\n"
+        for name in sorted(set(op) | set(base), key=lambda n: -(op.get(n, 0) + base.get(n, 0))):
+            out += f"| {name} | {op.get(name, 0) / f['apps']:.2f} | {base.get(name, 0) / f['apps']:.2f} |\n"
+    for f in r["fleets"]:
         out += f"\n\nAPI requests during the {shape(f)} bursts (operator phase vs baseline phase, per app):\n"
         out += "| verb resource | operator | baseline | extra per app |\n|---|---|---|---|\n"
         for x in f["requests_side_by_side"][:14]:
@@ -405,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
     pods = 2 * max(args.sizes) + 4 * args.samples
     with tempfile.TemporaryDirectory(prefix="opbench-") as scratch:
         workdir = Path(scratch)
-        settings = Settings(kwok_nodes=max(2, math.ceil(pods / NODE_PODS) + 1), node_pods=NODE_PODS)
+        settings = Settings(kwok_nodes=max(2, math.ceil(pods / NODE_PODS) + 1), node_pods=NODE_PODS,
+                            profiling=args.apiserver_profile is not None)  # fmt: skip
         cluster = LocalCluster(workdir / "cluster", settings, report=log)
         cluster.up()
         try:

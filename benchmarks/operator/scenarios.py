@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.operator.measure import percentile
 from benchmarks.operator.watch import Obj, Watcher
 from kubernetes import client
 
@@ -141,29 +142,57 @@ class Burst:
     total_s: float
     created_s: float
     done: int
+    #: Milestone -> seconds after t0 at which each app first reached it: "applied" (its Deployment first seen),
+    #: "available" (the Deployment's replicas all available), and for the operator "ready" (the ModelApp Ready).
+    timeline: dict[str, list[float]] = field(default_factory=dict)
+    #: "component reason" -> Events of that kind in the burst's namespaces (filled in by the caller).
+    events: dict[str, int] = field(default_factory=dict)
+
+    def milestones(self) -> dict[str, dict[str, float]]:
+        """p50, p90 and the last app of each milestone, in seconds after t0 (where the burst's time went)."""
+        return {name: {"n": len(times), "p50_s": round(percentile(times, 0.5), 2),
+                       "p90_s": round(percentile(times, 0.9), 2), "last_s": round(max(times), 2)}
+                for name, times in self.timeline.items() if times}  # fmt: skip
 
 
 def burst(api: client.ApiClient, namespaces: list[str], count: int, *, baseline: bool, timeout: float,
           workers: int = 16, on_tick: Callable[[int], None] | None = None,
           labels: Labels | None = None) -> Burst:  # fmt: skip
     """Create `count` ModelApps at once (a pool of `workers` clients; app i in namespace i mod len(namespaces))
-    and wait until all are Ready/available."""
-    resource = "apps/v1/deployments" if baseline else f"{GROUP}/{VERSION}/{PLURAL}"
+    and wait until all are Ready/available. Both sides also watch the Deployments, so the timeline says when
+    each app's Deployment was applied and became available, and (operator) when its ModelApp said Ready."""
     done: set[str] = set()
     finished = threading.Event()
     lock = threading.Lock()
-    check = _available if baseline else _ready
+    first: dict[str, dict[str, float]] = {"applied": {}, "available": {}, "ready": {}}
+    t0 = time.monotonic()
 
-    def seen(_: float, kind: str, obj: Obj) -> None:
-        if kind != "DELETED" and check(obj):
-            with lock:
-                done.add(obj["metadata"]["name"])
+    def mark(milestone: str, at: float, name: str) -> None:
+        with lock:
+            first[milestone].setdefault(name, at - t0)
+            if milestone == ("available" if baseline else "ready"):
+                done.add(name)
                 if len(done) >= count:
                     finished.set()
 
-    watchers = [Watcher(api, resource, namespace, keep=False) for namespace in namespaces]
+    def deployment(at: float, kind: str, obj: Obj) -> None:
+        if kind != "DELETED":
+            mark("applied", at, obj["metadata"]["name"])
+            if _available(obj):
+                mark("available", at, obj["metadata"]["name"])
+
+    def modelapp(at: float, kind: str, obj: Obj) -> None:
+        if kind != "DELETED" and _ready(obj):
+            mark("ready", at, obj["metadata"]["name"])
+
+    watchers = [Watcher(api, "apps/v1/deployments", namespace, keep=False) for namespace in namespaces]
     for watcher in watchers:
-        watcher.listen(seen)
+        watcher.listen(deployment)
+    if not baseline:
+        watchers += [Watcher(api, f"{GROUP}/{VERSION}/{PLURAL}", namespace, keep=False) for namespace in namespaces]
+        for watcher in watchers[len(namespaces):]:
+            watcher.listen(modelapp)
+    for watcher in watchers:
         watcher.start()
     custom = client.CustomObjectsApi(api)
     t0 = time.monotonic()
@@ -179,4 +208,6 @@ def burst(api: client.ApiClient, namespaces: list[str], count: int, *, baseline:
     total = time.monotonic() - t0
     for watcher in watchers:
         watcher.stop()
-    return Burst(total, created, len(done))
+    with lock:
+        timeline = {milestone: sorted(times.values()) for milestone, times in first.items() if times}
+    return Burst(total, created, len(done), timeline)

@@ -78,7 +78,7 @@ def apiserver_args(binary: str, layout: Layout, ports: dict[str, int], settings:
         "--kubelet-preferred-address-types=InternalIP,Hostname",
         f"--kubelet-client-certificate={layout.cert('apiserver-kubelet-client')}",
         f"--kubelet-client-key={layout.key('apiserver-kubelet-client')}",
-        "--profiling=false",
+        f"--profiling={'true' if settings.profiling else 'false'}",
         "--max-requests-inflight=800",
         "--max-mutating-requests-inflight=400",
     ]

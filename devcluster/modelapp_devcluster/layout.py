@@ -106,6 +106,9 @@ class Settings:
     node_pods: int = 300
     node_cpu: str = "32"
     node_memory: str = "128Gi"
+    # The API server's Go profiler (/debug/pprof, admin only): off, as in a hardened cluster; the operator
+    # benchmark turns it on to see where the API server's CPU goes in a burst (`--apiserver-profile`).
+    profiling: bool = False
 
     @property
     def service_ip(self) -> str:

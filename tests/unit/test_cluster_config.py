@@ -208,3 +208,11 @@ def test_status_text_names_every_component() -> None:
     assert "apiserver=7" in text
     assert "etcd" in text and "42" in text and "20" in text
     assert "kwok                           -" in text
+
+
+def test_apiserver_profiler_is_off_unless_a_benchmark_asks_for_it() -> None:
+    layout, ports = Layout(Path("/state")), {"apiserver": 1, "etcd_client": 2}
+    assert "--profiling=false" in components.apiserver_args("kube-apiserver", layout, ports, Settings())
+    profiled = components.apiserver_args("kube-apiserver", layout, ports, Settings(profiling=True))
+    assert "--profiling=true" in profiled
+    assert "--profiling=false" not in profiled

@@ -51,3 +51,14 @@ def test_delta_is_what_one_phase_cost_per_app() -> None:
                                {"verb": "POST", "resource": "pods", "count": 3}])  # fmt: skip
     assert both == [{"verb": "APPLY", "resource": "services", "operator": 20, "baseline": 10, "extra": 10},
                     {"verb": "POST", "resource": "pods", "operator": 0, "baseline": 3, "extra": -3}]  # fmt: skip
+
+
+def test_burst_milestones_place_the_time_per_app() -> None:
+    from benchmarks.operator.scenarios import Burst
+
+    times = [float(n) for n in range(1, 11)]  # ten apps, one a second
+    burst = Burst(12.0, 1.0, 10, {"applied": times, "ready": [t + 0.5 for t in times], "available": []})
+    assert burst.milestones() == {
+        "applied": {"n": 10, "p50_s": 5.0, "p90_s": 9.0, "last_s": 10.0},
+        "ready": {"n": 10, "p50_s": 5.5, "p90_s": 9.5, "last_s": 10.5},
+    }  # a milestone nobody reached is left out, not shown as zero
