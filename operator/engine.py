@@ -31,6 +31,7 @@ from typing import Any, cast
 import kopf
 
 from modelapp_operator import builders, cache, hosts, kube, metrics, rollout, signatures, smoke, status
+from modelapp_operator.later import Later
 from modelapp_operator.names import (
     KIND,
     LABEL_SHARD,
@@ -73,6 +74,12 @@ TOKEN_RECHECK_SECONDS = 10.0
 #: and once it exists, again after TLS_PRESENT_SECONDS.
 TLS_RECHECK_SECONDS = 15.0
 TLS_PRESENT_SECONDS = 300.0
+#: A status change that only counts progress (replica numbers, "0/1 available": `status.progress_only`) is written
+#: at most this often per ModelApp; one that comes sooner waits for a pass at the end of the interval, which writes
+#: whatever is true then. Transitions (Ready, Progressing, a revision's outcome, the first status) are written at
+#: once. In a burst the Deployment often becomes available within the interval, and the Ready write carries the
+#: counts: one status PATCH (and its watch event to every ModelApp watcher) fewer for those apps.
+STATUS_PROGRESS_SECONDS = 2.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -120,6 +127,8 @@ class Engine:
         self._smoke_running: dict[str, int] = {}  # namespace -> checks submitted and not finished
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
         self._rechecks: set[tuple[str, str]] = set()  # ModelApps with a token-Secret look-again timer pending
+        self._later = Later(self.child_pool.submit)
+        self._status_at: dict[tuple[str, str], float] = {}  # (namespace, name) -> when its status was last written
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
@@ -136,6 +145,8 @@ class Engine:
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.store.drop(kind, namespace, name)
+        if kind == KIND:
+            self._status_at.pop((namespace, name), None)
 
     def owns(self, app: Mapping[str, Any]) -> bool:
         """The ModelApp belongs to this replica's shard (settings.OperatorConfig.owns)."""
@@ -210,7 +221,7 @@ class Engine:
             self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
             return
         if self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress, refused=refused,
-                              tls_missing=tls_missing):  # fmt: skip
+                              tls_missing=tls_missing, logger=logger):  # fmt: skip
             _announce(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
             metrics.record_bump(namespace, decision.transitions, app=app)
@@ -512,9 +523,9 @@ class Engine:
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
                       ingress: Mapping[str, Any] | None = None, refused: tuple[str, str] | None = None,
-                      tls_missing: bool = False) -> bool:  # fmt: skip
-        """Write the status for this decision (only when it changes); True when the revision history is now
-        what the decision says."""
+                      tls_missing: bool = False, logger: Logger | None = None) -> bool:  # fmt: skip
+        """Write the status for this decision (only when it changes; a change that only counts progress at most
+        every STATUS_PROGRESS_SECONDS); True when the revision history is now what the decision says."""
         meta, old = app["metadata"], app.get("status") or {}
         new = status.compute_status(
             name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
@@ -527,7 +538,18 @@ class Engine:
         patch = status.status_patch(old, new)
         if not patch:
             return True
-        return self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch)) is not None
+        key = (meta["namespace"], meta["name"])
+        last = self._status_at.get(key)
+        wait = 0.0 if last is None else STATUS_PROGRESS_SECONDS - (time.monotonic() - last)
+        if logger is not None and wait > 0 and status.progress_only(old, patch):
+            again = functools.partial(self.converge, name=meta["name"], namespace=meta["namespace"], logger=logger,
+                                      everything=False)  # fmt: skip
+            # kopf.event() and kopf's loggers read context variables: carry them into the pass, as kopf does.
+            self._later.call(key, wait, functools.partial(contextvars.copy_context().run, again))
+            return True  # counts only: the history is unchanged, so it is what the decision says
+        written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
+        self._status_at[key] = time.monotonic()
+        return written is not None
 
     # -- children --------------------------------------------------------------------------------------
 

@@ -285,6 +285,23 @@ def merge_conditions(
     return merged
 
 
+#: The status fields that change as pods come up: replica counts, and conditions' messages ("0/1 available").
+PROGRESS_FIELDS = frozenset({"conditions", "replicas", "readyReplicas", "updatedReplicas"})
+
+
+def progress_only(old: Obj, patch: Mapping[str, Any]) -> bool:
+    """The patch only counts progress: replica numbers and condition messages change, and no condition changes
+    its status, reason or generation (no transition, nothing a reader or `kubectl wait` decides on). Such a
+    write may wait a moment (engine.py, `STATUS_PROGRESS_SECONDS`); the first status never does."""
+    if not old.get("conditions") or set(patch) - PROGRESS_FIELDS:
+        return False
+
+    def shape(conditions: Any) -> list[dict[str, Any]]:
+        return [{k: v for k, v in c.items() if k != "message"} for c in conditions or []]
+
+    return "conditions" not in patch or shape(old.get("conditions")) == shape(patch["conditions"])
+
+
 def status_patch(old: Obj, new: Mapping[str, Any]) -> dict[str, Any] | None:
     """A merge patch turning `old` into `new` for the keys we own, or None when nothing changes."""
     changed = {k: v for k, v in new.items() if old.get(k) != v}

@@ -187,3 +187,54 @@ def test_a_child_the_api_server_refuses_is_a_condition_not_a_retry_loop(run_oper
     kube.apply(_app("greedy", namespace, resources={"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}))
     wait_for("greedy Ready once fixed", lambda: _ready("greedy", namespace), timeout=90)
     assert op.process.poll() is None and "Traceback" not in op.text()
+
+
+def test_status_counts_catch_up_and_count_only_writes_are_spaced(run_operator: RunOperator, namespace: str) -> None:
+    """Pods that no node takes (a nodeSelector nothing matches): the Deployment moves 0 -> 3 updated and stays
+    there. The first status is written at once; a count-only change within STATUS_PROGRESS_SECONDS of the last
+    write waits, and a pass then writes it: status ends saying 3 updated, and no two writes of counts alone
+    came closer than the interval (engine.py; the watch's own delivery jitter is allowed for)."""
+    import itertools
+    import threading
+    import time
+
+    from kubernetes import client, watch
+
+    from modelapp_operator.engine import STATUS_PROGRESS_SECONDS
+
+    run_operator(namespace)
+    writes: list[tuple[float, dict[str, Any]]] = []
+    stream = watch.Watch()
+
+    def follow() -> None:
+        api = client.CustomObjectsApi(kube.api_client())
+        try:
+            for event in stream.stream(api.list_namespaced_custom_object, "modelapp.io", "v1alpha1", namespace,
+                                       "modelapps", timeout_seconds=60):  # fmt: skip
+                status = event["object"].get("status")
+                if status and (not writes or writes[-1][1] != status):
+                    writes.append((time.monotonic(), status))
+        except Exception:  # noqa: S110 (the stream ends when the test stops it or the namespace goes)
+            pass
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    kube.apply(_app("iris", namespace, replicas=3, pod={"nodeSelector": {"modelapp.io/test": "nowhere"}}))
+
+    def caught_up() -> dict[str, Any] | None:
+        status = writes[-1][1] if writes else {}
+        return status if status.get("updatedReplicas") == 3 and status.get("replicas") == 3 else None
+
+    status = wait_for("status says 3 updated", caught_up, timeout=60)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "RollingOut"
+    assert "0/3 available, 3 updated" in ready["message"]
+    time.sleep(STATUS_PROGRESS_SECONDS + 1)  # anything still put off has been written by now
+    stream.stop()
+    count_only = [(b[0] - a[0]) for a, b in itertools.pairwise(writes)
+                  if set(b[1]) == set(a[1]) and b[1].get("revisions") == a[1].get("revisions")
+                  and [(c["type"], c["status"], c["reason"]) for c in b[1]["conditions"]]
+                  == [(c["type"], c["status"], c["reason"]) for c in a[1]["conditions"]]]  # fmt: skip
+    assert all(gap >= STATUS_PROGRESS_SECONDS - 0.5 for gap in count_only), (count_only, len(writes))
+    assert writes[-1][1] == status, "nothing changed after the counts caught up"
