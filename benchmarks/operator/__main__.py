@@ -49,6 +49,27 @@ from modelapp_devcluster.layout import Settings
 from modelapp_operator import kube
 
 WARMUP = 3
+#: With --pin: the CPUs the operator and this benchmark run on (the control plane gets CPU 0 alone); empty: no pinning.
+CLIENT_CPUS: set[int] = set()
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` onto `cpus` (threads made later inherit it from their maker)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def pin_cluster(cluster: LocalCluster) -> dict[str, object]:
+    """--pin: the control plane's processes on CPU 0; this process (and so the operators it starts) on the rest."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2 or 0 not in cpus:
+        raise SystemExit(f"--pin needs CPU 0 and one more; this process may use {sorted(cpus)}")
+    CLIENT_CPUS.update(cpus - {0})
+    for component in cluster.status().components:
+        if component.pid:
+            pin(component.pid, {0})
+    pin(os.getpid(), CLIENT_CPUS)
+    return {"control_plane": [0], "operator_and_benchmark": sorted(CLIENT_CPUS)}
 #: Pods per kwok node; the cluster gets enough nodes for both bursts of the largest size and the samples.
 NODE_PODS = 1000
 
@@ -75,6 +96,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--operator-env", action="append", default=[], help="KEY=VALUE for the operator (repeatable)")
+    parser.add_argument("--pin", action="store_true",
+                        help="the control plane on CPU 0, the operator and this benchmark (the baseline's client) on "
+                        "the others: the operator's CPU off the API server's cores, as on a node of its own")
     parser.add_argument("--apiserver-profile", type=Path,
                         help="fetch a Go CPU profile of the API server over the first --apiserver-seconds of each "
                         "burst into this folder (`go tool pprof -top FILE` reads it)")
@@ -117,6 +141,7 @@ class Operators:
                 args += [f"--peering=modelapp-ns{shard}"]
             path = workdir / f"operator-{tag}-{shard}.log"
             with path.open("wb") as out:
+                # With --pin this process runs on CLIENT_CPUS, and the operator inherits them.
                 self.processes.append(subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env))
             self.logs.append(path)
             ports.append(port)
@@ -499,14 +524,17 @@ def main(argv: list[str] | None = None) -> int:
         cluster = LocalCluster(workdir / "cluster", settings, report=log)
         cluster.up()
         try:
+            pinned = pin_cluster(cluster) if args.pin else None
             results = run(cluster, args, workdir)
+            results["pinned"] = pinned
         finally:
             cluster.down()
     results["wall_s"] = time.monotonic() - started
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
-    print(f"\nwhole run {results['wall_s']:.0f} s; control plane: {results['control_plane']}")
+    print(f"\nwhole run {results['wall_s']:.0f} s; control plane: {results['control_plane']}; "
+          f"CPUs: {results.get('pinned') or 'shared by all'}")
     return 0
 
 
