@@ -47,3 +47,25 @@ def test_blocked_threads_are_not_cpu(tmp_path: Path) -> None:
     text = profile.summary(profile.read([path]))
     assert text.startswith("100 samples running, 40 more of threads blocked (left out)")
     assert "| json decode/encode | 30.0 % |" in text
+
+
+def test_apiserver_profile_groups_each_stack_once_in_its_first_group() -> None:
+    from benchmarks.operator.apiserver_profile import grouped, table, traces
+
+    sep = "-----------+-------------------------------------------------------"
+    text = "\n".join([
+        "File: kube-apiserver", sep,
+        "     20ms   encoding/json.Marshal",
+        "            k8s.io/apiserver/pkg/endpoints/handlers.UpdateResource.func1",
+        "            k8s.io/apiextensions-apiserver/pkg/registry/customresource.(*StatusREST).Update", sep,
+        "      1.5s   runtime.gcDrain",
+        "            runtime.gcBgMarkWorker", sep,
+        "     10ms   net/http.(*conn).serve", sep,
+    ])  # fmt: skip
+    stacks = traces(text)
+    assert [round(s, 3) for s, _ in stacks] == [0.02, 1.5, 0.01]
+    sums = grouped(stacks)
+    assert sums["ModelApp status PATCH (`customresource.(*StatusREST).Update`)"] == 0.02, "not the generic update's"
+    assert sums["built-in updates, patches, applies"] == 0
+    assert sums["Go heap GC"] == 1.5 and sums["the rest"] == 0.01 and round(sums["total"], 3) == 1.53
+    assert "| Go heap GC | 1.50 s | 0.00 s | +1.50 s |" in table(sums, {})
