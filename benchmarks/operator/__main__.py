@@ -483,23 +483,26 @@ def table(r: dict[str, Any]) -> str:
             out += f"| {milestone} | " + " | ".join(
                 f"{c['p50_s']:.1f} / {c['p90_s']:.1f} / {c['last_s']:.1f}" if c else "-" for c in cells) + " |\n"
     for f in r["fleets"]:
-        op, base = f["burst_operator"].get("cpu_s") or {}, f["burst_baseline"].get("cpu_s") or {}
-        out += f"\n\nCPU seconds spent in the {shape(f)} bursts, by process:\n"
-        out += "| process | operator burst | baseline burst |\n|---|---|---|\n"
-        for name in sorted(set(op) | set(base), key=lambda n: -(op.get(n, 0) + base.get(n, 0))):
-            out += f"| {name} | {op.get(name, '-')} | {base.get(name, '-')} |\n"
+        out += _both_bursts(f, "cpu_s", f"CPU seconds spent in the {shape(f)} bursts, by process", "process", str)
     for f in r["fleets"]:
-        op, base = f["burst_operator"].get("events") or {}, f["burst_baseline"].get("events") or {}
-        out += f"\n\nEvents in the {shape(f)} bursts' namespaces, by who posted them and why (per app):\n"
-        out += "| component reason | operator burst | baseline burst |\n|---|---|---|\n"
-        for name in sorted(set(op) | set(base), key=lambda n: -(op.get(n, 0) + base.get(n, 0))):
-            out += f"| {name} | {op.get(name, 0) / f['apps']:.2f} | {base.get(name, 0) / f['apps']:.2f} |\n"
+        out += _both_bursts(f, "events", f"Events in the {shape(f)} bursts' namespaces, by who posted them and why "
+                            "(per app)", "component reason", lambda v, n=f["apps"]: f"{v / n:.2f}")  # fmt: skip
     for f in r["fleets"]:
         out += f"\n\nAPI requests during the {shape(f)} bursts (operator phase vs baseline phase, per app):\n"
         out += "| verb resource | operator | baseline | extra per app |\n|---|---|---|---|\n"
         for x in f["requests_side_by_side"][:14]:
             out += (f"| {x['verb']} {x['resource']} | {x['operator']} | {x['baseline']} | "
                     f"{int(str(x['extra'])) / f['apps']:+.2f} |\n")  # fmt: skip
+    return out
+
+
+def _both_bursts(f: dict[str, Any], key: str, title: str, what: str, cell: Any) -> str:
+    """A table of one per-name figure (`key`) of both bursts of a fleet, largest first; "-" where a side has none."""
+    op, base = f["burst_operator"].get(key) or {}, f["burst_baseline"].get(key) or {}
+    out = f"\n\n{title}:\n| {what} | operator burst | baseline burst |\n|---|---|---|\n"
+    for name in sorted(set(op) | set(base), key=lambda n: -(op.get(n, 0) + base.get(n, 0))):
+        cells = [cell(side[name]) if name in side else "-" for side in (op, base)]
+        out += f"| {name} | {cells[0]} | {cells[1]} |\n"
     return out
 
 
