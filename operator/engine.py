@@ -126,8 +126,7 @@ class Engine:
         self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
         self._smoke_running: dict[str, int] = {}  # namespace -> checks submitted and not finished
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
-        self._rechecks: set[tuple[str, str]] = set()  # ModelApps with a token-Secret look-again timer pending
-        self._later = Later(self.child_pool.submit)
+        self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
         self._status_at: dict[tuple[str, str], float] = {}  # (namespace, name) -> when its status was last written
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
@@ -338,21 +337,11 @@ class Engine:
         return problem
 
     def _look_again(self, name: str, namespace: str, logger: Logger, *, delay: float = TOKEN_RECHECK_SECONDS) -> None:
-        """One pass of this ModelApp in `delay` seconds (at most one pending per ModelApp)."""
-        key = (namespace, name)
-        with self._smoke_lock:
-            if key in self._rechecks:
-                return
-            self._rechecks.add(key)
-
-        def again() -> None:
-            with self._smoke_lock:
-                self._rechecks.discard(key)
-            self.converge(name=name, namespace=namespace, logger=logger, everything=False)
-
-        timer = threading.Timer(delay, contextvars.copy_context().run, [again])
-        timer.daemon = True
-        timer.start()
+        """One pass of this ModelApp in `delay` seconds, in a child thread (`later.Later`: at most one pending per
+        ModelApp, at the earliest time asked; whatever still needs a look asks again in that pass)."""
+        again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
+        # kopf.event() and kopf's loggers read context variables: carry them into the pass, as kopf does.
+        self._later.call((namespace, name), delay, functools.partial(contextvars.copy_context().run, again))
 
     def smoke_verdict(self, name: str, namespace: str, test: smoke.Check, pair: Pair, logger: Logger, *,
                       token: str | None = None) -> rollout.SmokeVerdict | None:  # fmt: skip
@@ -374,9 +363,7 @@ class Engine:
                 self._verdicts[key] = None
                 self._smoke_running[namespace] = self._smoke_running.get(namespace, 0) + 1
         if waits:  # this namespace has its share of the pool: ask again later
-            timer = threading.Timer(SMOKE_RETRY_SECONDS, contextvars.copy_context().run, [again])
-            timer.daemon = True
-            timer.start()
+            self._look_again(name, namespace, logger, delay=SMOKE_RETRY_SECONDS)
             return None
 
         def check() -> None:
@@ -396,7 +383,7 @@ class Engine:
                 else:
                     self._verdicts[key] = verdict
             if verdict is None:
-                threading.Timer(SMOKE_RETRY_SECONDS, contextvars.copy_context().run, [again]).start()
+                self._look_again(name, namespace, logger, delay=SMOKE_RETRY_SECONDS)
             else:
                 again()
 
@@ -523,7 +510,7 @@ class Engine:
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
                       ingress: Mapping[str, Any] | None = None, refused: tuple[str, str] | None = None,
-                      tls_missing: bool = False, logger: Logger | None = None) -> bool:  # fmt: skip
+                      tls_missing: bool = False, logger: Logger) -> bool:  # fmt: skip
         """Write the status for this decision (only when it changes; a change that only counts progress at most
         every STATUS_PROGRESS_SECONDS); True when the revision history is now what the decision says."""
         meta, old = app["metadata"], app.get("status") or {}
@@ -541,11 +528,8 @@ class Engine:
         key = (meta["namespace"], meta["name"])
         last = self._status_at.get(key)
         wait = 0.0 if last is None else STATUS_PROGRESS_SECONDS - (time.monotonic() - last)
-        if logger is not None and wait > 0 and status.progress_only(old, patch):
-            again = functools.partial(self.converge, name=meta["name"], namespace=meta["namespace"], logger=logger,
-                                      everything=False)  # fmt: skip
-            # kopf.event() and kopf's loggers read context variables: carry them into the pass, as kopf does.
-            self._later.call(key, wait, functools.partial(contextvars.copy_context().run, again))
+        if wait > 0 and status.progress_only(old, patch):
+            self._look_again(meta["name"], meta["namespace"], logger, delay=wait)
             return True  # counts only: the history is unchanged, so it is what the decision says
         written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
         self._status_at[key] = time.monotonic()

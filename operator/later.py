@@ -1,9 +1,12 @@
 """Work to run after a delay, at most one pending per key: one thread and a heap, not a thread per wait.
 
-Why: a status write that only counts progress is put off for a moment (engine.py, `STATUS_PROGRESS_SECONDS`),
-so in a burst of 1,000 creates up to 1,000 such waits are pending at once. A `threading.Timer` each would be
-1,000 threads; here they are heap entries, and what is due is handed to `submit` (the engine's child pool),
-so a slow pass never delays another key's work. Pure thread coordination, no I/O.
+Why: the engine asks for "a pass of this ModelApp in a while" for several reasons (a status write that only
+counts progress, `STATUS_PROGRESS_SECONDS`; a token Secret or TLS Secret to look for again; a smoke test that
+waits its turn), and in a burst of 1,000 creates up to 1,000 such waits are pending at once. A
+`threading.Timer` each would be 1,000 threads; here they are heap entries, and what is due is handed to
+`submit` (the engine's child pool), so a slow pass never delays another key's work. One pending per key, at
+the earliest time asked: a pass serves every reason at once, and a reason still unmet asks again in it.
+Pure thread coordination, no I/O.
 """
 
 from __future__ import annotations
@@ -19,40 +22,46 @@ Submit = Callable[[Callable[[], None]], Any]
 
 
 class Later:
-    """`call(key, delay, fn)`: `fn` is submitted once `delay` seconds have passed, unless one is pending for `key`
-    already (the earlier one stays: it will see what the later one would have seen)."""
+    """`call(key, delay, fn)`: `fn` is submitted once `delay` seconds have passed. When one is pending for `key`
+    already, only the earlier of the two times is kept (with that call's `fn`)."""
 
     def __init__(self, submit: Submit, *, name: str = "modelapp-later") -> None:
         self._submit = submit
         self._cond = threading.Condition()
         self._heap: list[tuple[float, int, Hashable, Callable[[], None]]] = []
-        self._pending: set[Hashable] = set()
+        self._due: dict[Hashable, float] = {}  # key -> when its pending call is due
         self._order = itertools.count()  # ties in time keep the order of the calls; keys are never compared
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def call(self, key: Hashable, delay: float, fn: Callable[[], None]) -> bool:
-        """True when scheduled; False when `key` already has one pending."""
+        """True when scheduled (or moved earlier); False when `key` already has one pending at or before then."""
+        due = time.monotonic() + max(0.0, delay)
         with self._cond:
-            if key in self._pending:
+            if key in self._due and self._due[key] <= due:
                 return False
-            self._pending.add(key)
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._order), key, fn))
+            self._due[key] = due  # an entry already in the heap for `key` is now stale and skipped when popped
+            heapq.heappush(self._heap, (due, next(self._order), key, fn))
             self._cond.notify()
             return True
 
     def pending(self, key: Hashable) -> bool:
         with self._cond:
-            return key in self._pending
+            return key in self._due
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._heap or self._heap[0][0] > time.monotonic():
                     self._cond.wait(self._heap[0][0] - time.monotonic() if self._heap else None)
-                _, _, key, fn = heapq.heappop(self._heap)
-                self._pending.discard(key)  # from here a new call for `key` schedules again
-            self._submit(fn)
+                due, _, key, fn = heapq.heappop(self._heap)
+                if self._due.get(key) != due:
+                    continue  # moved earlier by a later call: that entry ran or will run
+                del self._due[key]  # from here a new call for `key` schedules again
+            try:
+                self._submit(fn)
+            except RuntimeError:  # the pool is shut down: the operator is stopping
+                return
 
 
 __all__ = ["Later"]

@@ -43,7 +43,7 @@ def test_counts_and_messages_are_progress_a_transition_is_not() -> None:
     assert not status.progress_only({}, {"replicas": 1}), "the first status is never held back"
 
 
-def test_later_runs_each_key_once_at_its_time_and_keeps_the_earlier_of_two() -> None:
+def test_later_runs_each_key_once_at_the_earliest_time_asked() -> None:
     ran: list[tuple[str, float]] = []
     done = threading.Event()
     later = Later(lambda fn: fn())
@@ -57,12 +57,14 @@ def test_later_runs_each_key_once_at_its_time_and_keeps_the_earlier_of_two() -> 
         return run
 
     assert later.call("b", 0.30, note("b"))
-    assert later.call("a", 0.10, note("a"))
-    assert not later.call("a", 0.01, note("a-again")), "one pending per key"
+    assert later.call("a", 0.20, note("a-first"))
+    assert not later.call("a", 0.50, note("a-later")), "one pending per key: a later time adds nothing"
+    assert later.call("a", 0.10, note("a")), "an earlier time moves it"
     assert later.pending("a")
     assert done.wait(5)
-    assert [k for k, _ in ran] == ["a", "b"]
-    assert 0.09 <= ran[0][1] < 0.3 and ran[1][1] >= 0.29
+    time.sleep(0.3)  # past the moved entry's old time: it must not run as well
+    assert [k for k, _ in ran] == ["a", "b"], ran
+    assert 0.09 <= ran[0][1] < 0.2 and ran[1][1] >= 0.29
     assert not later.pending("a")
     assert later.call("a", 0, note("a")), "once run, the key can be scheduled again"
 
