@@ -541,10 +541,12 @@ class Engine:
                  logger: Logger) -> None:  # fmt: skip
         """A child's event, in a child thread: drift repair, then rollout progress and status."""
         with metrics.timed("child_event"):
-            app = self.store.get(KIND, namespace, owner)
-            if app is None:
+            if self.store.deleting(KIND, namespace, owner) is None:
                 return
             if kind != "Deployment":
+                app = self.store.get(KIND, namespace, owner)
+                if app is None:
+                    return
                 self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)

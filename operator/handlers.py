@@ -166,9 +166,8 @@ async def child_event(*, type: str | None, body: kopf.Body, namespace: str | Non
     else:
         engine.remember(kind, body)
     owner = _owner(body)
-    app = engine.store.get(KIND, namespace, owner) if owner else None
-    if owner is None or app is None or app["metadata"].get("deletionTimestamp") or not type:
-        return
+    if owner is None or engine.store.deleting(KIND, namespace, owner) is not False or not type:
+        return  # not owned by a ModelApp, its ModelApp unknown (not ours, another shard's) or going; or a listing
     work = functools.partial(engine.on_child, kind=kind, event=type, body=body, owner=owner, namespace=namespace,
                              logger=logger)  # fmt: skip
     # kopf.event() and kopf's loggers read context variables: carry them into the thread, as kopf does.

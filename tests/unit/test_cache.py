@@ -58,3 +58,68 @@ def test_trim_drops_managed_fields_and_last_applied_but_keeps_the_rest() -> None
     assert trimmed["metadata"]["ownerReferences"] == [{"kind": "ModelApp", "name": "a"}]
     assert trimmed["spec"] == {"replicas": 1} and trimmed["status"] == {"readyReplicas": 1}
     assert "managedFields" in body["metadata"]  # the input is not changed
+
+
+def test_each_read_is_an_object_of_its_own() -> None:
+    """Kept serialized: a reader that changes what it read changes nothing for the next reader."""
+    store = Store()
+    store.put("ModelApp", obj("a", "1", status={"conditions": [{"type": "Ready", "status": "True"}]}))
+    first = store.get("ModelApp", "ns", "a") or {}
+    first["status"]["conditions"][0]["status"] = "False"
+    assert (store.get("ModelApp", "ns", "a") or {})["status"]["conditions"][0]["status"] == "True"
+    assert store.of_kind("ModelApp")[0]["status"]["conditions"][0]["status"] == "True"
+    assert store.get("ModelApp", "ns", "a") is not store.get("ModelApp", "ns", "a")
+
+
+def test_memory_per_kept_object_is_about_its_compact_json() -> None:
+    """Issue 15: at 5,000 ModelApps the store's dicts were the largest share of the operator's memory. A real
+    Deployment as the builders make it costs about its compact JSON in the store, a fraction of its dicts."""
+    import json
+    import tracemalloc
+
+    from modelapp_operator import builders
+    from modelapp_operator.spec import parse_spec
+
+    spec = parse_spec({"image": "registry.example/iris-app:1.0.0",
+                       "model": {"uri": "azureblob://models/iris", "version": "7"}})  # fmt: skip
+    ctx = builders.BuildContext(serving_image="registry.example/modelapp-serving:1")
+
+    def deployment(i: int) -> dict[str, Any]:
+        built = next(m for m in builders.build_children(f"app-{i}", "ns", spec, ctx).apply if m["kind"] == "Deployment")
+        manifest = json.loads(json.dumps(built))  # as a watch event delivers it: fresh dicts, nothing shared
+        manifest["metadata"] |= {"resourceVersion": str(1000 + i), "uid": f"{i:08d}-0000-4000-8000-000000000000"}
+        return manifest
+
+    count, store = 300, Store()
+    objects = [deployment(i) for i in range(count)]
+    text = sum(len(json.dumps(trim(o), separators=(",", ":"))) for o in objects)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        as_dicts = [json.loads(json.dumps(trim(o))) for o in objects]
+        dicts = tracemalloc.get_traced_memory()[0] - before
+        del as_dicts
+        before = tracemalloc.get_traced_memory()[0]
+        for o in objects:
+            store.put("Deployment", o)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 0 < store.size() <= text
+    assert kept < 1.3 * text, f"{kept / count:.0f} bytes per Deployment kept, its text is {text / count:.0f}"
+    assert kept < dicts / 3, f"kept {kept / count:.0f} bytes per Deployment, as dicts {dicts / count:.0f}"
+
+
+def test_deleting_says_known_and_going_without_reading() -> None:
+    store = Store()
+    assert store.deleting("ModelApp", "ns", "a") is None
+    store.put("ModelApp", obj("a", "1"))
+    assert store.deleting("ModelApp", "ns", "a") is False
+    going = obj("a", "2")
+    going["metadata"]["deletionTimestamp"] = "2026-12-03T10:00:00Z"
+    store.put("ModelApp", going)
+    assert store.deleting("ModelApp", "ns", "a") is True
+    store.put("ModelApp", obj("a", "1"))  # an older copy changes nothing
+    assert store.deleting("ModelApp", "ns", "a") is True
+    store.drop("ModelApp", "ns", "a")
+    assert store.deleting("ModelApp", "ns", "a") is None
