@@ -8,9 +8,10 @@ two shards), with fresh operator processes:
    API server's own request counts for the burst (`apiserver_request_duration_seconds`, before/after);
 3. idle CPU of the operator over --idle seconds with those objects in place;
 4. spec bump -> Deployment template updated, --samples per side, interleaved, with the N objects present;
-5. the same burst for the baseline (create + apply, then all Deployments available), its request counts too;
-6. both bursts' namespaces deleted (waited for), so the next size starts from the same empty cluster (not after
-   the last size: the cluster goes down).
+5. the operator burst's namespaces deleted (waited for), then the same burst for the baseline (create + apply,
+   then all Deployments available) on the cluster the operator's burst started on, its request counts too;
+6. the baseline burst's namespaces deleted (waited for), so the next size starts from the same empty cluster (not
+   after the last size: the cluster goes down).
 Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
 
 Shards (`--shards N`, N > 1): `--shard-by label` runs N `modelapp run --shard sK` processes on the same namespaces,
@@ -310,6 +311,23 @@ def burst_phase(api: client.ApiClient, namespaces: list[str], count: int, *, bas
     return done, delta(before, request_stats(metrics_text(api)), per=count), cpu
 
 
+def baseline_burst(cluster: LocalCluster, api: client.ApiClient, namespaces: list[str], size: int, *,
+                   args: argparse.Namespace, labels: scenarios.Labels,
+                   operator_requests: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """Phase 5: the baseline's burst, and its requests beside the operator's."""
+    log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
+    load_before = load()
+    floor, requests, cpu = burst_phase(api, namespaces, size, baseline=True, args=args, labels=labels,
+                                       procs=machine_procs(cluster, None))  # fmt: skip
+    found = {"burst_baseline": {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
+                                "load_before": load_before, "load_after": load(),
+                                "milestones": floor.milestones(), "cpu_s": cpu, "events": floor.events},
+             "requests_baseline": requests,
+             "requests_side_by_side": side_by_side(operator_requests, requests)}  # fmt: skip
+    log(f"  {found['burst_baseline']}")
+    return found
+
+
 def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace, *, workdir: Path, run_id: str,
           size: int, shards: int, lat: dict[str, str], last: bool) -> dict[str, Any]:  # fmt: skip
     """Phases 2-6 for one fleet size and operator shape (6 only when another follows: the cluster goes down
@@ -328,6 +346,7 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
     sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
              scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
     found: dict[str, Any] = {"apps": size, "shards": shards, "shard_by": args.shard_by if shards > 1 else None}
+    cleared: set[str] = set()
     try:
         log(f"[{size}] phase 2: {size} ModelApps at once (operator, {shards} shard(s), by {args.shard_by})")
         profilers = profile_start(args.profile, operators, f"{size}x{shards}") if args.profile else []
@@ -367,24 +386,21 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         found["peak_rss_mib"] = operators.peak_rss_mib()
         log(f"  {found['bump']}")
 
-        log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
-        load_before = load()
-        floor, requests, cpu = burst_phase(api, ns["base"], size, baseline=True, args=args, labels=labels,
-                                           procs=machine_procs(cluster, None))  # fmt: skip
-        found["burst_baseline"] = {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
-                                   "load_before": load_before, "load_after": load(),
-                                   "milestones": floor.milestones(), "cpu_s": cpu,
-                                   "events": floor.events}  # fmt: skip
-        found["requests_baseline"] = requests
-        found["requests_side_by_side"] = side_by_side(found["requests_operator"], requests)
-        log(f"  {found['burst_baseline']}")
+        # The baseline's burst starts on the cluster the operator's burst started on: without the operator's
+        # N apps and their pods (at 5,000 they made kwok and the controller-manager the baseline's bottleneck).
+        log(f"[{size}] phase 5: deleting the operator burst's namespaces (the baseline starts on the same cluster)")
+        found["operator_cleared_s"] = round(delete_namespaces(api, ns["op"], timeout=args.burst_timeout), 1)
+        cleared = set(ns["op"])
+        found |= baseline_burst(cluster, api, ns["base"], size, args=args, labels=labels,
+                                operator_requests=found["requests_operator"])  # fmt: skip
     finally:
         for side in sides:
             side.stop()
         found["operator_log"] = operators.stop()
         if not last:
-            log(f"[{size}] phase 6: deleting both bursts' namespaces")
-            found["cleanup_s"] = round(delete_namespaces(api, [*ns["op"], *ns["base"]]), 1)
+            log(f"[{size}] phase 6: deleting the bursts' namespaces")
+            left = [n for n in [*ns["op"], *ns["base"]] if n not in cleared]
+            found["cleanup_s"] = round(delete_namespaces(api, left, timeout=args.burst_timeout), 1)
     return found
 
 
@@ -514,10 +530,19 @@ def _out_of_time(*_: object) -> None:
     raise OutOfTime("the run hit --max-minutes")
 
 
+class Terminated(Exception):
+    """SIGTERM: the operator processes and the cluster are still stopped (nothing the run started outlives it)."""
+
+
+def _terminated(*_: object) -> None:
+    raise Terminated("the run was sent SIGTERM")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     signal.signal(signal.SIGALRM, _out_of_time)
+    signal.signal(signal.SIGTERM, _terminated)
     signal.alarm(int(args.max_minutes * 60))
     pods = 2 * max(args.sizes) + 4 * args.samples
     with tempfile.TemporaryDirectory(prefix="opbench-") as scratch:

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import urllib3
 from kubernetes import client, watch
 
 Obj = dict[str, Any]
@@ -71,6 +72,11 @@ class Watcher:
                     version = ""  # expired: relist
                     continue
                 raise
+            except (urllib3.exceptions.HTTPError, OSError):
+                # The stream broke: the API server went down at the end of the run (stopped: nothing to say), or
+                # the connection dropped mid-run (resume from the last version seen, as any watcher does).
+                if self._stop.wait(1.0):
+                    return
 
     def _record(self, event: dict[str, Any]) -> None:
         now = time.monotonic()
