@@ -160,7 +160,12 @@ class Operators:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
-            process.wait(30)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                log(f"operator {process.pid} did not stop within 30 s of SIGTERM: killed")
+                process.kill()
+                process.wait(30)
         text = "".join(path.read_text(errors="replace") for path in self.logs)
         return {"tracebacks": text.count("Traceback"), "errors": text.count("[ERROR")}
 
