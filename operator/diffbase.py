@@ -86,7 +86,7 @@ class MemoryDiffBaseStorage(kopf.DiffBaseStorage):
 
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         """Remember the essence; the patch is left untouched (nothing is written to the ModelApp)."""
-        kept = marshal.dumps(essence)  # a copy by construction: later changes to `essence` do not reach it
+        kept = marshal.dumps(cast(dict[str, Any], essence))  # a copy: later changes to `essence` do not reach it
         with self._lock:
             self._essences[str(body.metadata.uid)] = kept
 
