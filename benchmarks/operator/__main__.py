@@ -156,7 +156,7 @@ class Operators:
     def peak_rss_mib(self) -> list[float]:
         return [round(p.peak_rss_mib(), 1) for p in self.procs]
 
-    def stop(self) -> dict[str, int]:
+    def stop(self) -> dict[str, Any]:
         for process in self.processes:
             process.terminate()
         for process in self.processes:
@@ -166,8 +166,28 @@ class Operators:
                 log(f"operator {process.pid} did not stop within 30 s of SIGTERM: killed")
                 process.kill()
                 process.wait(30)
-        text = "".join(path.read_text(errors="replace") for path in self.logs)
-        return {"tracebacks": text.count("Traceback"), "errors": text.count("[ERROR")}
+        return log_findings(self.logs, KEPT_LOGS)
+
+
+#: Where the operator logs of a run that logged an error or a traceback are kept (the run's folder is deleted).
+KEPT_LOGS = Path(tempfile.gettempdir()) / "opbench-logs"
+
+
+def log_findings(logs: list[Path], keep: Path) -> dict[str, Any]:
+    """Tracebacks and ERROR lines in the operator's logs; logs with any are copied into `keep` (and named)."""
+    found: dict[str, Any] = {"tracebacks": 0, "errors": 0}
+    for path in logs:
+        text = path.read_text(errors="replace")
+        tracebacks, errors = text.count("Traceback"), text.count("[ERROR")
+        found["tracebacks"] += tracebacks
+        found["errors"] += errors
+        if tracebacks or errors:
+            keep.mkdir(parents=True, exist_ok=True)
+            target = keep / f"{time.strftime('%Y%m%d-%H%M%S')}-{path.name}"
+            target.write_text(text)
+            found.setdefault("kept", []).append(str(target))
+            log(f"{path.name}: {tracebacks} tracebacks, {errors} errors; kept in {target}")
+    return found
 
 
 def _wait_live(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:

@@ -7,6 +7,8 @@ API server writes, including the kinds it must leave out (WATCH and LIST last by
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks.operator.measure import percentile, request_mix
 
 TEXT = """# HELP apiserver_request_duration_seconds ...
@@ -62,3 +64,18 @@ def test_burst_milestones_place_the_time_per_app() -> None:
         "applied": {"n": 10, "p50_s": 5.0, "p90_s": 9.0, "last_s": 10.0},
         "ready": {"n": 10, "p50_s": 5.5, "p90_s": 9.5, "last_s": 10.5},
     }  # a milestone nobody reached is left out, not shown as zero
+
+
+def test_operator_logs_with_errors_are_counted_and_kept(tmp_path: Path) -> None:
+    """A run's folder is deleted at its end: a log with an error or a traceback is copied out, a clean one is not."""
+    from benchmarks.operator.__main__ import log_findings
+
+    clean, broken = tmp_path / "operator-a.log", tmp_path / "operator-b.log"
+    clean.write_text("[2026-12-03 10:00:00] kopf [INFO    ] Handler 'reconcile' succeeded.\n")
+    broken.write_text("[2026-12-03 10:00:01] kopf [ERROR   ] failed\nTraceback (most recent call last):\n  ...\n")
+    keep = tmp_path / "kept"
+    found = log_findings([clean, broken], keep)
+    assert (found["tracebacks"], found["errors"]) == (1, 1)
+    assert [Path(p).read_text() for p in found["kept"]] == [broken.read_text()]
+    assert log_findings([clean], tmp_path / "none") == {"tracebacks": 0, "errors": 0}
+    assert not (tmp_path / "none").exists()
