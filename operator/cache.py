@@ -54,13 +54,6 @@ def _version(obj: Mapping[str, Any]) -> int | None:
         return None
 
 
-def newer(candidate: Mapping[str, Any], current: Mapping[str, Any] | None) -> bool:
-    """True when `candidate` should replace `current` (see the module docstring)."""
-    if current is None:
-        return True
-    return _replaces(_version(candidate), _version(current))
-
-
 class Store:
     """Thread-safe map of trimmed objects kept serialized; kopf's event loop and its worker threads both use it."""
 
@@ -125,7 +118,7 @@ def _decode(blob: bytes) -> Obj:
 
 
 def _replaces(mine: int | None, theirs: int | None) -> bool:
-    """`newer` on versions already read."""
+    """A copy of version `mine` replaces the kept one of version `theirs` (see the module docstring)."""
     return mine is None or theirs is None or mine >= theirs
 
 

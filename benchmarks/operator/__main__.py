@@ -237,11 +237,15 @@ def delete_namespaces(api: client.ApiClient, names: list[str], *, timeout: float
     core, t0 = client.CoreV1Api(api), time.monotonic()
     for name in names:
         core.delete_namespace(name)
+    left = set(names)
     while time.monotonic() - t0 < timeout:
         left = {ns.metadata.name for ns in core.list_namespace().items} & set(names)
         if not left:
             break
         time.sleep(2)
+    if left:
+        raise TimeoutError(f"namespaces {sorted(left)} still there {timeout:.0f} s after their deletion: what runs "
+                           "next would share the cluster with them (raise --burst-timeout)")  # fmt: skip
     return time.monotonic() - t0
 
 

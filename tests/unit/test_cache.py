@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelapp_operator.cache import Store, newer, trim
+from modelapp_operator.cache import Store, trim
 
 
 def obj(name: str, rv: str | None, **extra: Any) -> dict[str, Any]:
@@ -29,10 +29,16 @@ def test_newest_resource_version_wins_whatever_the_order() -> None:
 
 
 def test_versions_that_are_not_numbers_let_the_newer_arrival_win() -> None:
-    assert newer(obj("a", "x1"), obj("a", "5"))
-    assert newer(obj("a", "5"), obj("a", None))
-    assert newer(obj("a", "5"), None)
-    assert not newer(obj("a", "4"), obj("a", "5"))
+    def kept_after(*versions: str | None) -> str | None:
+        store = Store()
+        for version in versions:
+            store.put("ModelApp", obj("a", version))
+        return (store.get("ModelApp", "ns", "a") or {})["metadata"].get("resourceVersion")
+
+    assert kept_after("5", "x1") == "x1"
+    assert kept_after(None, "5") == "5"
+    assert kept_after("5") == "5"
+    assert kept_after("5", "4") == "5"
 
 
 def test_kinds_and_namespaces_are_separate_and_drop_forgets() -> None:
