@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from modelapp_operator import builders, names
+from modelapp_operator import builders, deepjson, names
 from modelapp_operator.settings import ConfigError, OperatorConfig, check_shard, from_env, shard_peering
 from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
 
@@ -162,6 +162,11 @@ def run_main(args: argparse.Namespace) -> int:
     missing = _missing_peering_crd(config)
     if missing:
         print(f"modelapp run: {missing}", file=sys.stderr)
+        return 2
+    try:
+        deepjson.teach_kopf()
+    except RuntimeError as exc:
+        print(f"modelapp run: {exc}", file=sys.stderr)
         return 2
     if args.metrics_port:
         from modelapp_operator import metrics

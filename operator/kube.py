@@ -43,6 +43,7 @@ from typing import Any, cast
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from modelapp_operator import deepjson
 from modelapp_operator.names import GROUP, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
 
 Obj = dict[str, Any]
@@ -147,7 +148,7 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
     if response.status >= 400:
         message = _message(response.data) or str(response.reason)
         raise (Gone if response.status == 404 else ApiError)(response.status, message)
-    return cast(Obj, json.loads(response.data or b"{}"))
+    return cast(Obj, deepjson.loads(response.data or b"{}"))  # any depth: deepjson.py says why
 
 
 def _message(body: Any) -> str:

@@ -13,10 +13,8 @@ Field names are the CRD's camelCase names (aliases); Python attributes are snake
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -334,8 +332,14 @@ TOLERATION_SECONDS_NOEXECUTE = (
 TOLERATION_CONTROL_PLANE = "control-plane taints cannot be tolerated: model servers never run on control-plane nodes"
 #: Taint keys that mark control-plane nodes (the second is the pre-1.24 name, still set by some installers).
 CONTROL_PLANE_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
-#: The affinity section is free-form below its three keys; its JSON may be at most this long.
-AFFINITY_MAX_BYTES = 16384
+#: Why pod (anti-)affinity terms stay in their own namespace: a namespace is a tenant, and a term that names
+#: other namespaces would let one tenant's scheduling probe where another tenant's pods run.
+AFFINITY_OTHER_NAMESPACES = (
+    "pod (anti-)affinity terms apply to pods of the ModelApp's own namespace only: remove namespaces and "
+    "namespaceSelector"
+)
+#: The CEL rule of every pod (anti-)affinity term (the pydantic side: PodAffinityTerm._own_namespace_only).
+_OWN_NAMESPACE_RULE = [("!has(self.namespaces) && !has(self.namespaceSelector)", AFFINITY_OTHER_NAMESPACES)]
 
 
 def _cel_list(values: tuple[str, ...]) -> str:
@@ -378,6 +382,14 @@ CRD_RULES: dict[str, list[tuple[str, str]]] = {
         (_KEYS_RULE, BAD_KEYS),
         (f"!self.exists(k, k.matches(r'{OUR_DOMAIN_RE2}'))", POD_ANNOTATIONS_RESERVED),
     ],
+    **{
+        f"pod.affinity.{kind}.{when}": _OWN_NAMESPACE_RULE
+        for kind in ("podAffinity", "podAntiAffinity")
+        for when in (
+            "requiredDuringSchedulingIgnoredDuringExecution[]",
+            "preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm",
+        )
+    },
 }
 
 
@@ -426,125 +438,116 @@ class Toleration(_Model):
         return seconds
 
 
-# Kubernetes' affinity types, as far as a mistake would otherwise reach the API server only when the
-# Deployment is applied: server-side apply answers an undeclared field with a 500 ("field not declared in
-# schema") and a bad value with a 422, both far from the ModelApp. So unknown fields, missing required
-# ones, operators and weights are checked here, naming the path; label values and keys are left to the API
-# server. A shape is an `_Object`, `[shape]` (a list of it), `dict` (a map of strings), `str`, or a tuple
-# of the strings allowed (an enum).
-@dataclass(frozen=True)
-class _Object:
-    fields: dict[str, Any]
-    required: tuple[str, ...] = ()
+# Kubernetes' affinity types (core/v1), typed on both sides: the CRD's structural schema and these models.
+# Typed rather than free objects because a free object is JSON of any depth, and the operator must read
+# whatever the API server stores (deepjson.py); typed, the API server prunes or refuses (strict) an unknown
+# field, and a typo is refused where it is written instead of as a 500 of the Deployment's apply. Lists are
+# bounded (the CEL rule below is evaluated per term); label keys and values are left to the API server,
+# which checks them when the Deployment is applied.
+#: At most this many terms, expressions or values in one list of an affinity (Kubernetes sets none).
+AFFINITY_MAX_ITEMS = 32
+_AffinityKey = Annotated[str, Field(max_length=LABEL_KEY_MAX_LENGTH)]
+_AffinityValue = Annotated[str, Field(max_length=253)]  # a label value, or a node name for matchFields
 
 
-_WEIGHT = range(1, 101)
-_NODE_REQUIREMENT = _Object(
-    {"key": str, "operator": ("In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"), "values": [str]},
-    required=("key", "operator"),
-)
-_LABEL_REQUIREMENT = _Object(
-    {"key": str, "operator": ("In", "NotIn", "Exists", "DoesNotExist"), "values": [str]}, required=("key", "operator")
-)
-_NODE_TERM = _Object({"matchExpressions": [_NODE_REQUIREMENT], "matchFields": [_NODE_REQUIREMENT]})
-_SELECTOR = _Object({"matchLabels": dict, "matchExpressions": [_LABEL_REQUIREMENT]})
-_POD_TERM = _Object(
-    {"labelSelector": _SELECTOR, "topologyKey": str, "matchLabelKeys": [str], "mismatchLabelKeys": [str]},
-    required=("topologyKey",),
-)
-_POD_AFFINITY = _Object(
-    {
-        "requiredDuringSchedulingIgnoredDuringExecution": [_POD_TERM],
-        "preferredDuringSchedulingIgnoredDuringExecution": [
-            _Object({"weight": _WEIGHT, "podAffinityTerm": _POD_TERM}, required=("weight", "podAffinityTerm"))
-        ],
-    }
-)
-_AFFINITY_SHAPES: dict[str, _Object] = {
-    "node_affinity": _Object(
-        {
-            "requiredDuringSchedulingIgnoredDuringExecution": _Object(
-                {"nodeSelectorTerms": [_NODE_TERM]}, required=("nodeSelectorTerms",)
-            ),
-            "preferredDuringSchedulingIgnoredDuringExecution": [
-                _Object({"weight": _WEIGHT, "preference": _NODE_TERM}, required=("weight", "preference"))
-            ],
-        }
-    ),
-    "pod_affinity": _POD_AFFINITY,
-    "pod_anti_affinity": _POD_AFFINITY,
-}
-#: Why pod (anti-)affinity terms stay in their own namespace: a namespace is a tenant, and a term that names
-#: other namespaces would let one tenant's scheduling probe where another tenant's pods run.
-AFFINITY_OTHER_NAMESPACES = (
-    "pod (anti-)affinity terms apply to pods of the ModelApp's own namespace only: remove namespaces and "
-    "namespaceSelector"
-)
+class NodeSelectorRequirement(_Model):
+    """One requirement on a node's labels (matchExpressions) or fields (matchFields)."""
+
+    key: _AffinityKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[_AffinityValue] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
 
 
-def _shape_problem(value: Any, shape: Any, path: str) -> str | None:
-    """The first place where `value` does not fit `shape`, as `path: what is wrong`; None when it fits."""
-    if isinstance(shape, _Object):
-        return _object_problem(value, shape, path)
-    if isinstance(shape, list):
-        return _list_problem(value, shape[0], path)
-    if shape is dict:
-        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-        return None if ok else f"{path}: expected a map of strings"
-    if isinstance(shape, range):
-        ok = isinstance(value, int) and not isinstance(value, bool) and value in shape
-        return None if ok else f"{path}: expected an integer from {shape.start} to {shape.stop - 1}"
-    if isinstance(shape, tuple):
-        return None if value in shape else f"{path}: expected one of {', '.join(shape)}"
-    return None if isinstance(value, str) else f"{path}: expected a string"
+class NodeSelectorTerm(_Model):
+    """Requirements a node must all meet."""
+
+    match_expressions: list[NodeSelectorRequirement] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+    match_fields: list[NodeSelectorRequirement] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
 
 
-def _list_problem(value: Any, item_shape: Any, path: str) -> str | None:
-    if not isinstance(value, list):
-        return f"{path}: expected a list"
-    problems = (_shape_problem(item, item_shape, f"{path}[{index}]") for index, item in enumerate(value))
-    return next((p for p in problems if p), None)
+class NodeSelector(_Model):
+    """Terms of which a node must meet one."""
+
+    node_selector_terms: list[NodeSelectorTerm] = Field(max_length=AFFINITY_MAX_ITEMS)
 
 
-def _object_problem(value: Any, shape: _Object, path: str) -> str | None:
-    if not isinstance(value, dict):
-        return f"{path}: expected an object"
-    missing = [key for key in shape.required if key not in value]
-    if missing:
-        return f"{path}: {missing[0]} is required".lstrip(": ")
-    for key, sub in value.items():
-        where = f"{path}.{key}".lstrip(".")
-        if shape is _POD_TERM and key in ("namespaces", "namespaceSelector"):
-            return f"{where}: {AFFINITY_OTHER_NAMESPACES}"
-        problem = (
-            _shape_problem(sub, shape.fields[key], where)
-            if key in shape.fields
-            else f"{where}: not a field here (expected {', '.join(shape.fields)})"
-        )
-        if problem:
-            return problem
-    return None
+class PreferredSchedulingTerm(_Model):
+    """A node term and how much meeting it weighs."""
+
+    weight: int = Field(ge=1, le=100)
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(_Model):
+    """Kubernetes' NodeAffinity."""
+
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = Field(
+        default=None, max_length=AFFINITY_MAX_ITEMS
+    )
+
+
+class LabelSelectorRequirement(_Model):
+    """One requirement on a pod's labels."""
+
+    key: _AffinityKey
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[_AffinityValue] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+
+
+class LabelSelector(_Model):
+    """Kubernetes' LabelSelector."""
+
+    match_labels: dict[_AffinityKey, Annotated[str, Field(max_length=63)]] | None = Field(
+        default=None, max_length=AFFINITY_MAX_ITEMS
+    )
+    match_expressions: list[LabelSelectorRequirement] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+
+
+class PodAffinityTerm(_Model):
+    """Pods (of the ModelApp's namespace) near or away from which the pods run, by topology domain.
+
+    `namespaces` and `namespaceSelector` are Kubernetes' fields, declared so that using them is refused with
+    the reason (`AFFINITY_OTHER_NAMESPACES`, also the CRD's rule) rather than pruned without a word."""
+
+    label_selector: LabelSelector | None = None
+    topology_key: _AffinityKey
+    match_label_keys: list[_AffinityKey] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+    mismatch_label_keys: list[_AffinityKey] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+    namespaces: list[_AffinityValue] | None = Field(default=None, max_length=AFFINITY_MAX_ITEMS)
+    namespace_selector: LabelSelector | None = None
+
+    @model_validator(mode="after")
+    def _own_namespace_only(self) -> PodAffinityTerm:
+        if self.namespaces is not None or self.namespace_selector is not None:
+            raise ValueError(AFFINITY_OTHER_NAMESPACES)
+        return self
+
+
+class WeightedPodAffinityTerm(_Model):
+    """A pod term and how much meeting it weighs."""
+
+    weight: int = Field(ge=1, le=100)
+    pod_affinity_term: PodAffinityTerm
+
+
+class PodAffinity(_Model):
+    """Kubernetes' PodAffinity, and PodAntiAffinity (the same shape)."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] | None = Field(
+        default=None, max_length=AFFINITY_MAX_ITEMS
+    )
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] | None = Field(
+        default=None, max_length=AFFINITY_MAX_ITEMS
+    )
 
 
 class Affinity(_Model):
-    """Kubernetes' Affinity. The CRD keeps what is under its three keys free; here unknown fields (a typo)
-    and terms reaching other namespaces are refused, and values are left to the API server."""
+    """Kubernetes' Affinity, typed: unknown fields (a typo) and terms reaching other namespaces are refused."""
 
-    node_affinity: dict[str, Any] | None = None
-    pod_affinity: dict[str, Any] | None = None
-    pod_anti_affinity: dict[str, Any] | None = None
-
-    @field_validator("node_affinity", "pod_affinity", "pod_anti_affinity")
-    @classmethod
-    def _known_fields_and_bounded(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if len(json.dumps(value)) > AFFINITY_MAX_BYTES:
-            raise ValueError(f"at most {AFFINITY_MAX_BYTES} bytes of JSON")
-        problem = _shape_problem(value, _AFFINITY_SHAPES[str(info.field_name)], "")
-        if problem:
-            raise ValueError(problem)
-        return value
+    node_affinity: NodeAffinity | None = None
+    pod_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAffinity | None = None
 
 
 def _reserved_labels(labels: dict[str, str] | None) -> dict[str, str] | None:

@@ -103,6 +103,20 @@ BAD = [
      "spec.pod.tolerations[0].operator"),
     ("an unknown affinity key", {"pod": {"affinity": {"nodeAfinity": {}}}},
      'unknown field "spec.pod.affinity.nodeAfinity"'),
+    ("a typo inside a node term", {"pod": {"affinity": {"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpresions": []}]}}}}},
+     'unknown field "spec.pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]'
+     '.matchExpresions"'),
+    ("a pod term naming other namespaces", {"pod": {"affinity": {"podAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "zone", "namespaces": ["other"]}]}}}},
+     specmod.AFFINITY_OTHER_NAMESPACES),
+    ("a pod term selecting every namespace", {"pod": {"affinity": {"podAntiAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 5, "podAffinityTerm": {"topologyKey": "zone", "namespaceSelector": {}}}]}}}},
+     specmod.AFFINITY_OTHER_NAMESPACES),
+    ("an affinity weight of 0", {"pod": {"affinity": {"nodeAffinity": {
+        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]}}}},
+     "spec.pod.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight"),
     ("a pod field we do not offer", {"pod": {"hostNetwork": True}}, 'unknown field "spec.pod.hostNetwork"'),
     ("a pull Secret by a bare name", {"pod": {"imagePullSecrets": ["x"]}}, "spec.pod.imagePullSecrets[0]"),
     ("a service account name in capitals", {"pod": {"serviceAccountName": "Reader"}}, "spec.pod.serviceAccountName"),

@@ -229,7 +229,22 @@ def test_pod_settings_round_trip() -> None:
         ),
         ({"tolerations": [{"key": "a"}] * 33}, "spec.pod.tolerations: List should have at most 32 items"),
         ({"affinity": {"nodeAfinity": {}}}, "spec.pod.affinity.nodeAfinity: Extra inputs are not permitted"),
-        ({"affinity": {"podAffinity": {"x": "y" * 20000}}}, "spec.pod.affinity.podAffinity: Value error, at most"),
+        ({"affinity": {"podAffinity": {"x": "y"}}}, "spec.pod.affinity.podAffinity.x: Extra inputs are not permitted"),
+        (
+            {
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [
+                                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n"]}]}
+                            ]
+                            * 33
+                        }
+                    }
+                }
+            },
+            "requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: List should have at most 32",
+        ),
         ({"affinity": {"podAffinity": []}}, "spec.pod.affinity.podAffinity: Input should be a valid dictionary"),
         (
             {
@@ -241,8 +256,8 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "spec.pod.affinity.nodeAffinity: Value error, requiredDuringSchedulingIgnoredDuringExecution"
-            ".nodeSelectorTerms[0].matchExpresions: not a field here (expected matchExpressions, matchFields)",
+            "spec.pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms.0"
+            ".matchExpresions: Extra inputs are not permitted",
         ),
         (
             {
@@ -257,7 +272,8 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "podAffinityTerm.namespaceSelector: pod (anti-)affinity terms apply to pods of the ModelApp's own",
+            "preferredDuringSchedulingIgnoredDuringExecution.0.podAffinityTerm: Value error, pod (anti-)affinity terms "
+            "apply to pods of the ModelApp's own namespace only",
         ),
         (
             {
@@ -269,7 +285,7 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "requiredDuringSchedulingIgnoredDuringExecution[0].namespaces: pod (anti-)affinity terms apply",
+            "podAffinity.requiredDuringSchedulingIgnoredDuringExecution.0: Value error, pod (anti-)affinity terms",
         ),
         (
             {
@@ -281,7 +297,7 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer from 1 to 100",
+            "preferredDuringSchedulingIgnoredDuringExecution.0.weight: Input should be",
         ),
         (
             {
@@ -291,7 +307,7 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "preferredDuringSchedulingIgnoredDuringExecution[0].weight: expected an integer from 1 to 100",
+            "preferredDuringSchedulingIgnoredDuringExecution.0.weight: Input should be",
         ),
         (
             {
@@ -303,12 +319,12 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "spec.pod.affinity.podAntiAffinity: Value error, requiredDuringSchedulingIgnoredDuringExecution[0]: "
-            "topologyKey is required",
+            "spec.pod.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution.0.topologyKey: "
+            "Field required",
         ),
         (
             {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
-            "Value error, requiredDuringSchedulingIgnoredDuringExecution: nodeSelectorTerms is required",
+            "nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms: Field required",
         ),
         (
             {
@@ -322,7 +338,7 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "matchExpressions[0].operator: expected one of In, NotIn, Exists, DoesNotExist, Gt, Lt",
+            "matchExpressions.0.operator: Input should be 'In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt' or 'Lt'",
         ),
         (
             {
@@ -334,11 +350,12 @@ def test_pod_settings_round_trip() -> None:
                     }
                 }
             },
-            "labelSelector.matchLabels: expected a map of strings",
+            "labelSelector.matchLabels.tier: Input should be a valid string",
         ),
         (
             {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": []}}},
-            "requiredDuringSchedulingIgnoredDuringExecution: expected an object",
+            "requiredDuringSchedulingIgnoredDuringExecution: Input should be a valid dictionary or instance of "
+            "NodeSelector",
         ),
         ({"hostNetwork": True}, "spec.pod.hostNetwork: Extra inputs are not permitted"),
         ({"automountServiceAccountToken": True}, "spec.pod.automountServiceAccountToken: Extra inputs"),
