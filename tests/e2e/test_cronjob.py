@@ -37,6 +37,7 @@ import pytest
 import requests
 from kubernetes import client
 
+from modelapp_operator import deepjson
 from modelapp_serving.publish import publish_version
 from modelapp_serving.stores import open_store
 from tests.fixtures.e2e import (
@@ -198,10 +199,23 @@ def create_app(ns: FlowNamespace, name: str, image: str, version: str) -> None:
 
 
 def app(ns: FlowNamespace, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = client.CustomObjectsApi(ns.cluster.api()).get_namespaced_custom_object(
-        GROUP, VERSION, ns.name, PLURAL, name
-    )
+    """The ModelApp as stored, read with kubectl and decoded as the operator decodes (any depth)."""
+    text = kubectl(ns.cluster, "get", "modelapp", name, "-n", ns.name, "-o", "json", "--show-managed-fields")
+    obj: dict[str, Any] = deepjson.loads(text)
     return obj
+
+
+def plant_deep_managed_fields(ns: FlowNamespace, name: str, tmp_path: Path, levels: int = 1500) -> None:
+    """What any editor of a ModelApp may do: PUT it back with a managedFields entry nested `levels` deep,
+    which the API server keeps (`kubectl replace --raw`, the file as it is)."""
+    obj = app(ns, name)
+    obj["metadata"]["managedFields"] = [{"manager": "tenant", "operation": "Update", "apiVersion": f"{GROUP}/{VERSION}",
+                                         "fieldsType": "FieldsV1", "fieldsV1": "DEEP"}]  # fmt: skip
+    path = tmp_path / f"{ns.name}-{name}-deep.json"
+    path.write_text(json.dumps(obj).replace('"DEEP"', '{"f:a": ' * levels + "{}" + "}" * levels))
+    kubectl(ns.cluster, "replace", "--raw", f"/apis/{GROUP}/{VERSION}/namespaces/{ns.name}/{PLURAL}/{name}",
+            "-f", str(path))  # fmt: skip
+    assert deepjson.CLIPPED in json.dumps(app(ns, name)["metadata"]["managedFields"]), "stored deeper than Python reads"
 
 
 def bumped_events(ns: FlowNamespace, name: str) -> list[client.CoreV1Event]:
@@ -260,7 +274,7 @@ def test_a_job_from_the_cronjob_bumps_through_private_registry_and_store(
     ]
 
 
-def test_a_broken_secret_fails_only_its_own_row(
+def test_a_hostile_tenant_fails_only_its_own_rows(
     bump_cronjob: str, bridge_registry: Registry, tenant: FlowNamespace, other_tenant: FlowNamespace, tmp_path: Path
 ) -> None:
     image = images(bridge_registry, "1.4.0", "1.4.1")
@@ -276,6 +290,8 @@ def test_a_broken_secret_fails_only_its_own_row(
         "blob-credentials", other_tenant.name, {"stringData": {"AZURE_STORAGE_CONNECTION_STRING": broken}}
     )
     create_app(other_tenant, "broken", f"{image}:1.4.0", "4")
+    # ... and its ModelApp is nested deeper than Python decodes (the bump's list once failed on it, for all).
+    plant_deep_managed_fields(other_tenant, "broken", tmp_path)
 
     job = run_job(tenant.cluster, bump_cronjob)
     logs = "\n".join(pod.log for pod in job.pods)
