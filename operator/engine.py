@@ -173,6 +173,8 @@ class Engine:
             self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
             while self.turns.more(key):
                 self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
+        except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
+            self.turns.leave(key)
         except BaseException:
             self.turns.leave(key)
             raise
@@ -547,7 +549,10 @@ class Engine:
                 app = self.store.get(KIND, namespace, owner)
                 if app is None:
                     return
-                self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+                try:
+                    self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+                except kube.Gone:
+                    return  # the namespace is being deleted: its children go, and the ModelApp with them
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
 

@@ -6,7 +6,8 @@ patch of a ModelApp's `status` subresource, or a delete. Objects travel as plain
 
 What happens on errors, per call:
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
-  namespace is gone (raised as `Gone`); 409 cannot happen with force=true; anything else raises
+  namespace is gone, and a create in a namespace being deleted is a 403 NamespaceTerminating (both raised as
+  `Gone`); 409 cannot happen with force=true; anything else raises
   `ApiError` and the handler retries (kopf's backoff).
 - `patch_status`: returns the ModelApp as stored; 404 (the ModelApp was deleted meanwhile) returns None;
   no 409 (merge patches carry no resourceVersion).
@@ -78,7 +79,8 @@ class ApiError(RuntimeError):
 
 
 class Gone(ApiError):
-    """The object's namespace (or the object itself, for status) no longer exists."""
+    """The object's namespace no longer exists or is being deleted (a create there is a 403 NamespaceTerminating),
+    or the object itself does not (404)."""
 
 
 #: Where a pod's service account says which namespace it runs in.
@@ -147,8 +149,18 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
         raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
     if response.status >= 400:
         message = _message(response.data) or str(response.reason)
-        raise (Gone if response.status == 404 else ApiError)(response.status, message)
+        gone = response.status == 404 or (response.status == 403 and _namespace_terminating(response.data))
+        raise (Gone if gone else ApiError)(response.status, message)
     return cast(Obj, deepjson.loads(response.data or b"{}"))  # any depth: deepjson.py says why
+
+
+def _namespace_terminating(body: Any) -> bool:
+    """A 403 of the NamespaceLifecycle admission: nothing new may be created in a namespace being deleted."""
+    try:
+        causes = (deepjson.loads(body).get("details") or {}).get("causes") or []
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating" for c in causes)
 
 
 def _message(body: Any) -> str:
