@@ -41,6 +41,8 @@ from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, 
 from modelapp_operator.settings import OperatorConfig, from_env
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
+#: How long kopf keeps a quiet object's worker (and, with a worker limit, its slot).
+OBJECT_IDLE_SECONDS = 1.0
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget",
                "horizontalpodautoscalers": "HorizontalPodAutoscaler", "ingresses": "Ingress"}
 
@@ -91,6 +93,10 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     settings.persistence.finalizer = "modelapp.io/kopf-finalizer"
     settings.posting.level = logging.getLevelName(config.posting_level)
     settings.execution.max_workers = config.workers
+    # Objects beyond the limit wait as their raw event, not as a handling state (settings.py, OBJECT_WORKERS);
+    # a worker whose object is quiet for a second gives its slot up (kopf's default keeps it for 5 s).
+    settings.queueing.worker_limit = config.object_workers or None
+    settings.queueing.idle_timeout = OBJECT_IDLE_SECONDS
     settings.peering.stealth = True
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietEventHandlers) for f in objects.filters):
