@@ -89,6 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--apps", default="1000", help="fleet sizes, comma separated (default 1000; e.g. 300,1000)")
     parser.add_argument("--samples", type=int, default=40, help="latency samples per side (default 40)")
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle CPU measurement (default 60)")
+    parser.add_argument("--settle", type=float, default=300.0,
+                        help="before the idle measurement, wait up to this long for the operator to be quiet: the "
+                             "events a burst left queued are handled (default 300)")
     parser.add_argument("--shards", default="1",
                         help="operator processes, one shard each; comma separated to compare in one run (e.g. 1,2)")
     parser.add_argument("--shard-by", choices=("label", "namespace"), default="label",
@@ -188,6 +191,25 @@ def log_findings(logs: list[Path], keep: Path) -> dict[str, Any]:
             found.setdefault("kept", []).append(str(target))
             log(f"{path.name}: {tracebacks} tracebacks, {errors} errors; kept in {target}")
     return found
+
+
+#: The window over which the operator counts as quiet (under 1 % of a core) once a burst is over.
+QUIET_WINDOW_S = 5.0
+
+
+def _seconds(value: float | None) -> str:
+    return "not within --settle" if value is None else f"{value:.0f} s"
+
+
+def wait_quiet(operators: Operators, *, limit: float) -> float | None:
+    """Seconds until the operators used under 1 % of a core over `QUIET_WINDOW_S`; None if not within `limit`."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        before, t0 = operators.ticks(), time.monotonic()
+        time.sleep(QUIET_WINDOW_S)
+        if cpu_share(before, operators.ticks(), time.monotonic() - t0) < 0.01:
+            return round(time.monotonic() - start, 1)
+    return None
 
 
 def _wait_live(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
@@ -398,8 +420,10 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         log(f"  {found['burst_operator']}")
         log(f"  requests: {requests[:8]}")
 
-        log(f"[{size}] phase 3: idle CPU over {args.idle:.0f} s (after 10 s to settle)")
-        time.sleep(10)
+        log(f"[{size}] phase 3: idle CPU over {args.idle:.0f} s, once the operator is quiet (under 1 % of a core "
+            f"over {QUIET_WINDOW_S:.0f} s; at most {args.settle:.0f} s after the burst)")
+        found["quiet_after_s"] = wait_quiet(operators, limit=args.settle)
+        log(f"  quiet {found['quiet_after_s']} s after the burst")
         before, t0 = operators.ticks(), time.monotonic()
         time.sleep(args.idle)
         found["idle"] = {"cpu_percent": round(100 * cpu_share(before, operators.ticks(), time.monotonic() - t0), 3),
@@ -519,6 +543,8 @@ def table(r: dict[str, Any]) -> str:
                                          for f in r["fleets"]])  # fmt: skip
     row("idle CPU, all processes (load)", [(f"{f['idle']['cpu_percent']:.2f} % ({f['idle']['load']})", "-")
                                            for f in r["fleets"]])  # fmt: skip
+    row("quiet (< 1 % of a core) after the burst", [(_seconds(f["quiet_after_s"]) if "quiet_after_s" in f else "-", "-")
+                                                   for f in r["fleets"]])
     out = "\n".join(lines)
     for f in r["fleets"]:
         out += f"\n\nWhere the {shape(f)} bursts' time went (seconds after the first create: p50 / p90 / last app):\n"
