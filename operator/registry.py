@@ -182,7 +182,7 @@ class DockerConfig:
     def from_json(cls, data: bytes | str) -> DockerConfig:
         try:
             raw = json.loads(data)
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:  # a tenant's Secret: nested as deep as it likes
             raise RegistryError(f"docker config is not valid JSON: {exc}") from None
         entries = raw.get("auths", {}) if isinstance(raw, dict) else {}
         if not isinstance(entries, dict):

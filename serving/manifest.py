@@ -84,7 +84,7 @@ def parse_manifest(data: bytes) -> Manifest:
         raise ManifestError(f"manifest is {len(data)} bytes, over the {MAX_MANIFEST_BYTES} byte limit")
     try:
         raw = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ManifestError(f"manifest is not valid JSON: {exc}") from None
     try:
         return Manifest.model_validate(raw)

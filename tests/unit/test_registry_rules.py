@@ -21,7 +21,9 @@ from modelapp_operator.registry import (
     LOOPBACK,
     SKIPPED,
     TAG_PATTERN,
+    DockerConfig,
     RegistryClient,
+    RegistryError,
     RegistryRefused,
     _Answer,
     _clean,
@@ -202,3 +204,10 @@ def test_tags_the_crd_refuses(tag: str) -> None:
 )
 def test_registry_text_is_shown_safely(text: str, shown: str) -> None:
     assert _clean(text) == shown
+
+
+@pytest.mark.parametrize("text", ["{", "[" * 5000 + "]" * 5000, '{"auths": ' + "[" * 5000 + "]" * 5000 + "}"])
+def test_a_pull_secret_that_is_not_json_is_a_registry_error(text: str) -> None:
+    """A tenant's `.dockerconfigjson`: malformed, or nested deeper than Python decodes, says so in one line."""
+    with pytest.raises(RegistryError, match="docker config is not valid JSON"):
+        DockerConfig.from_json(text)

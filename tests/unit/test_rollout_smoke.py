@@ -52,6 +52,10 @@ def test_request_per_protocol(protocol: str, path: str, body: dict[str, Any]) ->
         (_v2([{"name": "label", "data": ["a", "b"]}]), False, "label: element 0 is 'a', expected 0.0 (tolerance 0.01)"),
         (b"{}", False, "unreadable answer: the answer has no outputs"),
         (b"<html>", False, "unreadable answer: Expecting value: line 1 column 1 (char 0)"),
+        (b'{"outputs": [{"name": "label", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}]}", False,
+         "unreadable answer: maximum recursion depth exceeded while decoding a JSON array from a unicode string"),
+        (_v2([{"name": "label", "data": "DEEP"}]).replace(b'"DEEP"', b"[" * 600 + b"1" + b"]" * 600), False,
+         "unreadable answer: maximum recursion depth exceeded"),
     ],
 )
 def test_judge(answer: bytes, passed: bool, message: str) -> None:
