@@ -2,7 +2,7 @@
 
 Why: a tenant nests an object's JSON as deep as they like, and Python's decoder does not follow. Whoever may
 update an object may send its `metadata.managedFields`, and the API server keeps each entry's `fieldsV1` as
-sent: it stored a 1,500-level one on a ConfigMap (Go's decoder allows 10,000 levels). Every kind we watch has
+sent: it stored a 1,500-level one on a ConfigMap, a Deployment and a ModelApp. Every kind has
 managedFields. Python's `json.loads` recurses once per level and raises RecursionError near 1,000. In kopf's
 watch that error ends the watcher, and with it the whole operator, for every namespace; after a restart the
 same object is listed again. The nightly bump's list of ModelApps fails the same way.
