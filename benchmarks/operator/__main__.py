@@ -581,7 +581,15 @@ class OutOfTime(Exception):
     """The run hit --max-minutes; cleanup still runs."""
 
 
+def _ending() -> None:
+    """The run is ending: a second signal (`timeout` and `pkill -f` both send SIGTERM) must not cut the cleanup
+    short, which once left the API server, controller-manager and scheduler running."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.alarm(0)
+
+
 def _out_of_time(*_: object) -> None:
+    _ending()
     raise OutOfTime("the run hit --max-minutes")
 
 
@@ -590,6 +598,7 @@ class Terminated(Exception):
 
 
 def _terminated(*_: object) -> None:
+    _ending()
     raise Terminated("the run was sent SIGTERM")
 
 

@@ -7,8 +7,10 @@ API server writes, including the kinds it must leave out (WATCH and LIST last by
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
+import pytest
 from benchmarks.operator.measure import percentile, request_mix
 
 TEXT = """# HELP apiserver_request_duration_seconds ...
@@ -79,3 +81,20 @@ def test_operator_logs_with_errors_are_counted_and_kept(tmp_path: Path) -> None:
     assert [Path(p).read_text() for p in found["kept"]] == [broken.read_text()]
     assert log_findings([clean], tmp_path / "none") == {"tracebacks": 0, "errors": 0}
     assert not (tmp_path / "none").exists()
+
+
+def test_a_second_sigterm_cannot_cut_the_cleanup_short() -> None:
+    """`timeout` and `pkill -f` both signal the run: once it is ending, SIGTERM is ignored and the alarm off."""
+    from benchmarks.operator.__main__ import Terminated, _terminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _terminated)
+    signal.alarm(600)
+    try:
+        with pytest.raises(Terminated):
+            _terminated()
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.alarm(0) == 0, "the --max-minutes alarm is off"
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.alarm(0)
