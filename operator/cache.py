@@ -10,7 +10,12 @@ The contract:
   integer the newer arrival wins). So a watch event that is older than the response of our own write
   never replaces it: a reader always sees at least what the operator itself last wrote (read-your-writes).
   Only the operator writes a ModelApp's status, so the status read from here is never behind.
-- `drop` forgets an object (a DELETED event); a later, newer `put` brings it back.
+- `drop` forgets an object (a DELETED event, or a ModelApp that left this replica's shard); a later, newer
+  `put` brings it back. Given the version at which it left, the store remembers that version for
+  `TOMBSTONE_SECONDS` and refuses a `put` of it or anything older: the response of a write sent before the
+  object left (read in a worker thread after the event loop dropped it) must not bring it back. Without
+  that, a shard that had just written a ModelApp's status kept it after it moved away, and acted on its
+  child events as well as the new shard (test_shards.py: rolled back by the old shard, once in CI).
 - Copies are trimmed (`trim`): `metadata.managedFields` and the last-applied annotation are dropped,
   which is most of an object's size, so memory stays small and O(objects).
 - Copies are kept serialized (`marshal`, CPython's own compact format for plain values) and decoded on every
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import marshal
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -35,6 +41,8 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str]
 
 _DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+#: How long a dropped object's last version is remembered (`Store.drop`): far longer than a write is in flight.
+TOMBSTONE_SECONDS = 120.0
 
 
 def trim(obj: Mapping[str, Any]) -> Obj:
@@ -47,10 +55,14 @@ def trim(obj: Mapping[str, Any]) -> Obj:
 
 
 def _version(obj: Mapping[str, Any]) -> int | None:
-    raw = (obj.get("metadata") or {}).get("resourceVersion")
+    return _number((obj.get("metadata") or {}).get("resourceVersion"))
+
+
+def _number(raw: object) -> int | None:
+    """A resourceVersion as the integer it is (an etcd revision), or None."""
     try:
-        return int(raw) if raw is not None else None
-    except (TypeError, ValueError):
+        return int(raw) if isinstance(raw, str | int) else None
+    except ValueError:
         return None
 
 
@@ -61,6 +73,9 @@ class Store:
         self._lock = threading.Lock()
         #: key -> (resourceVersion as a number, being deleted, the object serialized)
         self._objects: dict[Key, tuple[int | None, bool, bytes]] = {}
+        #: key -> (the version it was dropped at, when): only objects that were kept, for TOMBSTONE_SECONDS
+        self._dropped: dict[Key, tuple[int, float]] = {}
+        self._pruned = time.monotonic()
 
     @staticmethod
     def key(kind: str, obj: Mapping[str, Any]) -> Key:
@@ -68,12 +83,18 @@ class Store:
         return kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
     def put(self, kind: str, obj: Mapping[str, Any]) -> Obj:
-        """Remember `obj` unless a newer copy is known; returns the copy now kept (the caller's own object)."""
+        """Remember `obj` unless a newer copy is known, or it was dropped at its version or a newer one; returns
+        the copy now kept (the caller's own object), or `obj` trimmed when a drop refused it."""
         copy = trim(obj)
         key, version = self.key(kind, copy), _version(copy)
         entry = (version, bool(copy["metadata"].get("deletionTimestamp")), _encode(copy))
         with self._lock:
             current = self._objects.get(key)
+            if current is None and self._dropped:
+                dropped = self._dropped.get(key)
+                if dropped is not None and version is not None and version <= dropped[0]:
+                    return copy  # a copy from before it left: not kept
+                self._dropped.pop(key, None)
             if current is None or _replaces(version, current[0]):
                 self._objects[key] = entry
                 return copy
@@ -96,9 +117,17 @@ class Store:
             blobs = [blob for (k, _, _), (_, _, blob) in self._objects.items() if k == kind]
         return [_decode(blob) for blob in blobs]
 
-    def drop(self, kind: str, namespace: str, name: str) -> None:
+    def drop(self, kind: str, namespace: str, name: str, *, version: object = None) -> None:
+        """Forget an object. `version`: the resourceVersion it left at (its DELETED event, the event that moved it
+        out of the shard); when it was kept, older copies are refused for TOMBSTONE_SECONDS."""
+        key, at, now = (kind, namespace, name), _number(version), time.monotonic()
         with self._lock:
-            self._objects.pop((kind, namespace, name), None)
+            kept = self._objects.pop(key, None)
+            if kept is not None and at is not None:
+                self._dropped[key] = (at, now)
+            if self._dropped and now - self._pruned > TOMBSTONE_SECONDS:
+                self._dropped = {k: v for k, v in self._dropped.items() if now - v[1] < TOMBSTONE_SECONDS}
+                self._pruned = now
 
     def size(self) -> int:
         """The bytes of serialized objects kept (what the store's memory grows with)."""

@@ -142,8 +142,9 @@ class Engine:
             return cache.trim(obj)
         return self.store.put(kind, obj)
 
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        self.store.drop(kind, namespace, name)
+    def forget(self, kind: str, namespace: str, name: str, *, version: object = None) -> None:
+        """Drop an object from the store; `version`: the resourceVersion it left at (cache.Store.drop)."""
+        self.store.drop(kind, namespace, name, version=version)
         if kind == KIND:
             self._status_at.pop((namespace, name), None)
 

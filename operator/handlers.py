@@ -119,7 +119,9 @@ async def modelapp_seen(*, type: str | None, body: kopf.Body, memo: Any, **_: An
     """Keep the newest ModelApp in the store (kopf runs event handlers before the create/update handlers);
     one of another shard is forgotten (it may just have moved away)."""
     if type == "DELETED" or not _engine(memo).owns(body):
-        _engine(memo).forget(KIND, body.metadata.namespace or "", body.metadata.name or "")
+        # with the version it left at, so that a late answer to a write sent before cannot bring it back
+        _engine(memo).forget(KIND, body.metadata.namespace or "", body.metadata.name or "",
+                             version=body.metadata.get("resourceVersion"))  # fmt: skip
         memo.diffbase.forget(str(body.metadata.uid))  # if it comes back, it is new again: a full pass
     else:
         _engine(memo).remember(KIND, body)
@@ -168,7 +170,7 @@ async def child_event(*, type: str | None, body: kopf.Body, namespace: str | Non
     if (body.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGER:
         return  # not ours (kopf's labels= filter is client-side too: one check here instead of a second handler)
     if type == "DELETED":
-        engine.forget(kind, namespace, body.metadata.name or "")
+        engine.forget(kind, namespace, body.metadata.name or "", version=body.metadata.get("resourceVersion"))
     else:
         engine.remember(kind, body)
     owner = _owner(body)

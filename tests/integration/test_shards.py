@@ -7,6 +7,9 @@ The move test relabels a ModelApp while a broken rollout is in flight (kwok keep
 not-Ready, the Deployment controller reports ProgressDeadlineExceeded after 10 s): the rollout is lost if
 nobody rolls it back, and doubled if both shards act (two rollbacks, two failure entries or Events). Then
 the ModelApp moves back with a good bump, which the first shard must roll out.
+A shard's own write answered before a move but read after it (its worker thread held up) must not make it take
+the ModelApp back: the test holds shard `a`'s status answers for a few seconds with a `sitecustomize` on its
+PYTHONPATH (a delay the real threads only show under load: once in CI).
 Namespace shards (`--namespace` lists that do not overlap, a peering each; the chart's `operator.shards[].namespaces`)
 need no label: each process is started on its own namespace and must handle exactly the ModelApps there, labelled
 or not, with no kopf state on the other's.
@@ -14,7 +17,9 @@ or not, with no kopf state on the other's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -130,6 +135,65 @@ def test_a_rollout_in_flight_moves_to_the_other_shard_and_back(shards: dict[str,
     assert [e["outcome"] for e in _entries(app, NEWER)] == ["Available"], "one rollout, recorded once"
     succeeded = [e for e in _events(namespace, "iris", "RolloutSucceeded") if "1.1.0" in e.get("message", "")]
     assert len(succeeded) == 1, "NEWER's success posted once"
+
+
+#: Loaded by the held-up shard's Python at start: the answer to the first status write of a pass in a child thread
+#: (one started by a Deployment event, not by kopf's handler) during the broken rollout reaches the engine 3 s late;
+#: the hook says so in the file $HELD_MARK when it starts holding. kopf runs a ModelApp's own handlers and events in
+#: order, so only such a pass can read an answer after the event that moved its ModelApp away.
+LATE_STATUS_ANSWER = """
+import os
+import threading
+import time
+from pathlib import Path
+from modelapp_operator import kube
+
+_patch_status = kube.patch_status
+
+
+def patch_status(name, namespace, patch):
+    answer = _patch_status(name, namespace, patch)
+    mark = Path(os.environ["HELD_MARK"])
+    revisions = (answer or {}).get("status", {}).get("revisions") or []
+    if (threading.current_thread().name.startswith("modelapp-child") and not mark.exists()
+            and any("-broken" in r["image"] and r["outcome"] == "Progressing" for r in revisions)):
+        mark.write_text(name)
+        time.sleep(3)
+    return answer
+
+
+kube.patch_status = patch_status
+"""
+
+
+def test_an_answer_read_after_the_move_does_not_take_the_modelapp_back(run_operator: RunOperator, namespace: str,
+                                                                       tmp_path: Path) -> None:  # fmt: skip
+    hook = tmp_path / "late-answers"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(LATE_STATUS_ANSWER)
+    held = tmp_path / "held"
+    a = run_operator(namespace, "--shard", "a", env={"PYTHONPATH": str(hook), "HELD_MARK": str(held)})
+    b = run_operator(namespace, "--shard", "b")
+    for op in (a, b):
+        wait_for("shard started", lambda o=op: "Activity 'configure' succeeded" in o.text(), timeout=60)
+    kube.apply(_app("iris", namespace, shard="a"))
+    wait_for("GOOD serving on shard a", lambda: _serving("iris", namespace, GOOD), timeout=90)
+    kube.apply(_app("iris", namespace, image=BROKEN, shard="a"))
+    wait_for("the broken rollout started on shard a",
+             lambda: any(e["outcome"] == "Progressing" for e in _entries(_get("iris", namespace), BROKEN)))  # fmt: skip
+    wait_for("shard a holding an answer", held.exists, timeout=30)
+    _relabel("iris", namespace, "b")  # while shard a's child thread still holds the answer to its status write
+
+    def rolled_back() -> dict[str, Any] | None:
+        app = _get("iris", namespace)
+        return app if _cond(app, "RolledBack").get("status") == "True" else None
+
+    wait_for("automatic rollback by shard b", rolled_back, timeout=DEADLINE + 90)
+    wait_for("GOOD available again", lambda: any(e["outcome"] == "Available" for e in
+                                                  _entries(_get("iris", namespace), GOOD)))  # fmt: skip
+    time.sleep(5)  # shard a saw the same deadline: give a wrong second rollback the time to show (it took < 1 s)
+    assert "Rolled back" in b.text() and "Rolled back" not in a.text(), "only the shard it moved to acts"
+    assert len(_events(namespace, "iris", "RolledBack")) == 1, "rolled back once, by one shard"
 
 
 def test_a_modelapp_of_no_running_shard_is_left_alone(shards: dict[str, OperatorProcess], namespace: str) -> None:

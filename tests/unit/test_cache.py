@@ -129,3 +129,35 @@ def test_deleting_says_known_and_going_without_reading() -> None:
     assert store.deleting("ModelApp", "ns", "a") is True
     store.drop("ModelApp", "ns", "a")
     assert store.deleting("ModelApp", "ns", "a") is None
+
+
+def test_a_copy_from_before_a_drop_does_not_bring_the_object_back() -> None:
+    store = Store()
+    store.put("ModelApp", obj("a", "10", status={"n": 1}))
+    store.drop("ModelApp", "ns", "a", version="12")  # it moved to another shard at 12 (or was deleted)
+    late = store.put("ModelApp", obj("a", "11", status={"n": 2}))  # our write's answer, read after the drop
+    assert late["status"] == {"n": 2}, "the caller still gets its copy"
+    assert store.get("ModelApp", "ns", "a") is None and store.deleting("ModelApp", "ns", "a") is None
+    store.put("ModelApp", obj("a", "12"))
+    assert store.get("ModelApp", "ns", "a") is None, "the version it left at is not newer either"
+    store.put("ModelApp", obj("a", "13", status={"n": 3}))  # it came back (moved back, or made again)
+    assert (store.get("ModelApp", "ns", "a") or {})["status"] == {"n": 3}
+    store.drop("ModelApp", "ns", "a")
+    store.put("ModelApp", obj("a", "5"))  # dropped without a version: nothing is refused
+    assert store.get("ModelApp", "ns", "a") is not None
+
+
+def test_drops_are_remembered_only_for_what_was_kept_and_only_for_a_while(monkeypatch: Any) -> None:
+    from modelapp_operator import cache
+
+    clock = [1000.0]
+    monkeypatch.setattr(cache.time, "monotonic", lambda: clock[0])
+    store = Store()
+    for i in range(100):
+        store.drop("ModelApp", "ns", f"never-kept-{i}", version="7")  # another shard's ModelApps, every event
+    store.put("ModelApp", obj("kept", "1"))
+    store.drop("ModelApp", "ns", "kept", version="2")
+    assert len(store._dropped) == 1
+    clock[0] += cache.TOMBSTONE_SECONDS + 1
+    store.drop("ModelApp", "ns", "other", version="3")  # any later drop prunes the old ones
+    assert len(store._dropped) == 0
