@@ -1,5 +1,6 @@
 """`python -m benchmarks.operator.store [--apps 5000]`: what the operator's store costs per ModelApp, kept as
-trimmed dicts (how it kept objects before issue 15's change) and as it keeps them now (`cache.Store`: serialized).
+trimmed dicts (how it kept objects before issue 15's change), serialized alone (`marshal`, its second form) and as
+it keeps them now (`cache.Store`: serialized, then compressed against the kind's first object).
 
 The objects are a real ModelApp (Ready, with its status), its Deployment and its Service as the API server returned
 them in a 5,000-app run of `benchmarks.operator` (objects.json, managedFields included: trimming is part of the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import marshal
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -55,6 +57,11 @@ def as_dicts(objects: list[tuple[str, dict[str, Any]]]) -> dict[cache.Key, cache
     return {cache.Store.key(kind, obj): json.loads(json.dumps(cache.trim(obj))) for kind, obj in objects}
 
 
+def as_marshal(objects: list[tuple[str, dict[str, Any]]]) -> dict[cache.Key, bytes]:
+    """The store's second form: each trimmed copy serialized with `marshal`, not compressed."""
+    return {cache.Store.key(kind, obj): marshal.dumps(cache.trim(obj)) for kind, obj in objects}
+
+
 def as_store(objects: list[tuple[str, dict[str, Any]]]) -> cache.Store:
     store = cache.Store()
     for kind, obj in objects:
@@ -78,20 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--apps", type=int, default=5000, help="apps kept (default 5000)")
     args = parser.parse_args(argv)
     objects = copies(args.apps)
-    dicts, store = held(as_dicts, objects), held(as_store, objects)
+    dicts, serial, store = held(as_dicts, objects), held(as_marshal, objects), held(as_store, objects)
     print(f"{args.apps} apps (ModelApp + Deployment + Service each), objects.json from a 5,000-app run\n")
-    print("| | trimmed dicts (before) | serialized (`cache.Store`) |\n|---|---|---|")
-    print(f"| kept, per app | {dicts / args.apps / 1024:.1f} KiB | {store / args.apps / 1024:.1f} KiB |")
-    print(f"| kept, {args.apps} apps | {dicts / 2**20:.1f} MiB | {store / 2**20:.1f} MiB |")
+    print("| | trimmed dicts | serialized (`marshal`) | compressed (`cache.Store`) |\n|---|---|---|---|")
+    print(f"| kept, per app | {dicts / args.apps / 1024:.1f} KiB | {serial / args.apps / 1024:.1f} KiB "
+          f"| {store / args.apps / 1024:.1f} KiB |")
+    print(f"| kept, {args.apps} apps | {dicts / 2**20:.1f} MiB | {serial / 2**20:.1f} MiB | {store / 2**20:.1f} MiB |")
     kept = as_store(objects)
     for kind in KINDS:
         obj = next(o for k, o in objects if k == kind)
         name = obj["metadata"]["name"]
         plain: dict[cache.Key, cache.Obj] = {}
         put_dict = per_call(lambda: plain.__setitem__(cache.Store.key(kind, obj), cache.trim(obj)), 2000)  # noqa: B023
+        blob = marshal.dumps(cache.trim(obj))
+        put_marshal = per_call(lambda: marshal.dumps(cache.trim(obj)), 2000)  # noqa: B023
+        get_marshal = per_call(lambda: marshal.loads(blob), 2000)  # noqa: B023, S302
         put = per_call(lambda: kept.put(kind, obj), 2000)  # noqa: B023
         get = per_call(lambda: kept.get(kind, obj["metadata"]["namespace"], name), 2000)  # noqa: B023
-        print(f"| {kind}: put / get | {put_dict:.1f} / ~0 µs | {put:.1f} / {get:.1f} µs |")
+        print(f"| {kind}: put / get | {put_dict:.1f} / ~0 µs | {put_marshal:.1f} / {get_marshal:.1f} µs "
+              f"| {put:.1f} / {get:.1f} µs |")
     return 0
 
 
