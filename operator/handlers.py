@@ -41,7 +41,7 @@ from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, 
 from modelapp_operator.settings import OperatorConfig, from_env
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
-#: How long kopf keeps a quiet object's worker (and, with a worker limit, its slot).
+#: With a worker limit: how long kopf keeps a quiet object's worker, and with it its slot.
 OBJECT_IDLE_SECONDS = 1.0
 CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptionbudgets": "PodDisruptionBudget",
                "horizontalpodautoscalers": "HorizontalPodAutoscaler", "ingresses": "Ingress"}
@@ -96,7 +96,8 @@ def configure(*, settings: kopf.OperatorSettings, memo: Any, logger: Logger, **_
     # Objects beyond the limit wait as their raw event, not as a handling state (settings.py, OBJECT_WORKERS);
     # a worker whose object is quiet for a second gives its slot up (kopf's default keeps it for 5 s).
     settings.queueing.worker_limit = config.object_workers or None
-    settings.queueing.idle_timeout = OBJECT_IDLE_SECONDS
+    if config.object_workers:  # a slot given up sooner; without a limit, kopf's own idle time (nothing waits)
+        settings.queueing.idle_timeout = OBJECT_IDLE_SECONDS
     settings.peering.stealth = True
     objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, QuietEventHandlers) for f in objects.filters):

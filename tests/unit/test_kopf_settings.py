@@ -33,6 +33,8 @@ def test_kopf_handles_a_bounded_number_of_objects_per_kind_by_default() -> None:
 
 def test_the_limit_is_set_by_the_environment_and_zero_lifts_it() -> None:
     assert from_env({"MODELAPP_OBJECT_WORKERS": "64"}).object_workers == 64
-    assert _configured(OperatorConfig(standalone=True, object_workers=0)).queueing.worker_limit is None
+    lifted = _configured(OperatorConfig(standalone=True, object_workers=0)).queueing
+    assert lifted.worker_limit is None
+    assert lifted.idle_timeout == kopf.OperatorSettings().queueing.idle_timeout, "kopf's own, as without the limit"
     with pytest.raises(ConfigError, match="MODELAPP_OBJECT_WORKERS=-1: must be between 0 and 10000"):
         from_env({"MODELAPP_OBJECT_WORKERS": "-1"})
