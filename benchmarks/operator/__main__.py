@@ -107,6 +107,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fetch a Go CPU profile of the API server over the first --apiserver-seconds of each "
                         "burst into this folder (`go tool pprof -top FILE` reads it)")
     parser.add_argument("--apiserver-seconds", type=int, default=20, help="length of that profile (default 20)")
+    parser.add_argument("--trace-memory", type=Path,
+                        help="run each operator with tracemalloc (8 frames) and write into this folder what it has "
+                        "allocated before its burst, at the burst's end and after the idle phase, and what grew, by "
+                        "line and call stack (tracemem/sitecustomize.py; slows the operator: a diagnostic)")
     parser.add_argument("--profile", type=Path, help="py-spy record each operator process during its burst into "
                         "this folder (collapsed stacks, `profile.py` summarises them; needs py-spy on PATH)")
     args = parser.parse_args(argv)
@@ -128,10 +132,15 @@ class Operators:
     (s0 also takes unlabelled ModelApps); else each process is a namespace shard with a peering of its own."""
 
     def __init__(self, cluster: LocalCluster, namespaces: list[list[str]], *, workdir: Path, extra_env: list[str],
-                 labels: bool, tag: str) -> None:  # fmt: skip
+                 labels: bool, tag: str, trace_memory: Path | None = None) -> None:  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
                "MODELAPP_SERVING_IMAGE": scenarios.CTX.serving_image}  # fmt: skip
         env |= dict(item.split("=", 1) for item in extra_env)
+        self.tracing = trace_memory is not None
+        if trace_memory is not None:
+            trace_memory.mkdir(parents=True, exist_ok=True)
+            env |= {"PYTHONTRACEMALLOC": "8", "MODELAPP_TRACE_DIR": str(trace_memory.resolve()),
+                    "PYTHONPATH": os.pathsep.join([str(TRACEMEM), *filter(None, [env.get("PYTHONPATH")])])}
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         ports = []
@@ -156,6 +165,25 @@ class Operators:
     def ticks(self) -> int:
         return sum(p.ticks() for p in self.procs)
 
+    def trace_memory(self) -> None:
+        """Ask each operator for its tracemalloc figures (--trace-memory; a no-op without it)."""
+        for process in self.processes if self.tracing else []:
+            if process.poll() is None:
+                process.send_signal(signal.SIGUSR1)
+
+    def burst_begins(self) -> list[RssSampler]:
+        """RSS samplers started on every process (and, with --trace-memory, the figures compared with later)."""
+        self.trace_memory()
+        samplers = [RssSampler(p) for p in self.procs]
+        for sampler in samplers:
+            sampler.__enter__()
+        return samplers
+
+    def burst_ends(self, samplers: list[RssSampler]) -> None:
+        for sampler in samplers:
+            sampler.__exit__()
+        self.trace_memory()
+
     def peak_rss_mib(self) -> list[float]:
         return [round(p.peak_rss_mib(), 1) for p in self.procs]
 
@@ -174,6 +202,8 @@ class Operators:
 
 #: Where the operator logs of a run that logged an error or a traceback are kept (the run's folder is deleted).
 KEPT_LOGS = Path(tempfile.gettempdir()) / "opbench-logs"
+#: The folder whose sitecustomize.py `--trace-memory` puts first on the operator's PYTHONPATH.
+TRACEMEM = Path(__file__).with_name("tracemem")
 
 
 def log_findings(logs: list[Path], keep: Path) -> dict[str, Any]:
@@ -393,7 +423,7 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
     watched = ([[lat["op"], *ns["op"]]] * shards if not by_ns else
                [[lat["op"], ns["op"][0]], *[[n] for n in ns["op"][1:]]])  # fmt: skip
     operators = Operators(cluster, watched, workdir=workdir, extra_env=args.operator_env, labels=not by_ns,
-                          tag=f"{size}x{shards}")  # fmt: skip
+                          tag=f"{size}x{shards}", trace_memory=args.trace_memory)  # fmt: skip
     sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
              scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
     found: dict[str, Any] = {"apps": size, "shards": shards, "shard_by": args.shard_by if shards > 1 else None}
@@ -401,14 +431,11 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
     try:
         log(f"[{size}] phase 2: {size} ModelApps at once (operator, {shards} shard(s), by {args.shard_by})")
         profilers = profile_start(args.profile, operators, f"{size}x{shards}") if args.profile else []
-        samplers = [RssSampler(p) for p in operators.procs]
-        for sampler in samplers:
-            sampler.__enter__()
+        samplers = operators.burst_begins()
         load_before = load()
         burst, requests, cpu = burst_phase(api, ns["op"], size, baseline=False, args=args, labels=labels,
                                            procs=machine_procs(cluster, operators))  # fmt: skip
-        for sampler in samplers:
-            sampler.__exit__()
+        operators.burst_ends(samplers)
         found["profiles"] = profile_stop(profilers)
         found["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
                                    "load_before": load_before, "load_after": load(),
@@ -429,6 +456,7 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         found["idle"] = {"cpu_percent": round(100 * cpu_share(before, operators.ticks(), time.monotonic() - t0), 3),
                          "seconds": args.idle, "rss_mib": [round(p.rss_mib(), 1) for p in operators.procs],
                          "load": load()}  # fmt: skip
+        operators.trace_memory()
         log(f"  {found['idle']}")
 
         log(f"[{size}] phase 4: bump latency, {args.samples} samples per side, {size} objects present")
