@@ -81,10 +81,33 @@ def test_text_that_is_not_json_still_raises(broken: str) -> None:
 def test_kopf_decodes_with_it() -> None:
     deepjson.teach_kopf()
     deepjson.teach_kopf()  # every start may call it: a second time changes nothing
-    assert kopf_api.json.loads is deepjson.loads
+    assert kopf_api.json.loads is deepjson.loads_lean
     assert kopf_api.json.JSONDecodeError is json.JSONDecodeError  # everything else is the stdlib's
     kwdefaults = aiohttp.ClientResponse.json.__kwdefaults__
-    assert kwdefaults is not None and kwdefaults["loads"] is deepjson.loads
+    assert kwdefaults is not None and kwdefaults["loads"] is deepjson.loads_lean
+
+
+def test_what_kopf_decodes_has_no_managed_fields_and_everything_else() -> None:
+    fields = [{"manager": "modelapp-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}]
+
+    def obj(name: str) -> dict[str, Any]:
+        meta = {"name": name, "resourceVersion": "7", "managedFields": fields}
+        return {"kind": "Deployment", "metadata": meta, "spec": {"replicas": 2},
+                "status": {"managedFields": "a field of that name elsewhere stays"}}  # fmt: skip
+
+    def without(o: dict[str, Any]) -> dict[str, Any]:
+        return {**o, "metadata": {k: v for k, v in o["metadata"].items() if k != "managedFields"}}
+
+    event = {"type": "MODIFIED", "object": obj("a")}
+    listing = {"kind": "DeploymentList", "metadata": {"resourceVersion": "9"}, "items": [obj("a"), obj("b")]}
+    error = {"type": "ERROR", "object": {"code": 410}}
+    for doc, lean in [(event, {**event, "object": without(obj("a"))}),
+                      (listing, {**listing, "items": [without(obj("a")), without(obj("b"))]}),
+                      (obj("a"), without(obj("a"))), ([1, 2], [1, 2]), ("text", "text"), (None, None),
+                      (error, error)]:  # fmt: skip
+        assert deepjson.loads_lean(json.dumps(doc)) == lean
+    hostile = deepjson.loads_lean(_hostile(1500))  # too deep for json.loads: clipped, then gone all the same
+    assert hostile["metadata"] == {"name": "cm", "labels": {"after": "the deep part"}} and hostile["data"] == {"a": "b"}
 
 
 def test_an_unknown_kopf_is_refused_before_it_starts(monkeypatch: pytest.MonkeyPatch,
