@@ -28,9 +28,10 @@ The contract:
   (is the owner known, and is it going?) without decoding anything.
 - The serialized copies are compressed (zlib, level 1) against a preset dictionary per kind: the first object
   of that kind the store kept. Two ModelApps, Deployments or Services of this operator share most of their
-  bytes (keys, labels, the container's shape), so a copy shrinks to what is its own: measured on the captured
-  objects of a 5,000-app run (`benchmarks/operator/objects.json`, renamed), 6.8 KiB per app serialized, 1.15
-  KiB compressed, for ~40 us more per read or write (issue 15: ~28 MiB of the operator's peak at 5,000 apps).
+  bytes (keys, labels, the container's shape), so a copy shrinks to what is its own: on the captured objects
+  of a 5,000-app run (`python -m benchmarks.operator.store`), 6.9 KiB per app serialized, 0.8-1.2 KiB
+  compressed, for ~11 us more per write and ~5 us per read of a Deployment (issue 15: the operator's peak at
+  5,000 apps went from 251.5 to 232.7 MiB; benchmarks/README.md).
 A miss means "not seen yet" (startup, or an object that does not exist): callers read from the API then.
 """
 

@@ -23,7 +23,7 @@ an object). Neither kopf nor the operator reads them (the store drops them too: 
 large share of every body: a Deployment's, with the fields of the operator and of two controllers, is about a
 third of it. Why (issue 15): with kopf's worker limit, the events a burst queues wait as decoded bodies; a
 tracemalloc census at the end of a 1,000-app burst (benchmarks.operator --trace-memory) found 31.5 of the
-82 MiB the operator held in such bodies (19.3 MiB from a re-listing, 12.2 MiB from watch events).
+82 MiB the operator held in such bodies (19.3 MiB from a listing, 12.2 MiB from watch events).
 """
 
 from __future__ import annotations
