@@ -30,7 +30,7 @@ from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, cache, hosts, kube, metrics, rollout, signatures, smoke, status
+from modelapp_operator import builders, cache, hosts, kube, metrics, pacing, rollout, signatures, smoke, status
 from modelapp_operator.later import Later
 from modelapp_operator.names import (
     KIND,
@@ -74,12 +74,6 @@ TOKEN_RECHECK_SECONDS = 10.0
 #: and once it exists, again after TLS_PRESENT_SECONDS.
 TLS_RECHECK_SECONDS = 15.0
 TLS_PRESENT_SECONDS = 300.0
-#: A status change that only counts progress (replica numbers, "0/1 available": `status.progress_only`) is written
-#: at most this often per ModelApp; one that comes sooner waits for a pass at the end of the interval, which writes
-#: whatever is true then. Transitions (Ready, Progressing, a revision's outcome, the first status) are written at
-#: once. In a burst the Deployment often becomes available within the interval, and the Ready write carries the
-#: counts: one status PATCH (and its watch event to every ModelApp watcher) fewer for those apps.
-STATUS_PROGRESS_SECONDS = 2.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -127,7 +121,7 @@ class Engine:
         self._smoke_running: dict[str, int] = {}  # namespace -> checks submitted and not finished
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
         self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
-        self._status_at: dict[tuple[str, str], float] = {}  # (namespace, name) -> when its status was last written
+        self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
@@ -146,7 +140,7 @@ class Engine:
         """Drop an object from the store; `version`: the resourceVersion it left at (cache.Store.drop)."""
         self.store.drop(kind, namespace, name, version=version)
         if kind == KIND:
-            self._status_at.pop((namespace, name), None)
+            self.pacer.forget((namespace, name))
 
     def owns(self, app: Mapping[str, Any]) -> bool:
         """The ModelApp belongs to this replica's shard (settings.OperatorConfig.owns)."""
@@ -183,7 +177,9 @@ class Engine:
     def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
         app = self._read_app(name, namespace)
         if app is None or app["metadata"].get("deletionTimestamp") or not self.owns(app):
+            self.pacer.forget((namespace, name))
             return  # gone, going, or moved to another shard (which converges it from now on)
+        app = self.pacer.overlay((namespace, name), app)  # its first status, while held, as if written
         spec = self._parse(app, strict=everything)
         if spec is None:
             return
@@ -238,9 +234,11 @@ class Engine:
         meta, old = app["metadata"], app.get("status") or {}
         new = status.blocked_status(generation=meta.get("generation", 0), reason=reason, message=message,
                                     old=old, now=now())  # fmt: skip
-        patch = status.status_patch(old, new)
+        key = (meta["namespace"], meta["name"])
+        patch = self.pacer.patch_for(key, old, new)
         if patch:
             self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
+            self.pacer.wrote(key)
         if everything:
             if retry is None:
                 raise kopf.PermanentError(message)
@@ -256,9 +254,11 @@ class Engine:
         except InvalidSpec as exc:
             if not strict:
                 return None
-            new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc),
-                                        old=app.get("status") or {}, now=now())  # fmt: skip
-            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], new))
+            old, key = app.get("status") or {}, (meta["namespace"], meta["name"])
+            new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc), old=old, now=now())
+            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"],
+                                                  self.pacer.patch_for(key, old, new) or new))  # fmt: skip
+            self.pacer.wrote(key)
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
     def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None,
@@ -514,8 +514,9 @@ class Engine:
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
                       ingress: Mapping[str, Any] | None = None, refused: tuple[str, str] | None = None,
                       tls_missing: bool = False, logger: Logger) -> bool:  # fmt: skip
-        """Write the status for this decision (only when it changes; a change that only counts progress at most
-        every STATUS_PROGRESS_SECONDS); True when the revision history is now what the decision says."""
+        """Write the status for this decision, when it changes and `pacing` says now (a change that only counts
+        progress, or a new ModelApp's first status that only says "under way", may wait a moment); True when the
+        revision history the next pass decides from is what the decision says."""
         meta, old = app["metadata"], app.get("status") or {}
         new = status.compute_status(
             name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
@@ -525,17 +526,15 @@ class Engine:
             extra={"revisions": [r.to_status() for r in decision.revisions],
                    "effective": rollout.effective_status(decision)},
         )  # fmt: skip
-        patch = status.status_patch(old, new)
-        if not patch:
-            return True
         key = (meta["namespace"], meta["name"])
-        last = self._status_at.get(key)
-        wait = 0.0 if last is None else STATUS_PROGRESS_SECONDS - (time.monotonic() - last)
-        if wait > 0 and status.progress_only(old, patch):
-            self._look_again(meta["name"], meta["namespace"], logger, delay=wait)
-            return True  # counts only: the history is unchanged, so it is what the decision says
-        written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
-        self._status_at[key] = time.monotonic()
+        plan = self.pacer.plan(key, str(meta.get("uid", "")), old=old, new=new)
+        if plan.wait is not None:  # a pass at the end of the interval writes what is true then
+            self._look_again(meta["name"], meta["namespace"], logger, delay=plan.wait)
+            return True  # counts only (history unchanged), or held: the next passes decide from it
+        if plan.patch is None:
+            return True
+        written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], plan.patch))
+        self.pacer.wrote(key)
         return written is not None
 
     # -- children --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Work to run after a delay, at most one pending per key: one thread and a heap, not a thread per wait.
 
 Why: the engine asks for "a pass of this ModelApp in a while" for several reasons (a status write that only
-counts progress, `STATUS_PROGRESS_SECONDS`; a token Secret or TLS Secret to look for again; a smoke test that
+counts progress or a first status held, `pacing.py`; a token Secret or TLS Secret to look for again; a smoke test that
 waits its turn), and in a burst of 1,000 creates up to 1,000 such waits are pending at once. A
 `threading.Timer` each would be 1,000 threads; here they are heap entries, and what is due is handed to
 `submit` (the engine's child pool), so a slow pass never delays another key's work. One pending per key, at

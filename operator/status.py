@@ -26,7 +26,7 @@ from typing import Any
 
 from modelapp_operator import hosts
 from modelapp_operator.builders import selector, template_annotations
-from modelapp_operator.names import DEGRADED, INGRESS_READY, MODEL_RESOLVED, PROGRESSING, READY
+from modelapp_operator.names import DEGRADED, INGRESS_READY, MODEL_RESOLVED, PROGRESSING, READY, ROLLED_BACK
 from modelapp_operator.spec import IngressSpec, ModelAppSpec
 
 Obj = Mapping[str, Any]
@@ -292,7 +292,7 @@ PROGRESS_FIELDS = frozenset({"conditions", "replicas", "readyReplicas", "updated
 def progress_only(old: Obj, patch: Mapping[str, Any]) -> bool:
     """The patch only counts progress: replica numbers and condition messages change, and no condition changes
     its status, reason or generation (no transition, nothing a reader or `kubectl wait` decides on). Such a
-    write may wait a moment (engine.py, `STATUS_PROGRESS_SECONDS`); the first status never does."""
+    write may wait a moment (pacing.py, `STATUS_PROGRESS_SECONDS`), as may a first status that is only `under_way`."""
     if not old.get("conditions") or set(patch) - PROGRESS_FIELDS:
         return False
 
@@ -300,6 +300,17 @@ def progress_only(old: Obj, patch: Mapping[str, Any]) -> bool:
         return [{k: v for k, v in c.items() if k != "message"} for c in conditions or []]
 
     return "conditions" not in patch or shape(old.get("conditions")) == shape(patch["conditions"])
+
+
+def under_way(new: Obj) -> bool:
+    """The status says only that a rollout is under way and nothing is amiss: Progressing True, Degraded and
+    RolledBack not True, every other condition (ModelResolved, the Ingress's) True; Ready may be False. A new
+    ModelApp's first status saying only this may wait a moment (pacing.py); any other never does."""
+    conditions = {c.get("type"): c.get("status") for c in new.get("conditions") or []}
+    if conditions.get(PROGRESSING) != "True" or "True" in (conditions.get(DEGRADED), conditions.get(ROLLED_BACK)):
+        return False
+    return all(value == "True" for kind, value in conditions.items()
+               if kind not in (READY, PROGRESSING, DEGRADED, ROLLED_BACK))  # fmt: skip
 
 
 def status_patch(old: Obj, new: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""A status change that only counts progress is written at most every STATUS_PROGRESS_SECONDS per ModelApp.
+"""A status change that only counts progress is written at most every STATUS_PROGRESS_SECONDS per ModelApp
+(pacing.py; a new ModelApp's first status held while it says only "under way" is tests/unit/test_pacing.py).
 
 Design notes: in a burst of creates on a fast cluster, the Deployment's status moves 0/1 -> 1 updated -> 1/1
 available within a second or two; the middle write ("rolling out: 0/1 available, 1 updated") was about a
@@ -40,7 +41,7 @@ def test_counts_and_messages_are_progress_a_transition_is_not() -> None:
     assert not status.progress_only(old, {"conditions": _with("x", generation=2), "observedGeneration": 2})
     assert not status.progress_only(old, {"revisions": [], "replicas": 1}), "a revision's outcome is history"
     assert not status.progress_only(old, {"url": "http://x"})
-    assert not status.progress_only({}, {"replicas": 1}), "the first status is never held back"
+    assert not status.progress_only({}, {"replicas": 1}), "a first status is no count change"
 
 
 def test_later_runs_each_key_once_at_the_earliest_time_asked() -> None:
@@ -94,15 +95,15 @@ def test_the_engine_puts_off_a_count_only_write_and_a_pass_writes_it(monkeypatch
                         lambda name, namespace, patch: patches.append(patch) or stored)  # fmt: skip
     monkeypatch.setattr(engine_mod.status, "compute_status", lambda **_: counts)
     monkeypatch.setattr(engine_mod.rollout, "effective_status", lambda _: None)
-    monkeypatch.setattr(engine_mod, "STATUS_PROGRESS_SECONDS", 0.2)
     engine = engine_mod.Engine(OperatorConfig())
+    engine.pacer = engine_mod.pacing.StatusPacer(0.2)
     monkeypatch.setattr(engine, "converge", lambda **kw: passes.append(kw["name"]))
     app = {"metadata": {"name": "iris", "namespace": "ml", "generation": 1},
            "status": {"conditions": RUNNING, "replicas": 0}}  # fmt: skip
     decision = engine_mod.rollout.Decision.__new__(engine_mod.rollout.Decision)
     object.__setattr__(decision, "revisions", [])
     object.__setattr__(decision, "conditions", [])
-    engine._status_at[("ml", "iris")] = time.monotonic() - gap
+    engine.pacer._written_at[("ml", "iris")] = time.monotonic() - gap
     logger = logging.getLogger("test")
     assert engine._write_status(app, None, decision, None, None, logger=logger)  # type: ignore[arg-type]
     if gap:
@@ -114,4 +115,4 @@ def test_the_engine_puts_off_a_count_only_write_and_a_pass_writes_it(monkeypatch
         time.sleep(0.02)
     assert passes == ["iris"], "a pass at the end of the interval writes what is true then"
     engine.forget("ModelApp", "ml", "iris")
-    assert ("ml", "iris") not in engine._status_at, "a deleted ModelApp leaves nothing behind"
+    assert ("ml", "iris") not in engine.pacer._written_at, "a deleted ModelApp leaves nothing behind"

@@ -1,0 +1,161 @@
+"""A new ModelApp's first status, while it says only that its first rollout is under way, is held up to
+STATUS_PROGRESS_SECONDS and laid over the ModelApp for the passes that follow (pacing.py); anything that
+says more is written at once, and a held status is never lost to a write that says more.
+
+Design notes: the statuses are the operator's own (`status.compute_status` from a real `rollout.decide`),
+and the clock is the test's, so the interval is exact. The engine's side against the real API server
+(one write instead of two, the history and Events intact) is tests/integration/test_operator.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelapp_operator import rollout, status
+from modelapp_operator.pacing import StatusPacer
+from modelapp_operator.spec import parse_spec
+
+KEY = ("ml", "iris")
+UID = "uid-1"
+SPEC = parse_spec({"image": "r/iris:1", "model": {"uri": "file:///opt/models/iris", "version": "1"}})
+
+
+def _deployment(*, available: int) -> dict[str, Any]:
+    """The Deployment as its controller reports a one-replica rollout of SPEC's pair."""
+    from modelapp_operator import builders
+
+    manifest = builders.build_deployment("iris", "ml", SPEC, builders.BuildContext(serving_image="s:1"))
+    return {**manifest, "metadata": {**manifest["metadata"], "generation": 1},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": available,
+                       "availableReplicas": available,
+                       "conditions": [{"type": "Available", "status": "True" if available else "False"},
+                                      {"type": "Progressing", "status": "True",
+                                       "reason": "NewReplicaSetAvailable" if available else "ReplicaSetUpdated"}]}}
+
+
+def _status(old: dict[str, Any], deployment: dict[str, Any] | None, now: str = "2026-12-04T20:00:00Z",
+            ) -> dict[str, Any]:  # fmt: skip
+    """One pass's status: the decision from `old`'s history, as engine._write_status computes it."""
+    from modelapp_operator.revisions import parse_revisions
+
+    seen = rollout.Observation(spec=SPEC, revisions=parse_revisions(old), deployment=deployment, annotations={},
+                               now=now)  # fmt: skip
+    decision = rollout.decide(seen)
+    return status.compute_status(name="iris", namespace="ml", generation=1, spec=SPEC, deployment=deployment,
+                                 service=None, old=old, now=now, overrides=decision.conditions,
+                                 extra={"revisions": [r.to_status() for r in decision.revisions],
+                                        "effective": rollout.effective_status(decision)})  # fmt: skip
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def _app(status_: dict[str, Any] | None = None, uid: str = UID) -> dict[str, Any]:
+    return {"metadata": {"name": "iris", "namespace": "ml", "uid": uid}, **({"status": status_} if status_ else {})}
+
+
+def test_under_way_is_a_rollout_with_nothing_amiss() -> None:
+    first = _status({}, None)
+    assert status.under_way(first), first["conditions"]
+    assert status.under_way(_status({}, _deployment(available=0)))
+    assert not status.under_way(_status(first, _deployment(available=1))), "Ready: more to say"
+
+    def with_(kind: str, value: str) -> dict[str, Any]:
+        return {"conditions": [{**c, "status": value} if c["type"] == kind else c for c in first["conditions"]]}
+
+    assert not status.under_way(with_("Degraded", "True"))
+    assert not status.under_way(with_("RolledBack", "True"))
+    assert not status.under_way(with_("Progressing", "False"))
+    assert not status.under_way(with_("ModelResolved", "Unknown")), "every other condition must be True"
+    blocked = status.blocked_status(generation=1, reason="NameTaken", message="m", old={}, now="t")
+    assert not status.under_way(blocked)
+
+
+def test_a_first_status_under_way_is_held_then_one_write_says_both(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, clock=clock)
+    first = _status({}, None)
+    plan = pacer.plan(KEY, UID, old={}, new=first)
+    assert plan.patch is None and plan.wait == 2.0, plan
+    assert pacer.holding(KEY)
+    app = pacer.overlay(KEY, _app())
+    assert app["status"] == first, "the next pass decides from the held status"
+
+    clock.now += 0.5  # the Deployment is being rolled out: still only under way
+    rolling = _status(app["status"], _deployment(available=0))
+    plan = pacer.plan(KEY, UID, old=app["status"], new=rolling)
+    assert plan.patch is None and plan.wait == pytest.approx(1.5), "held from the first time, not re-armed"
+
+    clock.now += 0.7  # available within the interval: Ready, written at once, with everything
+    app = pacer.overlay(KEY, _app())
+    ready = _status(app["status"], _deployment(available=1), now="2026-12-04T20:00:01Z")
+    plan = pacer.plan(KEY, UID, old=app["status"], new=ready)
+    assert plan.wait is None and plan.patch == ready, "the whole status: the API server has none yet"
+    revisions = plan.patch["revisions"]
+    assert [(r["revision"], r["outcome"]) for r in revisions] == [(1, "Available")], revisions
+    held_at = next(c for c in first["conditions"] if c["type"] == "ModelResolved")["lastTransitionTime"]
+    assert next(c for c in ready["conditions"] if c["type"] == "ModelResolved")["lastTransitionTime"] == held_at
+    assert revisions[0]["at"] == first["revisions"][0]["at"], "the rollout started when the held status says"
+    pacer.wrote(KEY)
+    assert not pacer.holding(KEY)
+
+
+def test_a_held_status_is_written_at_the_end_of_the_interval(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, clock=clock)
+    first = _status({}, None)
+    assert pacer.plan(KEY, UID, old={}, new=first).wait == 2.0
+    clock.now += 2.0
+    app = pacer.overlay(KEY, _app())
+    plan = pacer.plan(KEY, UID, old=app["status"], new=_status(app["status"], _deployment(available=0)))
+    assert plan.wait is None and plan.patch is not None and plan.patch["revisions"][0]["outcome"] == "Progressing"
+
+
+def test_what_is_not_a_new_rollout_under_way_is_written_at_once(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, clock=clock)
+    blocked = status.blocked_status(generation=1, reason="NameTaken", message="m", old={}, now="t")
+    assert pacer.plan(KEY, UID, old={}, new=blocked).patch == blocked, "a first status that says something is wrong"
+    ready = _status(_status({}, None), _deployment(available=1))
+    bumped = {**_status({}, None), "observedGeneration": 2}
+    plan = pacer.plan(KEY, UID, old=ready, new=bumped)
+    assert plan.patch is not None and plan.wait is None, "a ModelApp that has a status: its change at once"
+    assert not pacer.holding(KEY)
+
+
+def test_a_write_that_says_more_carries_the_held_status(clock: Clock) -> None:
+    """The blocked and invalid-spec writes (engine._blocked, engine._parse) patch with `patch_for`: while the
+    first status is held the API server has none, so the held status goes with them."""
+    pacer = StatusPacer(2.0, clock=clock)
+    first = _status({}, None)
+    pacer.plan(KEY, UID, old={}, new=first)
+    blocked = status.blocked_status(generation=1, reason="NameTaken", message="m", old=first, now="t")
+    patch = pacer.patch_for(KEY, first, blocked)
+    assert patch is not None and patch["revisions"] == first["revisions"]
+    assert patch["conditions"] == blocked["conditions"]
+    pacer.wrote(KEY)
+    assert pacer.patch_for(KEY, {**first, **blocked}, blocked) is None, "once written, a patch is a difference again"
+
+
+def test_the_overlay_is_only_for_the_same_modelapp_without_a_status(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, clock=clock)
+    first = _status({}, None)
+    pacer.plan(KEY, UID, old={}, new=first)
+    assert pacer.overlay(KEY, _app(uid="uid-2")) == _app(uid="uid-2"), "deleted and re-created: another ModelApp"
+    assert not pacer.holding(KEY)
+    pacer.plan(KEY, UID, old={}, new=first)
+    theirs = {"observedGeneration": 1}
+    assert pacer.overlay(KEY, _app(theirs)) == _app(theirs), "a status written since is what counts"
+    assert not pacer.holding(KEY)
+    pacer.plan(KEY, UID, old={}, new=first)
+    pacer.forget(KEY)
+    assert not pacer.holding(KEY) and pacer.overlay(KEY, _app()) == _app()
