@@ -161,3 +161,18 @@ def test_drops_are_remembered_only_for_what_was_kept_and_only_for_a_while(monkey
     clock[0] += cache.TOMBSTONE_SECONDS + 1
     store.drop("ModelApp", "ns", "other", version="3")  # any later drop prunes the old ones
     assert len(store._dropped) == 0
+
+
+def test_the_version_already_kept_is_not_encoded_again(monkeypatch: Any) -> None:
+    """Every write of ours is answered and then comes back as a watch event of the same version: the second
+    `put` keeps nothing new and costs no compression."""
+    store = Store()
+    encoded: list[str] = []
+    encode = store._encode
+    monkeypatch.setattr(store, "_encode", lambda kind, o: encoded.append(o["metadata"]["resourceVersion"])
+                        or encode(kind, o))  # fmt: skip
+    answer = store.put("Deployment", obj("a", "7", status={"n": 1}))
+    event = store.put("Deployment", obj("a", "7", status={"n": 1}))
+    assert encoded == ["7"] and answer == event == store.get("Deployment", "ns", "a")
+    store.put("Deployment", obj("a", "8", status={"n": 2}))
+    assert encoded == ["7", "8"] and (store.get("Deployment", "ns", "a") or {})["status"] == {"n": 2}
