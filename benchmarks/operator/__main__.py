@@ -227,6 +227,15 @@ def log_findings(logs: list[Path], keep: Path) -> dict[str, Any]:
 QUIET_WINDOW_S = 5.0
 
 
+def _cpu_ratio(operator: dict[str, Any], baseline: dict[str, Any]) -> tuple[str, str]:
+    """Both bursts' CPU, all processes: where the cores are shared and busy (both bursts use ~2 of 2), all Ready
+    over all available equals this ratio to within a few hundredths (benchmarks/README.md, 2026-12-04 19:48)."""
+    mine, theirs = sum((operator.get("cpu_s") or {}).values()), sum((baseline.get("cpu_s") or {}).values())
+    if not theirs:
+        return "-", "-"
+    return f"{mine:.1f} s ({mine / theirs:.2f}x)", f"{theirs:.1f} s"
+
+
 def _seconds(value: float | None) -> str:
     return "not within --settle" if value is None else f"{value:.0f} s"
 
@@ -564,6 +573,8 @@ def table(r: dict[str, Any]) -> str:
           f"{f['burst_baseline']['load_before']}-{f['burst_baseline']['load_after']})") for f in r["fleets"]])
     row("ratio operator / baseline",
         [(f"{f['burst_operator']['total_s'] / f['burst_baseline']['total_s']:.2f}x", "") for f in r["fleets"]])
+    row("CPU of every process in the burst (ratio: on shared cores, the time ratio follows it)",
+        [_cpu_ratio(f["burst_operator"], f["burst_baseline"]) for f in r["fleets"]])
     row("bump -> template updated, p95 (load)",
         [(f"{ms(f['bump']['operator'], 'p95_ms')} ({f['bump']['operator']['load']})",
           f"{ms(f['bump']['baseline'], 'p95_ms')} ({f['bump']['baseline']['load']})") for f in r["fleets"]])
