@@ -45,6 +45,47 @@ def _replicasets(namespace: str) -> list[dict[str, Any]]:
     return items
 
 
+class _Follow:
+    """A watch of one kind in the namespace, in a thread: `seen` gets (monotonic time, what `pick` took from the
+    object) for every event whose pick is new (None: skipped). `stop()` ends it."""
+
+    def __init__(self, namespace: str, kind: str, pick: Callable[[dict[str, Any]], Any]) -> None:
+        import threading
+
+        from kubernetes import client, watch
+
+        self.seen: list[tuple[float, Any]] = []
+        self._stream = watch.Watch()
+        api = kube.api_client()
+        if kind == "ModelApp":
+            lister: Callable[..., Any] = client.CustomObjectsApi(api).list_namespaced_custom_object
+            args: tuple[str, ...] = ("modelapp.io", "v1alpha1", namespace, "modelapps")
+        else:
+            lister, args = client.AppsV1Api(api).list_namespaced_deployment, (namespace,)
+
+        def follow() -> None:
+            import time
+
+            try:
+                for event in self._stream.stream(lister, *args, timeout_seconds=60):
+                    obj = event["object"]  # a typed API's watch gives models: back to the API server's JSON shape
+                    value = pick(obj if isinstance(obj, dict) else api.sanitize_for_serialization(obj))
+                    if value is not None and (not self.seen or self.seen[-1][1] != value):
+                        self.seen.append((time.monotonic(), value))
+            except Exception:  # noqa: S110 (the stream ends when the test stops it or the namespace goes)
+                pass
+
+        threading.Thread(target=follow, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stream.stop()
+
+
+def _status(obj: dict[str, Any]) -> dict[str, Any] | None:
+    status: dict[str, Any] | None = obj.get("status") or None
+    return status
+
+
 def test_create_gives_owned_children_and_ready(run_operator: RunOperator, namespace: str) -> None:
     run_operator(namespace)
     kube.apply(_app("iris", namespace, replicas=2))
@@ -196,30 +237,13 @@ def test_status_counts_catch_up_and_count_only_writes_are_spaced(run_operator: R
     and no two writes of counts alone came closer than the interval (pacing.py; the watch's own delivery
     jitter is allowed for)."""
     import itertools
-    import threading
     import time
-
-    from kubernetes import client, watch
 
     from modelapp_operator.pacing import STATUS_PROGRESS_SECONDS
 
     run_operator(namespace)
-    writes: list[tuple[float, dict[str, Any]]] = []
-    stream = watch.Watch()
-
-    def follow() -> None:
-        api = client.CustomObjectsApi(kube.api_client())
-        try:
-            for event in stream.stream(api.list_namespaced_custom_object, "modelapp.io", "v1alpha1", namespace,
-                                       "modelapps", timeout_seconds=60):  # fmt: skip
-                status = event["object"].get("status")
-                if status and (not writes or writes[-1][1] != status):
-                    writes.append((time.monotonic(), status))
-        except Exception:  # noqa: S110 (the stream ends when the test stops it or the namespace goes)
-            pass
-
-    watcher = threading.Thread(target=follow, daemon=True)
-    watcher.start()
+    stream = _Follow(namespace, "ModelApp", _status)
+    writes = stream.seen
     time.sleep(0.5)
     kube.apply(_app("iris", namespace, replicas=3, pod={"nodeSelector": {"modelapp.io/test": "nowhere"}}))
 
@@ -249,39 +273,15 @@ def test_a_quick_first_rollout_is_one_status_write_with_its_history_and_events(r
     rollout as started and then available, and RolloutStarted and RolloutSucceeded are each posted once.
     kwok makes pods Ready at once, but a busy machine can make the controllers slower than the interval: then
     the held status is written at its end, never sooner, and Ready follows."""
-    import threading
     import time
-
-    from kubernetes import client, watch
 
     from modelapp_operator.pacing import STATUS_PROGRESS_SECONDS
 
     run_operator(namespace)
-    writes: list[tuple[float, dict[str, Any]]] = []
-    applied: list[float] = []  # when the Deployment was first seen: the pass that applied it held the status
-    streams = [watch.Watch(), watch.Watch()]
-
-    def follow() -> None:
-        api = client.CustomObjectsApi(kube.api_client())
-        try:
-            for event in streams[0].stream(api.list_namespaced_custom_object, "modelapp.io", "v1alpha1", namespace,
-                                           "modelapps", timeout_seconds=60):  # fmt: skip
-                status = event["object"].get("status")
-                if status and (not writes or writes[-1][1] != status):
-                    writes.append((time.monotonic(), status))
-        except Exception:  # noqa: S110 (the stream ends when the test stops it or the namespace goes)
-            pass
-
-    def deployments() -> None:
-        api = client.AppsV1Api(kube.api_client())
-        try:
-            for _ in streams[1].stream(api.list_namespaced_deployment, namespace, timeout_seconds=60):
-                applied.append(time.monotonic())
-        except Exception:  # noqa: S110
-            pass
-
-    for target in (follow, deployments):
-        threading.Thread(target=target, daemon=True).start()
+    # when the Deployment was first seen (the pass that applied it held the status), and every status written
+    deployment = _Follow(namespace, "Deployment", lambda obj: obj["metadata"]["uid"])
+    streams = [deployment, _Follow(namespace, "ModelApp", _status)]
+    writes = streams[1].seen
     time.sleep(0.5)
     kube.apply(_app("iris", namespace))
     app = wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
@@ -304,7 +304,8 @@ def test_a_quick_first_rollout_is_one_status_write_with_its_history_and_events(r
     assert revisions[0]["at"] <= revisions[0]["availableAt"], revisions
     conditions = {c["type"]: c["status"] for c in writes[0][1]["conditions"]}
     if conditions["Ready"] != "True":  # the controllers were slower than the interval: held to its end
-        assert writes[0][0] - applied[0] >= STATUS_PROGRESS_SECONDS - 0.5, (writes[0][0] - applied[0], conditions)
+        after = writes[0][0] - deployment.seen[0][0]
+        assert after >= STATUS_PROGRESS_SECONDS - 0.5, (after, conditions)
         assert len(writes) >= 2 and writes[-1][1] == app["status"]
     else:
         assert [s for _, s in writes] == [app["status"]], "one write said both"
