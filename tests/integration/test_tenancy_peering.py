@@ -99,6 +99,10 @@ def test_a_tenant_cannot_write_a_peer_that_pauses_the_operator_for_everyone(
         peer = {"status": {"tenant-made-peer": {"priority": 2**62, "lifetime": 3600,
                                                 "lastseen": dt.datetime.now(dt.UTC).isoformat()}}}  # fmt: skip
         path = f"/apis/kopf.dev/v1/namespaces/{attacker}/kopfpeerings/modelapp"
+        # A new policy is enforced once the API server's admission plugin has loaded it, which can take seconds
+        # on a busy machine (a CI run saw the tenant's PATCH pass, 200): wait for a dry run to be refused.
+        wait_for("the peering guard enforced",
+                 lambda: _as(TENANT, "PATCH", f"{path}?dryRun=All", peer)[0] in (403, 422), timeout=60)  # fmt: skip
         code, text = _as(TENANT, "PATCH", path, peer)
         assert code in (403, 422) and "only the ModelApp operator's ServiceAccount" in text, (code, text)
         gone, text = _as(TENANT, "DELETE", path, None)
