@@ -123,6 +123,14 @@ class Store:
             kept = self._objects.get((kind, namespace, name))
         return None if kept is None else self._decode(kind, kept[2])
 
+    def holds(self, kind: str, namespace: str, name: str, version: object) -> bool:
+        """This very version of the object is kept: a watch event of it tells nothing new (the echo of our own
+        write, whose answer was kept first)."""
+        at = _number(version)
+        with self._lock:
+            kept = self._objects.get((kind, namespace, name))
+        return at is not None and kept is not None and kept[0] == at
+
     def deleting(self, kind: str, namespace: str, name: str) -> bool | None:
         """None: not known; True: known and being deleted (a deletionTimestamp); False: known, not going."""
         with self._lock:

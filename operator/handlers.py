@@ -164,14 +164,21 @@ async def child_event(*, type: str | None, body: kopf.Body, namespace: str | Non
     remembered at once (in the event loop); then the rest in a child thread (`CHILD_THREADS`). kopf awaits
     this per object, so one child's events stay in order.
 
-    `type` is empty for the initial listing: the child is only remembered (resume covers the rest).
+    `type` is empty for the initial listing: the child is only remembered (resume covers the rest). An event of
+    the very version the store keeps is the echo of our own write (`Store.holds`: every write's answer is kept
+    before its watch event arrives, or the event comes first and is handled as any other): the pass that wrote it
+    decided from that answer, so a second pass would decide the same from the same objects. Skipped, it costs
+    nothing in the thread pool: two passes per new ModelApp (its Deployment's and its Service's ADDED).
     """
     engine, kind, namespace = _engine(memo), CHILD_KINDS[resource.plural], _namespaced(namespace)
     engine.names.note(kind, namespace, body.metadata.name or "", present=type != "DELETED")
     if (body.get("metadata", {}).get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGER:
         return  # not ours (kopf's labels= filter is client-side too: one check here instead of a second handler)
+    name, version = body.metadata.name or "", body.metadata.get("resourceVersion")
     if type == "DELETED":
-        engine.forget(kind, namespace, body.metadata.name or "", version=body.metadata.get("resourceVersion"))
+        engine.forget(kind, namespace, name, version=version)
+    elif type and engine.store.holds(kind, namespace, name, version):
+        return  # the echo of our own write: its answer was kept, and the pass that wrote it decided from it
     else:
         engine.remember(kind, body)
     owner = _owner(body)

@@ -176,3 +176,17 @@ def test_the_version_already_kept_is_not_encoded_again(monkeypatch: Any) -> None
     assert encoded == ["7"] and answer == event == store.get("Deployment", "ns", "a")
     store.put("Deployment", obj("a", "8", status={"n": 2}))
     assert encoded == ["7", "8"] and (store.get("Deployment", "ns", "a") or {})["status"] == {"n": 2}
+
+
+def test_holds_names_only_the_very_version_kept() -> None:
+    """`holds` tells the handler that a watch event is the echo of our own write (its answer kept first)."""
+    store = Store()
+    assert not store.holds("Deployment", "ns", "a", "7"), "nothing kept"
+    store.put("Deployment", obj("a", "7"))
+    assert store.holds("Deployment", "ns", "a", "7")
+    assert not store.holds("Deployment", "ns", "a", "8"), "a newer version is news"
+    assert not store.holds("Deployment", "ns", "a", "6"), "an older one is not what is kept"
+    assert not store.holds("Service", "ns", "a", "7") and not store.holds("Deployment", "other", "a", "7")
+    assert not store.holds("Deployment", "ns", "a", None) and not store.holds("Deployment", "ns", "a", "x")
+    store.drop("Deployment", "ns", "a", version="9")
+    assert not store.holds("Deployment", "ns", "a", "7"), "dropped: forgotten"
