@@ -74,6 +74,10 @@ TOKEN_RECHECK_SECONDS = 10.0
 #: and once it exists, again after TLS_PRESENT_SECONDS.
 TLS_RECHECK_SECONDS = 15.0
 TLS_PRESENT_SECONDS = 300.0
+#: A pass the API server could not serve (`kube.transient`: still throttled after kube's own retries, a 5xx, no
+#: answer) is tried again this soon: kopf's handler by a TemporaryError (its default backoff is 60 s, logged as an
+#: exception with a traceback), a pass of a child event or a timer by a pass of its own (nothing else would retry it).
+BUSY_RETRY_SECONDS = 5.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -170,6 +174,15 @@ class Engine:
                 self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
         except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
             self.turns.leave(key)
+        except kube.ApiError as exc:
+            self.turns.leave(key)
+            if not kube.transient(exc):
+                raise
+            message = f"the API server could not take a request ({exc}); trying again in {BUSY_RETRY_SECONDS:g} s"
+            if everything:  # kopf's handler: one line, no traceback, and soon
+                raise kopf.TemporaryError(message, delay=BUSY_RETRY_SECONDS) from None
+            logger.warning(f"A pass of ModelApp {namespace}/{name} stopped: {message}.")
+            self._look_again(name, namespace, logger, delay=BUSY_RETRY_SECONDS)
         except BaseException:
             self.turns.leave(key)
             raise
@@ -553,6 +566,16 @@ class Engine:
                     self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them
+                except kube.ApiError as exc:
+                    if not kube.transient(exc):
+                        raise
+                    logger.warning(f"Cannot repair {kind} {namespace}/{body['metadata']['name']} now: the API server "
+                                   f"could not take a request ({exc}); trying again in {BUSY_RETRY_SECONDS:g} s.")
+                    again = functools.partial(self.on_child, kind=kind, event=event, body=body, owner=owner,
+                                              namespace=namespace, logger=logger)  # fmt: skip
+                    self._later.call(("repair", kind, namespace, body["metadata"]["name"]), BUSY_RETRY_SECONDS,
+                                     functools.partial(contextvars.copy_context().run, again))  # fmt: skip
+                    return
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
 

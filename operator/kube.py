@@ -4,7 +4,9 @@ Every write is either a server-side apply under the single field manager `modela
 reconcile is idempotent and a field someone else changed is taken back: `force=true`), a JSON merge
 patch of a ModelApp's `status` subresource, or a delete. Objects travel as plain dicts.
 
-What happens on errors, per call:
+What happens on errors, per call (first, for every call: a 429, or a 5xx with Retry-After, is sent again after the
+wait the server asks, up to THROTTLE_RETRIES times; `transient` tells the callers which errors are worth a later
+try):
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
   namespace is gone, and a create in a namespace being deleted is a 403 NamespaceTerminating (both raised as
   `Gone`); 409 cannot happen with force=true; anything else raises
@@ -34,6 +36,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import itertools
 import json
 import os
 import time
@@ -43,6 +46,7 @@ from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3.util.retry import Retry
 
 from modelapp_operator import deepjson
 from modelapp_operator.names import GROUP, LABEL_MANAGED_BY, MANAGER, PLURAL, VERSION
@@ -52,6 +56,11 @@ Obj = dict[str, Any]
 #: Kept-alive connections to the API server. The client's default (5 x CPUs, 10 here) is below the
 #: operator's worker threads: every request beyond it opened a new TLS connection and threw it away.
 POOL_SIZE = 64
+
+#: A request the API server throttled (`_throttled`) is sent again up to this many times (client-go: 10), waiting
+#: what the server asked, at most THROTTLE_WAIT_SECONDS each; then the caller gets the ApiError (`transient`).
+THROTTLE_RETRIES = 3
+THROTTLE_WAIT_SECONDS = 5.0
 
 #: REST collection of each kind we touch: (API prefix, plural).
 _COLLECTIONS = {
@@ -115,6 +124,9 @@ def api_client() -> client.ApiClient:
     """$KUBECONFIG when set (`use_kubeconfig`), else the pod's service account, else ~/.kube/config."""
     configuration = client.Configuration()
     configuration.connection_pool_maxsize = POOL_SIZE
+    # urllib3's default also sends a GET again on a 429 or 503 with Retry-After (for as long as the server asks);
+    # `_call` does that for every method, bounded, so urllib3 keeps only its retries of failed connections.
+    configuration.retries = Retry(total=3, respect_retry_after_header=False)
     # The library reads $KUBECONFIG once at import; read it at call time instead.
     path = _kubeconfig_path()
     if path is None:
@@ -142,16 +154,41 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
         method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
         auth_settings=["BearerToken"],
     )  # fmt: skip
-    try:
-        response = api.call_api(*params, _request_timeout=(10, 60))
-        response.read()  # type: ignore[no-untyped-call]
-    except ApiException as exc:  # transport-level failures; HTTP errors come back as responses
-        raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
+    for attempt in itertools.count():
+        try:
+            response = api.call_api(*params, _request_timeout=(10, 60))
+            response.read()  # type: ignore[no-untyped-call]
+        except ApiException as exc:  # transport-level failures; HTTP errors come back as responses
+            raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
+        wait = _throttled(response.status, response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
+        if wait is None or attempt >= THROTTLE_RETRIES:
+            break
+        time.sleep(wait)  # the API server asked us to come back: it did not process this request
     if response.status >= 400:
         message = _message(response.data) or str(response.reason)
         gone = response.status == 404 or (response.status == 403 and _namespace_terminating(response.data))
         raise (Gone if gone else ApiError)(response.status, message)
     return cast(Obj, deepjson.loads(response.data or b"{}"))  # any depth: deepjson.py says why
+
+
+def _throttled(status: int, retry_after: str | None) -> float | None:
+    """Seconds to wait before sending a request again, when the API server asked for that; else None. A 429 (API
+    Priority and Fairness rejecting it, or "storage is (re)initializing" right after a CRD appears) was not
+    processed, so even a POST may be sent again; a 5xx is sent again only when it carries Retry-After (what
+    client-go does). The wait is the server's Retry-After, 1 s when it gives none, at most THROTTLE_WAIT_SECONDS."""
+    if status != 429 and not (status >= 500 and retry_after):
+        return None
+    try:
+        asked = float(retry_after) if retry_after else 1.0
+    except ValueError:
+        asked = 1.0
+    return min(max(asked, 0.1), THROTTLE_WAIT_SECONDS)
+
+
+def transient(exc: ApiError) -> bool:
+    """The API server could not take the request now (still throttled after the retries, a 5xx, no answer): the
+    same request later may well succeed. Not a Gone, a refusal (4xx) or a conflict."""
+    return not isinstance(exc, Gone) and (exc.status in (0, 429) or exc.status >= 500)
 
 
 def _namespace_terminating(body: Any) -> bool:
