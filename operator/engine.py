@@ -77,7 +77,10 @@ TLS_PRESENT_SECONDS = 300.0
 #: A pass the API server could not serve (`kube.transient`: still throttled after kube's own retries, a 5xx, no
 #: answer) is tried again this soon: kopf's handler by a TemporaryError (its default backoff is 60 s, logged as an
 #: exception with a traceback), a pass of a child event or a timer by a pass of its own (nothing else would retry it).
+#: The wait doubles with each such failure of the same ModelApp in a row, up to BUSY_RETRY_MAX_SECONDS: an API
+#: server that is down for minutes gets one pass per ModelApp a minute, not one every 5 s from the whole fleet.
 BUSY_RETRY_SECONDS = 5.0
+BUSY_RETRY_MAX_SECONDS = 60.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -127,6 +130,7 @@ class Engine:
         self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
         self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
+        self._busy: dict[tuple[str, str], int] = {}  # (namespace, name) -> passes in a row ended by `kube.transient`
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
 
@@ -172,17 +176,21 @@ class Engine:
             self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
             while self.turns.more(key):
                 self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
+            self._busy.pop(key, None)
         except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
             self.turns.leave(key)
         except kube.ApiError as exc:
-            self.turns.leave(key)
             if not kube.transient(exc):
+                self.turns.leave(key)
                 raise
-            message = f"the API server could not take a request ({exc}); trying again in {BUSY_RETRY_SECONDS:g} s"
+            failures = self._busy[key] = self._busy.get(key, 0) + 1  # still this pass's turn: no other writer
+            self.turns.leave(key)
+            delay = min(BUSY_RETRY_SECONDS * 2 ** min(failures - 1, 8), BUSY_RETRY_MAX_SECONDS)
+            message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
             if everything:  # kopf's handler: one line, no traceback, and soon
-                raise kopf.TemporaryError(message, delay=BUSY_RETRY_SECONDS) from None
+                raise kopf.TemporaryError(message, delay=delay) from None
             logger.warning(f"A pass of ModelApp {namespace}/{name} stopped: {message}.")
-            self._look_again(name, namespace, logger, delay=BUSY_RETRY_SECONDS)
+            self._look_again(name, namespace, logger, delay=delay)
         except BaseException:
             self.turns.leave(key)
             raise

@@ -152,3 +152,24 @@ def test_a_refusal_is_not_retried_as_if_busy() -> None:
     with pytest.raises(kube.ApiError):
         engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=False)
     assert not engine._later.pending(("ml", "iris")) and passes == [False]
+
+
+def test_the_wait_doubles_while_the_api_server_stays_busy_and_resets_after_a_pass() -> None:
+    engine, delays, fail = Engine(OperatorConfig()), [], [True]
+
+    def fake_pass(**_: Any) -> None:
+        if fail[0]:
+            raise kube.ApiError(0, "connection refused")
+
+    engine._pass = fake_pass  # type: ignore[method-assign]
+    for _ in range(6):
+        with pytest.raises(kopf.TemporaryError) as caught:
+            engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
+        delays.append(caught.value.delay)
+    assert delays == [5, 10, 20, 40, 60, 60], "an outage costs one pass per app a minute, not one every 5 s"
+    fail[0] = False
+    engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
+    fail[0] = True
+    with pytest.raises(kopf.TemporaryError) as again:
+        engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
+    assert again.value.delay == engine_mod.BUSY_RETRY_SECONDS, "a pass that went through starts the count again"
