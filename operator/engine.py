@@ -24,7 +24,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -130,7 +130,9 @@ class Engine:
         self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
         self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
-        self._busy: dict[tuple[str, str], int] = {}  # (namespace, name) -> passes in a row ended by `kube.transient`
+        #: (namespace, name) of a ModelApp, or ("repair", kind, namespace, name) of a child -> tries in a row that
+        #: `kube.transient` ended
+        self._busy: dict[Hashable, int] = {}
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
 
@@ -149,6 +151,9 @@ class Engine:
         self.store.drop(kind, namespace, name, version=version)
         if kind == KIND:
             self.pacer.forget((namespace, name))
+            self._busy.pop((namespace, name), None)
+        else:
+            self._busy.pop(("repair", kind, namespace, name), None)
 
     def owns(self, app: Mapping[str, Any]) -> bool:
         """The ModelApp belongs to this replica's shard (settings.OperatorConfig.owns)."""
@@ -174,18 +179,17 @@ class Engine:
             return
         try:
             self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
+            self._busy.pop(key, None)  # in its turn: no other pass of this ModelApp counts meanwhile
             while self.turns.more(key):
                 self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
-            self._busy.pop(key, None)
         except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
             self.turns.leave(key)
         except kube.ApiError as exc:
             if not kube.transient(exc):
                 self.turns.leave(key)
                 raise
-            failures = self._busy[key] = self._busy.get(key, 0) + 1  # still this pass's turn: no other writer
+            delay = self._busy_delay(key)  # still this pass's turn: no other pass of this ModelApp counts
             self.turns.leave(key)
-            delay = min(BUSY_RETRY_SECONDS * 2 ** min(failures - 1, 8), BUSY_RETRY_MAX_SECONDS)
             message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
             if everything:  # kopf's handler: one line, no traceback, and soon
                 raise kopf.TemporaryError(message, delay=delay) from None
@@ -194,6 +198,11 @@ class Engine:
         except BaseException:
             self.turns.leave(key)
             raise
+
+    def _busy_delay(self, key: Hashable) -> float:
+        """One more failure in a row for `key` (`kube.transient`): how long to wait before the next try."""
+        failures = self._busy[key] = self._busy.get(key, 0) + 1
+        return min(BUSY_RETRY_SECONDS * float(2 ** min(failures - 1, 8)), BUSY_RETRY_MAX_SECONDS)
 
     def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
         app = self._read_app(name, namespace)
@@ -570,19 +579,21 @@ class Engine:
                 app = self.store.get(KIND, namespace, owner)
                 if app is None:
                     return
+                busy = ("repair", kind, namespace, body["metadata"]["name"])
                 try:
                     self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+                    self._busy.pop(busy, None)
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them
                 except kube.ApiError as exc:
                     if not kube.transient(exc):
                         raise
+                    delay = self._busy_delay(busy)  # one child's events are handled in order: no other counter
                     logger.warning(f"Cannot repair {kind} {namespace}/{body['metadata']['name']} now: the API server "
-                                   f"could not take a request ({exc}); trying again in {BUSY_RETRY_SECONDS:g} s.")
+                                   f"could not take a request ({exc}); trying again in {delay:g} s.")
                     again = functools.partial(self.on_child, kind=kind, event=event, body=body, owner=owner,
                                               namespace=namespace, logger=logger)  # fmt: skip
-                    self._later.call(("repair", kind, namespace, body["metadata"]["name"]), BUSY_RETRY_SECONDS,
-                                     functools.partial(contextvars.copy_context().run, again))  # fmt: skip
+                    self._later.call(busy, delay, functools.partial(contextvars.copy_context().run, again))
                     return
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
@@ -608,7 +619,10 @@ class Engine:
             return  # the owner is being deleted: the garbage collector is at work
         if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
             logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
-            self.store.put(kind, kube.apply(desired))
+            # Not kept from the answer: a repair runs outside the ModelApp's turn, from the ModelApp as it was when
+            # the event came, so its echo must be checked again against the ModelApp as it is then (a spec change
+            # applied meanwhile would otherwise be undone for good: `handlers.child_event` skips kept versions).
+            kube.apply(desired)
 
 
 def _controlled_by(obj: Mapping[str, Any], app: Mapping[str, Any]) -> bool:

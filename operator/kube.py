@@ -4,9 +4,9 @@ Every write is either a server-side apply under the single field manager `modela
 reconcile is idempotent and a field someone else changed is taken back: `force=true`), a JSON merge
 patch of a ModelApp's `status` subresource, or a delete. Objects travel as plain dicts.
 
-What happens on errors, per call (first, for every call: a 429, or a 5xx with Retry-After, is sent again after the
-wait the server asks, up to THROTTLE_RETRIES times; `transient` tells the callers which errors are worth a later
-try):
+What happens on errors, per call (first, for every call: a 429, or for a GET a 5xx with Retry-After, is sent again
+after the wait the server asks, up to THROTTLE_RETRIES times; no answer at all raises `ApiError` with status 0;
+`transient` tells the callers which errors are worth a later try):
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
   namespace is gone, and a create in a namespace being deleted is a 403 NamespaceTerminating (both raised as
   `Gone`); 409 cannot happen with force=true; anything else raises
@@ -44,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.util.retry import Retry
@@ -160,10 +161,12 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
             response.read()  # type: ignore[no-untyped-call]
         except ApiException as exc:  # transport-level failures; HTTP errors come back as responses
             raise ApiError(int(exc.status or 0), _message(exc.body) or str(exc.reason)) from None
-        wait = _throttled(response.status, response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
+        except urllib3.exceptions.HTTPError as exc:  # no answer: timed out, refused, reset (`transient`)
+            raise ApiError(0, f"no answer from the API server: {type(exc).__name__}: {exc}") from None
+        wait = _throttled(method, response.status, response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
         if wait is None or attempt >= THROTTLE_RETRIES:
             break
-        time.sleep(wait)  # the API server asked us to come back: it did not process this request
+        time.sleep(wait)  # the API server asked us to come back (for a 429: it did not process this request)
     if response.status >= 400:
         message = _message(response.data) or str(response.reason)
         gone = response.status == 404 or (response.status == 403 and _namespace_terminating(response.data))
@@ -171,12 +174,14 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
     return cast(Obj, deepjson.loads(response.data or b"{}"))  # any depth: deepjson.py says why
 
 
-def _throttled(status: int, retry_after: str | None) -> float | None:
+def _throttled(method: str, status: int, retry_after: str | None) -> float | None:
     """Seconds to wait before sending a request again, when the API server asked for that; else None. A 429 (API
     Priority and Fairness rejecting it, or "storage is (re)initializing" right after a CRD appears) was not
-    processed, so even a POST may be sent again; a 5xx is sent again only when it carries Retry-After (what
-    client-go does). The wait is the server's Retry-After, 1 s when it gives none, at most THROTTLE_WAIT_SECONDS."""
-    if status != 429 and not (status >= 500 and retry_after):
+    processed, so any request may be sent again. A 5xx with Retry-After (client-go resends those) may have been
+    processed (a timeout after etcd took the write), so only a read is sent again: a write guarded by a
+    resourceVersion would come back as a conflict with its own first copy. The wait is the server's Retry-After,
+    1 s when it gives none, at most THROTTLE_WAIT_SECONDS."""
+    if status != 429 and not (status >= 500 and retry_after and method == "GET"):
         return None
     try:
         asked = float(retry_after) if retry_after else 1.0

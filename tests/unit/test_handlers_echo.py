@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from modelapp_operator import handlers
+from modelapp_operator import handlers, kube
 from modelapp_operator.engine import Engine
 from modelapp_operator.names import KIND, LABEL_MANAGED_BY, MANAGER
 from modelapp_operator.settings import OperatorConfig
@@ -69,3 +69,23 @@ def test_a_listing_and_what_is_not_ours_start_no_pass() -> None:
     assert calls == [] and engine.store.holds("Deployment", "ml", "iris", "5"), "listed: remembered, resume covers it"
     _event(engine, "MODIFIED", _deployment("6", ours=False))
     assert calls == [] and engine.store.holds("Deployment", "ml", "iris", "5"), "another's object: only its name"
+
+
+def test_a_repair_does_not_keep_its_answer_so_its_echo_is_checked_again(monkeypatch: Any) -> None:
+    """A repair runs outside the ModelApp's turn, from the ModelApp as it was when the event came: what it wrote
+    must be compared with the ModelApp as it is when its echo arrives (a spec change applied meanwhile)."""
+    engine, _ = _engine()
+    app = {"metadata": {"name": "iris", "namespace": "ml", "uid": "u", "resourceVersion": "1"},
+           "spec": {"image": "localhost:5000/iris-app:1.0.0", "model": {"uri": "file:///opt/models/iris",
+                                                                        "version": "1"}}}  # fmt: skip
+    applied: list[str] = []
+
+    def apply(manifest: dict[str, Any]) -> dict[str, Any]:
+        applied.append(manifest["kind"])
+        return {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": "9"}}
+
+    monkeypatch.setattr(kube, "apply", apply)
+    monkeypatch.setattr(kube, "get", lambda kind, name, namespace: app)
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "iris", "namespace": "ml"}}
+    engine.repair(kind="Service", event="DELETED", body=service, app=app, logger=logging.getLogger("t"))
+    assert applied == ["Service"] and not engine.store.holds("Service", "ml", "iris", "9")

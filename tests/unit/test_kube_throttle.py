@@ -89,13 +89,17 @@ def test_still_throttled_after_the_retries_is_a_transient_error(server: type[_Sc
     assert len(server.seen) == kube.THROTTLE_RETRIES + 1
 
 
-def test_a_5xx_is_sent_again_only_when_it_says_when(server: type[_Scripted]) -> None:
+def test_a_5xx_is_sent_again_only_for_a_read_and_only_when_it_says_when(server: type[_Scripted]) -> None:
     server.answers = [(503, {})]
     with pytest.raises(kube.ApiError) as caught:
         kube.get("Deployment", "iris", "ml")
     assert caught.value.status == 503 and kube.transient(caught.value) and len(server.seen) == 1
     server.answers, server.seen[:] = [(503, {"Retry-After": "0"})], []
     assert kube.get("Deployment", "iris", "ml") is not None and len(server.seen) == 2
+    server.answers, server.seen[:] = [(504, {"Retry-After": "0"})], []
+    with pytest.raises(kube.ApiError):  # a write may have been done before the timeout: not sent twice
+        kube.patch_status("iris", "ml", {"status": {}})
+    assert len(server.seen) == 1, server.seen
     server.answers, server.seen[:] = [(422, {"Retry-After": "1"})], []
     with pytest.raises(kube.ApiError) as refused:
         kube.get("Deployment", "iris", "ml")
@@ -103,10 +107,11 @@ def test_a_5xx_is_sent_again_only_when_it_says_when(server: type[_Scripted]) -> 
 
 
 def test_the_wait_is_bounded_and_which_errors_are_transient() -> None:
-    assert kube._throttled(429, None) == 1.0
-    assert kube._throttled(429, "3600") == kube.THROTTLE_WAIT_SECONDS, "a server cannot park a thread for an hour"
-    assert kube._throttled(429, "soon") == 1.0 and kube._throttled(429, "0") == 0.1
-    assert kube._throttled(500, None) is None and kube._throttled(409, "1") is None
+    assert kube._throttled("POST", 429, None) == 1.0
+    assert kube._throttled("GET", 429, "3600") == kube.THROTTLE_WAIT_SECONDS, "a server cannot park a thread an hour"
+    assert kube._throttled("GET", 429, "soon") == 1.0 and kube._throttled("PATCH", 429, "0") == 0.1
+    assert kube._throttled("GET", 500, None) is None and kube._throttled("GET", 409, "1") is None
+    assert kube._throttled("GET", 503, "2") == 2.0 and kube._throttled("PATCH", 503, "2") is None
     assert [kube.transient(kube.ApiError(s, "")) for s in (0, 429, 500, 504)] == [True] * 4
     assert [kube.transient(kube.ApiError(s, "")) for s in (400, 403, 409, 422)] == [False] * 4
     assert not kube.transient(kube.Gone(404, "")) and not kube.transient(kube.Gone(403, "terminating"))
@@ -173,3 +178,26 @@ def test_the_wait_doubles_while_the_api_server_stays_busy_and_resets_after_a_pas
     with pytest.raises(kopf.TemporaryError) as again:
         engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
     assert again.value.delay == engine_mod.BUSY_RETRY_SECONDS, "a pass that went through starts the count again"
+
+
+def test_no_answer_is_a_transient_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refused connection (nothing listens on the port) comes back as ApiError 0, not as urllib3's own error."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
+              "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+              "users": [{"name": "t", "user": {"token": "t"}}],
+              "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}  # fmt: skip
+    (tmp_path / "kubeconfig").write_text(json.dumps(config))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    kube.use_kubeconfig(None)
+    try:
+        with pytest.raises(kube.ApiError) as caught:
+            kube.get("Deployment", "iris", "ml")
+    finally:
+        monkeypatch.delenv("KUBECONFIG")
+        kube.use_kubeconfig(None)
+    assert caught.value.status == 0 and kube.transient(caught.value) and "no answer" in str(caught.value)
