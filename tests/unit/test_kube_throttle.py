@@ -53,17 +53,22 @@ class _Scripted(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture()
-def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Scripted]]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+def _talk_to(port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kube's client talks to http://127.0.0.1:PORT from now on (a kubeconfig of its own)."""
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
-              "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{httpd.server_port}"}}],
+              "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
               "users": [{"name": "t", "user": {"token": "t"}}],
               "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}  # fmt: skip
     (tmp_path / "kubeconfig").write_text(json.dumps(config))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     kube.use_kubeconfig(None)
+
+
+@pytest.fixture()
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[type[_Scripted]]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    _talk_to(httpd.server_port, tmp_path, monkeypatch)
     _Scripted.answers, _Scripted.seen = [], []
     try:
         yield _Scripted
@@ -187,13 +192,7 @@ def test_no_answer_is_a_transient_error(tmp_path: Path, monkeypatch: pytest.Monk
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "t",
-              "clusters": [{"name": "t", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
-              "users": [{"name": "t", "user": {"token": "t"}}],
-              "contexts": [{"name": "t", "context": {"cluster": "t", "user": "t"}}]}  # fmt: skip
-    (tmp_path / "kubeconfig").write_text(json.dumps(config))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    kube.use_kubeconfig(None)
+    _talk_to(port, tmp_path, monkeypatch)
     try:
         with pytest.raises(kube.ApiError) as caught:
             kube.get("Deployment", "iris", "ml")
