@@ -140,7 +140,8 @@ def test_a_good_pair_is_recorded_available(good_app: OperatorProcess, namespace:
     assert app["status"]["effective"] == {"image": GOOD, "uri": "file:///opt/models/iris", "model": "1",
                                           "source": "Spec"}  # fmt: skip
     assert _cond(app, "RolledBack")["status"] == "False"
-    assert _events(namespace, "RolloutSucceeded")
+    wait_for("RolloutSucceeded posted (kopf posts Events in the background)",
+             lambda: _events(namespace, "RolloutSucceeded"))
 
 
 def test_broken_pair_is_rolled_back_quarantined_and_skipped(good_app: OperatorProcess, namespace: str) -> None:

@@ -84,6 +84,18 @@ def _events(namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in items if e.get("reason") == reason and e["involvedObject"].get("name") == name]
 
 
+def _posted_once(namespace: str, reason: str, what: str, about: str = "") -> None:
+    """`iris` has exactly one Event of `reason` (mentioning `about`). kopf posts Events from a background task
+    after the status write that the test waited for: wait for the first, then give a second copy time to come."""
+
+    def posted() -> list[dict[str, Any]]:
+        return [e for e in _events(namespace, "iris", reason) if about in e.get("message", "")]
+
+    wait_for(f"{reason} posted", posted, timeout=30)
+    time.sleep(2)
+    assert len(posted()) == 1, what
+
+
 @pytest.fixture
 def shards(run_operator: RunOperator, namespace: str) -> dict[str, OperatorProcess]:
     ops = {"a": run_operator(namespace, "--shard", "a", "--shard-default"),
@@ -126,15 +138,14 @@ def test_a_rollout_in_flight_moves_to_the_other_shard_and_back(shards: dict[str,
     assert "Rolled back" in shards["b"].text() and "Rolled back" not in shards["a"].text()
     wait_for("GOOD available again", lambda: any(e["outcome"] == "Available" for e in
                                                   _entries(_get("iris", namespace), GOOD)))  # fmt: skip
-    assert len(_events(namespace, "iris", "RolledBack")) == 1, "rolled back once, by one shard"
+    _posted_once(namespace, "RolledBack", "rolled back once, by one shard")
 
     _relabel("iris", namespace, "a", image=NEWER)  # back to shard a, with a good bump in the same write
     app = wait_for("NEWER serving, rolled out by shard a", lambda: _serving("iris", namespace, NEWER), timeout=90)
     deployment = kube.get("Deployment", "iris", namespace) or {}
     assert deployment["spec"]["template"]["metadata"]["annotations"]["modelapp.io/image"] == NEWER
     assert [e["outcome"] for e in _entries(app, NEWER)] == ["Available"], "one rollout, recorded once"
-    succeeded = [e for e in _events(namespace, "iris", "RolloutSucceeded") if "1.1.0" in e.get("message", "")]
-    assert len(succeeded) == 1, "NEWER's success posted once"
+    _posted_once(namespace, "RolloutSucceeded", "NEWER's success posted once", about="1.1.0")
 
 
 #: Loaded by the held-up shard's Python at start: the answer to the first status write of a pass in a child thread
@@ -193,7 +204,7 @@ def test_an_answer_read_after_the_move_does_not_take_the_modelapp_back(run_opera
                                                   _entries(_get("iris", namespace), GOOD)))  # fmt: skip
     time.sleep(5)  # shard a saw the same deadline: give a wrong second rollback the time to show (it took < 1 s)
     assert "Rolled back" in b.text() and "Rolled back" not in a.text(), "only the shard it moved to acts"
-    assert len(_events(namespace, "iris", "RolledBack")) == 1, "rolled back once, by one shard"
+    _posted_once(namespace, "RolledBack", "rolled back once, by one shard")
 
 
 def test_a_modelapp_of_no_running_shard_is_left_alone(shards: dict[str, OperatorProcess], namespace: str) -> None:
