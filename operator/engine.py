@@ -22,6 +22,7 @@ import contextvars
 import dataclasses
 import functools
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -79,8 +80,15 @@ TLS_PRESENT_SECONDS = 300.0
 #: exception with a traceback), a pass of a child event or a timer by a pass of its own (nothing else would retry it).
 #: The wait doubles with each such failure of the same ModelApp in a row, up to BUSY_RETRY_MAX_SECONDS: an API
 #: server that is down for minutes gets one pass per ModelApp a minute, not one every 5 s from the whole fleet.
+#: Each wait is longer by up to BUSY_RETRY_JITTER of itself, at random: the passes an outage stopped together do
+#: not all come back in the same second.
 BUSY_RETRY_SECONDS = 5.0
 BUSY_RETRY_MAX_SECONDS = 60.0
+BUSY_RETRY_JITTER = 0.2
+#: What one pass (or one drift repair) may sleep in all for the API server's Retry-After (`kube.throttle_budget`):
+#: the passes of every namespace share CHILD_THREADS threads and the operator's one identity, which API Priority and
+#: Fairness throttles as one; a pass past this ends as transient and is tried again later, its thread given back.
+PASS_THROTTLE_SECONDS = 5.0
 
 
 class SmokeKeyUnavailable(Exception):
@@ -178,10 +186,12 @@ class Engine:
         if not self.turns.enter(key, wait=everything):
             return
         try:
-            self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
+            with kube.throttle_budget(PASS_THROTTLE_SECONDS):
+                self._pass(name=name, namespace=namespace, logger=logger, everything=everything, reason=reason)
             self._busy.pop(key, None)  # in its turn: no other pass of this ModelApp counts meanwhile
             while self.turns.more(key):
-                self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
+                with kube.throttle_budget(PASS_THROTTLE_SECONDS):
+                    self._pass(name=name, namespace=namespace, logger=logger, everything=False, reason="")
         except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
             self.turns.leave(key)
         except kube.ApiError as exc:
@@ -202,7 +212,8 @@ class Engine:
     def _busy_delay(self, key: Hashable) -> float:
         """One more failure in a row for `key` (`kube.transient`): how long to wait before the next try."""
         failures = self._busy[key] = self._busy.get(key, 0) + 1
-        return min(BUSY_RETRY_SECONDS * float(2 ** min(failures - 1, 8)), BUSY_RETRY_MAX_SECONDS)
+        delay = min(BUSY_RETRY_SECONDS * float(2 ** min(failures - 1, 8)), BUSY_RETRY_MAX_SECONDS)
+        return round(delay * (1.0 + BUSY_RETRY_JITTER * random.random()), 1)  # noqa: S311 (spreading, not secrecy)
 
     def _pass(self, *, name: str, namespace: str, logger: Logger, everything: bool, reason: str) -> None:
         app = self._read_app(name, namespace)
@@ -401,9 +412,10 @@ class Engine:
 
         def check() -> None:
             try:
-                verdict = self._smoke_check(name, namespace, test, pair, transport)
-                if token and verdict is not None and verdict.passed:  # and without the token, a 401 (spec.auth)
-                    verdict = smoke.token_enforced(name, namespace, pair, self.smoke_transport) or verdict
+                with kube.throttle_budget(PASS_THROTTLE_SECONDS):  # its own, not what the pass that asked left
+                    verdict = self._smoke_check(name, namespace, test, pair, transport)
+                    if token and verdict is not None and verdict.passed:  # and without the token, a 401 (spec.auth)
+                        verdict = smoke.token_enforced(name, namespace, pair, self.smoke_transport) or verdict
             except Exception as exc:  # the API server could not list the pods: try again at the next pass
                 logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
                 verdict = None
@@ -581,7 +593,8 @@ class Engine:
                     return
                 busy = ("repair", kind, namespace, body["metadata"]["name"])
                 try:
-                    self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+                    with kube.throttle_budget(PASS_THROTTLE_SECONDS):
+                        self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
                     self._busy.pop(busy, None)
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them

@@ -50,13 +50,21 @@ CHILD_KINDS = {"deployments": "Deployment", "services": "Service", "poddisruptio
 class QuietEventHandlers(logging.Filter):
     """Drops kopf's "Handler 'child_event' succeeded." (and `modelapp_seen`'s): kopf logs one at INFO after every
     handler call, so these two wrote a line per watch event (~15 per new ModelApp), formatted and written in
-    the event loop. Their failures are still logged, and `reconcile`'s successes (operators and tests read them)."""
+    the event loop. Their failures are still logged, and `reconcile`'s successes (operators and tests read them).
+    A handler's failure because the API server was busy is lowered from ERROR to WARNING (`BUSY`)."""
 
     PREFIXES = ("Handler 'child_event'", "Handler 'modelapp_seen'")
+    #: What `Engine.converge` says of a pass the API server could not take (`kube.transient`): kopf logs it at ERROR
+    #: ("failed temporarily") and posts it so; it is retried in seconds and expected in a burst: a WARNING.
+    BUSY = "the API server could not take a request"
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg
-        return not (isinstance(message, str) and message.endswith(" succeeded.") and message.startswith(self.PREFIXES))
+        if not isinstance(message, str):
+            return True
+        if record.levelno == logging.ERROR and " failed temporarily" in message and self.BUSY in message:
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return not (message.endswith(" succeeded.") and message.startswith(self.PREFIXES))
 
 
 def _namespaced(namespace: str | None) -> str:

@@ -5,8 +5,9 @@ reconcile is idempotent and a field someone else changed is taken back: `force=t
 patch of a ModelApp's `status` subresource, or a delete. Objects travel as plain dicts.
 
 What happens on errors, per call (first, for every call: a 429, or for a GET a 5xx with Retry-After, is sent again
-after the wait the server asks, up to THROTTLE_RETRIES times; no answer at all raises `ApiError` with status 0;
-`transient` tells the callers which errors are worth a later try):
+after the wait the server asks, up to THROTTLE_RETRIES times, and within `throttle_budget` only while the budget
+lasts; no answer at all raises `ApiError` with status 0; `transient` tells the callers which errors are worth a
+later try):
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
   namespace is gone, and a create in a namespace being deleted is a 403 NamespaceTerminating (both raised as
   `Gone`); 409 cannot happen with force=true; anything else raises
@@ -35,12 +36,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import contextvars
 import functools
 import itertools
 import json
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,6 +64,10 @@ POOL_SIZE = 64
 #: what the server asked, at most THROTTLE_WAIT_SECONDS each; then the caller gets the ApiError (`transient`).
 THROTTLE_RETRIES = 3
 THROTTLE_WAIT_SECONDS = 5.0
+
+#: What the requests within `throttle_budget` may still sleep in all for the server's Retry-After (seconds, in a
+#: list so the context's requests share it); None outside: THROTTLE_RETRIES waits per request.
+_budget: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("modelapp_throttle_budget", default=None)
 
 #: REST collection of each kind we touch: (API prefix, plural).
 _COLLECTIONS = {
@@ -164,7 +170,7 @@ def _call(method: str, path: str, *, body: Any = None, query: Mapping[str, Any] 
         except urllib3.exceptions.HTTPError as exc:  # no answer: timed out, refused, reset (`transient`)
             raise ApiError(0, f"no answer from the API server: {type(exc).__name__}: {exc}") from None
         wait = _throttled(method, response.status, response.getheader("Retry-After"))  # type: ignore[no-untyped-call]
-        if wait is None or attempt >= THROTTLE_RETRIES:
+        if wait is None or attempt >= THROTTLE_RETRIES or not _spend(wait):
             break
         time.sleep(wait)  # the API server asked us to come back (for a 429: it did not process this request)
     if response.status >= 400:
@@ -188,6 +194,30 @@ def _throttled(method: str, status: int, retry_after: str | None) -> float | Non
     except ValueError:
         asked = 1.0
     return min(max(asked, 0.1), THROTTLE_WAIT_SECONDS)
+
+
+@contextlib.contextmanager
+def throttle_budget(seconds: float) -> Iterator[None]:
+    """Within (this context: a thread, or what `contextvars.copy_context` carries), the requests the API server
+    throttles together sleep at most `seconds` before they are sent again; a wait past that is not slept, and the
+    caller gets the 429 (`transient`) at once. The operator's passes run in a few threads shared by every
+    namespace: a pass must not hold one for 3 x 5 s per request because the API server throttles its identity."""
+    token = _budget.set([seconds])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _spend(wait: float) -> bool:
+    """Take `wait` seconds from the context's throttle budget; False when it has not that much left."""
+    budget = _budget.get()
+    if budget is None:
+        return True
+    if budget[0] < wait:
+        return False
+    budget[0] -= wait
+    return True
 
 
 def transient(exc: ApiError) -> bool:

@@ -13,6 +13,7 @@ demand for the cluster's admin identity (API Priority and Fairness exempts syste
 from __future__ import annotations
 
 import http.server
+import itertools
 import json
 import logging
 import threading
@@ -138,7 +139,9 @@ def test_kopfs_handler_gets_a_temporary_error_retried_soon() -> None:
     engine, passes = _failing_once(429)
     with pytest.raises(kopf.TemporaryError) as caught:
         engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
-    assert caught.value.delay == engine_mod.BUSY_RETRY_SECONDS and "trying again in 5 s" in str(caught.value)
+    delay = caught.value.delay
+    assert delay is not None and engine_mod.BUSY_RETRY_SECONDS <= delay <= engine_mod.BUSY_RETRY_SECONDS * 1.2
+    assert f"trying again in {delay:g} s" in str(caught.value)
     engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
     assert passes == [True, True], "the turn was given back"
 
@@ -164,7 +167,9 @@ def test_a_refusal_is_not_retried_as_if_busy() -> None:
     assert not engine._later.pending(("ml", "iris")) and passes == [False]
 
 
-def test_the_wait_doubles_while_the_api_server_stays_busy_and_resets_after_a_pass() -> None:
+def test_the_wait_doubles_while_the_api_server_stays_busy_and_resets_after_a_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.setattr(engine_mod, "BUSY_RETRY_JITTER", 0.0)
     engine, delays, fail = Engine(OperatorConfig()), [], [True]
 
     def fake_pass(**_: Any) -> None:
@@ -200,3 +205,52 @@ def test_no_answer_is_a_transient_error(tmp_path: Path, monkeypatch: pytest.Monk
         monkeypatch.delenv("KUBECONFIG")
         kube.use_kubeconfig(None)
     assert caught.value.status == 0 and kube.transient(caught.value) and "no answer" in str(caught.value)
+
+
+def test_the_passes_an_outage_stopped_together_come_back_spread() -> None:
+    """Up to BUSY_RETRY_JITTER longer, at random: a fleet stopped in the same second does not return in one."""
+    delays = {Engine(OperatorConfig())._busy_delay(("ml", "iris")) for _ in range(50)}
+    assert min(delays) >= engine_mod.BUSY_RETRY_SECONDS and max(delays) <= engine_mod.BUSY_RETRY_SECONDS * 1.2
+    assert len(delays) >= 5, delays
+
+
+def test_within_a_budget_the_throttled_requests_sleep_at_most_that_in_all(server: type[_Scripted]) -> None:
+    """A pass holds one of the threads every namespace shares: past its budget a 429 is not waited out."""
+    server.answers = [(429, {"Retry-After": "0.3"})] * 3
+    with kube.throttle_budget(0.5), pytest.raises(kube.ApiError) as caught:
+        kube.get("Deployment", "iris", "ml")  # 0.3 s slept, the next 0.3 s would pass the budget
+    assert caught.value.status == 429 and kube.transient(caught.value) and len(server.seen) == 2
+    server.answers, server.seen[:] = [(429, {"Retry-After": "0.3"}), (200, {}), (429, {"Retry-After": "0.3"})], []
+    with kube.throttle_budget(0.5):
+        kube.get("Deployment", "iris", "ml")  # 0.3 s of it spent, then served
+        with pytest.raises(kube.ApiError):
+            kube.get("Deployment", "iris", "ml")  # 0.2 s left: shared by the requests within
+    assert len(server.seen) == 3, server.seen
+    server.answers, server.seen[:] = [(429, {"Retry-After": "0.3"})] * 2, []
+    assert kube.get("Deployment", "iris", "ml") is not None and len(server.seen) == 3, "outside: per request"
+
+
+def test_each_pass_has_a_throttle_budget_of_its_own() -> None:
+    engine, budgets = Engine(OperatorConfig()), []
+    engine._pass = lambda **_: budgets.append(kube._budget.get())  # type: ignore[method-assign]
+    engine.turns.enter(("ml", "iris"), wait=False)  # another pass of it is under way: it asks for one more
+    engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=False)
+    engine.turns.leave(("ml", "iris"))  # the one under way ends; the one asked for stays asked for
+    engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
+    assert len(budgets) == 2 and all(b == [engine_mod.PASS_THROTTLE_SECONDS] for b in budgets), budgets
+    assert all(a is not b for a, b in itertools.pairwise(budgets)), "not shared from one pass to the next"
+    assert kube._budget.get() is None, "only within the pass"
+
+
+def test_a_busy_api_server_is_a_warning_in_kopfs_log_not_an_error() -> None:
+    from modelapp_operator.handlers import QuietEventHandlers
+
+    def record(level: int, message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+    busy = record(logging.ERROR, "Handler 'reconcile' failed temporarily: the API server could not take a request "
+                                 "(HTTP 429: too many requests); trying again in 5.4 s")  # fmt: skip
+    other = record(logging.ERROR, "Handler 'reconcile' failed temporarily: NameTaken: …")
+    failed = record(logging.ERROR, "Handler 'reconcile' failed with an exception. Will retry.")
+    assert all(QuietEventHandlers().filter(r) for r in (busy, other, failed)), "all kept"
+    assert (busy.levelname, other.levelname, failed.levelname) == ("WARNING", "ERROR", "ERROR")
