@@ -29,6 +29,7 @@ import asyncio
 import contextvars
 import functools
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -51,12 +52,18 @@ class QuietEventHandlers(logging.Filter):
     """Drops kopf's "Handler 'child_event' succeeded." (and `modelapp_seen`'s): kopf logs one at INFO after every
     handler call, so these two wrote a line per watch event (~15 per new ModelApp), formatted and written in
     the event loop. Their failures are still logged, and `reconcile`'s successes (operators and tests read them).
-    A handler's failure because the API server was busy is lowered from ERROR to WARNING (`BUSY`)."""
+    A handler's failure because the API server was busy is lowered from ERROR to WARNING (`BUSY`), and kopf's false
+    alarm after it purged its last progress annotation is dropped (`ALL_REMOVED`)."""
 
     PREFIXES = ("Handler 'child_event'", "Handler 'modelapp_seen'")
     #: What `Engine.converge` says of a pass the API server could not take (`kube.transient`): kopf logs it at ERROR
     #: ("failed temporarily") and posts it so; it is retried in seconds and expected in a burst: a WARNING.
     BUSY = "the API server could not take a request"
+    #: kopf's check of its own PATCH after a retried handler, when that PATCH removed the last annotations (its
+    #: progress): the API server drops the emptied map, kopf's check compares it with a map of nulls and warns.
+    #: Nothing is inconsistent: the annotations it removed are gone.
+    ALL_REMOVED = re.compile(r"Merge-patching finished with inconsistencies: \(\('remove', \('metadata', "
+                             r"'annotations'\), \{'[^']+': None(, '[^']+': None)*\}, None\),\)")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.msg
@@ -64,6 +71,8 @@ class QuietEventHandlers(logging.Filter):
             return True
         if record.levelno == logging.ERROR and " failed temporarily" in message and self.BUSY in message:
             record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        if self.ALL_REMOVED.fullmatch(message):
+            return False
         return not (message.endswith(" succeeded.") and message.startswith(self.PREFIXES))
 
 

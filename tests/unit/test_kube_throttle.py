@@ -6,8 +6,9 @@ processed, so the request is sent again after the server's Retry-After, a few ti
 is still refused after that, a 5xx, or no answer at all is transient: kopf's handler gets a TemporaryError (one
 line, retried in 5 s; an ApiError was logged with a traceback and retried after kopf's default 60 s), and a pass of
 a child event or a timer asks for a pass of its own (nothing else would retry it). The server here is a plain HTTP
-server on 127.0.0.1 that answers what the test says: the one fault a real API server cannot be made to produce on
-demand for the cluster's admin identity (API Priority and Fairness exempts system:masters).
+server on 127.0.0.1 that answers what the test says, for what a real API server does not give on demand (a 503 or
+504 with or without Retry-After, exact waits, a given number of 429s); the real API server's 429, from API
+Priority and Fairness, is met in tests/integration/test_throttled.py.
 """
 
 from __future__ import annotations
@@ -254,3 +255,20 @@ def test_a_busy_api_server_is_a_warning_in_kopfs_log_not_an_error() -> None:
     failed = record(logging.ERROR, "Handler 'reconcile' failed with an exception. Will retry.")
     assert all(QuietEventHandlers().filter(r) for r in (busy, other, failed)), "all kept"
     assert (busy.levelname, other.levelname, failed.levelname) == ("WARNING", "ERROR", "ERROR")
+
+
+def test_kopfs_false_alarm_after_purging_its_last_annotations_is_dropped() -> None:
+    """Seen after every retried handler of a ModelApp with no annotations of its own (test_throttled.py)."""
+    from modelapp_operator.handlers import QuietEventHandlers
+
+    def kept(message: str) -> bool:
+        return QuietEventHandlers().filter(logging.LogRecord("kopf.objects", logging.WARNING, __file__, 1, message,
+                                                             None, None))  # fmt: skip
+
+    prefix = "Merge-patching finished with inconsistencies: "
+    assert not kept(prefix + "(('remove', ('metadata', 'annotations'), {'modelapp.io/reconcile.spec': None, "
+                              "'modelapp.io/touch-dummy': None}, None),)")  # fmt: skip
+    assert not kept(prefix + "(('remove', ('metadata', 'annotations'), {'modelapp.io/touch-dummy': None}, None),)")
+    assert kept(prefix + "(('remove', ('metadata', 'annotations'), {'modelapp.io/x': 'kept'}, None),)")
+    assert kept(prefix + "(('change', ('status', 'phase'), 'Ready', None),)"), "a real inconsistency is kept"
+    assert kept(prefix + "(('remove', ('metadata', 'annotations'), {'a': None}, None), ('change', ('spec',), 1, 2))")
