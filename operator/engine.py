@@ -25,7 +25,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Hashable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
@@ -45,6 +45,7 @@ from modelapp_operator.names import (
 )
 from modelapp_operator.revisions import Pair, parse_revisions
 from modelapp_operator.settings import OperatorConfig
+from modelapp_operator.smokepool import SmokeCheck, SmokePool
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
 from modelapp_operator.turns import Turns
 
@@ -54,17 +55,6 @@ Logger = logging.Logger | logging.LoggerAdapter[Any]
 #: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that
 #: became available would wait for all of them before its ModelApp could say Ready.
 CHILD_THREADS = 16
-#: Smoke tests run in a pool of their own, never in a pass: a pass only starts one and reads its verdict
-#: once it is in. So the pods of one app (the tenant's code) can hold at most one of these threads for at
-#: most `smoke.BUDGET_SECONDS`, and never a kopf worker, a child thread or another app's turn.
-SMOKE_THREADS = 4
-#: At most this many of those threads work for one namespace at a time (a namespace is a tenant): pods that hold
-#: every request for the whole budget, in as many apps as there are threads, would otherwise keep every other
-#: namespace's smoke test, and so its rollout, waiting (tests/integration/test_tenancy_smoke.py). A check over
-#: the share waits its turn and its ModelApp is looked at again in SMOKE_RETRY_SECONDS.
-SMOKE_PER_NAMESPACE = 2
-SMOKE_RETRY_SECONDS = 5.0
-SmokeCheck = Callable[[str, str, smoke.Check, Pair, smoke.TransportFor], rollout.SmokeVerdict | None]
 #: How soon a ModelApp blocked by a name conflict is looked at again (the other object may be deleted).
 CONFLICT_RETRY_SECONDS = 60
 #: While a ModelApp with `auth` rolls out, its pods are looked at again this often for a missing token Secret
@@ -127,13 +117,9 @@ class Engine:
         self._priming = threading.Lock()
         self.turns = Turns()
         self.child_pool = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
-        self.smoke_pool = ThreadPoolExecutor(max_workers=SMOKE_THREADS, thread_name_prefix="modelapp-smoke")
-        self.smoke_transport = smoke.TRANSPORTS[config.smoke_transport]
-        self._smoke_check = smoke_check
-        self._smoke_lock = threading.Lock()
-        #: (namespace, name, pair) -> None while its check runs, then its verdict until a pass records it.
-        self._verdicts: dict[tuple[str, str, Pair], rollout.SmokeVerdict | None] = {}
-        self._smoke_running: dict[str, int] = {}  # namespace -> checks submitted and not finished
+        self.smokes = SmokePool(transport=smoke.TRANSPORTS[config.smoke_transport], check=smoke_check,
+                                again=self._converge_soon, later=self._look_again_in)  # fmt: skip
+        self._lock = threading.Lock()  # the smoke key, the TLS Secrets seen
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
         self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
         self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
@@ -316,8 +302,8 @@ class Engine:
         decision = rollout.decide(seen)
         test = spec.rollout.smoke_test or examples
         if decision.smoke_due and test is not None:
-            verdict = self.smoke_verdict(meta["name"], meta["namespace"], test, decision.effective, logger,
-                                         token=self._smoke_token(app, spec, decision.effective))  # fmt: skip
+            verdict = self.smokes.verdict(meta["name"], meta["namespace"], test, decision.effective, logger,
+                                          token=self._smoke_token(app, spec, decision.effective))  # fmt: skip
             decision = rollout.decide(seen.with_smoke(verdict)) if verdict else decision
         if waiting and spec.auth is not None:
             found = status.token_secret_conditions(secret=spec.auth.secret_name, key=spec.auth.key,
@@ -330,7 +316,7 @@ class Engine:
     def smoke_key(self) -> bytes:
         """The operator's smoke-test key, from its own Secret (created once when missing); SmokeKeyUnavailable
         when there is no namespace to keep it in or the API server refuses."""
-        with self._smoke_lock:
+        with self._lock:
             if self._smoke_key is not None:
                 return self._smoke_key
         namespace = self.config.operator_namespace or (
@@ -347,7 +333,7 @@ class Engine:
                 f"the operator cannot read or create its smoke-test key, {where}: {exc}. The chart's Role grants "
                 "get and create on it; a ModelApp with auth waits for it, what runs keeps running"
             ) from None
-        with self._smoke_lock:
+        with self._lock:
             self._smoke_key = self._smoke_key or key
             return self._smoke_key
 
@@ -380,60 +366,19 @@ class Engine:
             self._look_again(meta["name"], meta["namespace"], logger)
         return problem
 
+    def _converge_soon(self, name: str, namespace: str, logger: Logger) -> None:
+        """A pass of this ModelApp now, in the caller's thread (a smoke test's verdict is in)."""
+        self.converge(name=name, namespace=namespace, logger=logger, everything=False)
+
+    def _look_again_in(self, name: str, namespace: str, logger: Logger, delay: float) -> None:
+        self._look_again(name, namespace, logger, delay=delay)
+
     def _look_again(self, name: str, namespace: str, logger: Logger, *, delay: float = TOKEN_RECHECK_SECONDS) -> None:
         """One pass of this ModelApp in `delay` seconds, in a child thread (`later.Later`: at most one pending per
         ModelApp, at the earliest time asked; whatever still needs a look asks again in that pass)."""
         again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
         # kopf.event() and kopf's loggers read context variables: carry them into the pass, as kopf does.
         self._later.call((namespace, name), delay, functools.partial(contextvars.copy_context().run, again))
-
-    def smoke_verdict(self, name: str, namespace: str, test: smoke.Check, pair: Pair, logger: Logger, *,
-                      token: str | None = None) -> rollout.SmokeVerdict | None:  # fmt: skip
-        """The verdict of the smoke test of `pair` once it is in (handed out once: the pass records it in
-        status.revisions); until then None, and a check is started in the smoke pool if none runs. When it
-        ends, a pass of this ModelApp is asked for, which reads the verdict here. `token`: the revision's smoke
-        token, sent with the golden request (spec.auth)."""
-        key = (namespace, name, pair)
-        transport = functools.partial(self.smoke_transport, token=token) if token else self.smoke_transport
-        again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
-        with self._smoke_lock:
-            if key in self._verdicts:
-                verdict = self._verdicts[key]
-                if verdict is not None:
-                    del self._verdicts[key]
-                return verdict
-            waits = self._smoke_running.get(namespace, 0) >= SMOKE_PER_NAMESPACE
-            if not waits:
-                self._verdicts[key] = None
-                self._smoke_running[namespace] = self._smoke_running.get(namespace, 0) + 1
-        if waits:  # this namespace has its share of the pool: ask again later
-            self._look_again(name, namespace, logger, delay=SMOKE_RETRY_SECONDS)
-            return None
-
-        def check() -> None:
-            try:
-                with kube.throttle_budget(PASS_THROTTLE_SECONDS):  # its own, not what the pass that asked left
-                    verdict = self._smoke_check(name, namespace, test, pair, transport)
-                    if token and verdict is not None and verdict.passed:  # and without the token, a 401 (spec.auth)
-                        verdict = smoke.token_enforced(name, namespace, pair, self.smoke_transport) or verdict
-            except Exception as exc:  # the API server could not list the pods: try again at the next pass
-                logger.warning(f"Smoke test of {pair.describe()} could not run: {exc}")
-                verdict = None
-            with self._smoke_lock:
-                self._smoke_running[namespace] -= 1
-                if not self._smoke_running[namespace]:
-                    del self._smoke_running[namespace]
-                if verdict is None:
-                    self._verdicts.pop(key, None)  # no ready pod (yet): a pass in a few seconds starts it again
-                else:
-                    self._verdicts[key] = verdict
-            if verdict is None:
-                self._look_again(name, namespace, logger, delay=SMOKE_RETRY_SECONDS)
-            else:
-                again()
-
-        self.smoke_pool.submit(contextvars.copy_context().run, check)
-        return None
 
     def _owned(self, app: Mapping[str, Any], child: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """`child` when this ModelApp controls it (or it does not exist); NameTaken otherwise."""
@@ -502,7 +447,7 @@ class Engine:
             return False
         meta, at = app["metadata"], time.monotonic()
         key = (meta["namespace"], secret)
-        with self._smoke_lock:
+        with self._lock:
             known = self._tls_seen.get(key)
         if known is not None and at < known[1]:
             missing = known[0]
@@ -512,7 +457,7 @@ class Engine:
             except kube.ApiError as exc:
                 logger.warning(f"Cannot tell whether the TLS Secret {meta['namespace']}/{secret} exists: {exc}")
                 missing = False
-            with self._smoke_lock:
+            with self._lock:
                 self._tls_seen[key] = (missing, at + (TLS_RECHECK_SECONDS if missing else TLS_PRESENT_SECONDS))
         if missing:
             self._look_again(meta["name"], meta["namespace"], logger, delay=TLS_RECHECK_SECONDS)

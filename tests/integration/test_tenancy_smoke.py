@@ -1,7 +1,7 @@
 """One tenant's pods must not hold another tenant's smoke test (the operator's smoke pool is shared).
 
 Design notes: the smoke test runs the tenant's code path, so its answer and its timing are the tenant's. The
-engine runs checks in a pool of `SMOKE_THREADS` threads, each bounded by `smoke.BUDGET_SECONDS`; a tenant
+engine runs checks in a pool of `SMOKE_THREADS` threads (smokepool.py), each bounded by `smoke.BUDGET_SECONDS`; a tenant
 with as many apps rolling out as there are threads, whose pods accept the connection and never answer,
 would fill the whole pool for a minute at a time, again with every new pair it rolls out, and every other
 namespace's rollouts would wait for their smoke verdict meanwhile. The servers here are real HTTP servers on
@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from modelapp_operator import engine as engine_mod
-from modelapp_operator import smoke
+from modelapp_operator import smoke, smokepool
 from modelapp_operator.engine import Engine
 from modelapp_operator.revisions import Pair
 from modelapp_operator.rollout import SmokeVerdict
@@ -122,23 +121,23 @@ def test_a_tenant_whose_pods_never_answer_holds_no_other_tenants_smoke_test(hold
     engine.converge = lambda **kw: passes.append(kw)  # type: ignore[method-assign]
     try:
         # The attacker: one app more than there are smoke threads, all rolling out at once.
-        for i in range(engine_mod.SMOKE_THREADS + 1):
-            assert engine.smoke_verdict(f"evil-{i}", "evil", TEST, PAIR, LOG) is None
+        for i in range(smokepool.SMOKE_THREADS + 1):
+            assert engine.smokes.verdict(f"evil-{i}", "evil", TEST, PAIR, LOG) is None
         time.sleep(1.0)  # let its requests reach the server
 
         start = time.monotonic()
-        verdict = engine.smoke_verdict("iris", "shop", TEST, PAIR, LOG)
+        verdict = engine.smokes.verdict("iris", "shop", TEST, PAIR, LOG)
         while verdict is None and time.monotonic() - start < 20:
             time.sleep(0.1)
-            verdict = engine.smoke_verdict("iris", "shop", TEST, PAIR, LOG)
+            verdict = engine.smokes.verdict("iris", "shop", TEST, PAIR, LOG)
         took = time.monotonic() - start
         LOG.warning(f"victim's verdict after {took:.1f} s; attacker's requests in flight at most: {holding.most}")
         assert verdict is not None, f"the victim's smoke test waited {took:.0f} s behind the attacker's pods"
         assert verdict.passed, verdict.message
         assert took < 10
-        assert holding.most <= engine_mod.SMOKE_PER_NAMESPACE < engine_mod.SMOKE_THREADS
+        assert holding.most <= smokepool.SMOKE_PER_NAMESPACE < smokepool.SMOKE_THREADS
         # The attacker's own checks still run, a few at a time: the one that waits is asked for again.
-        assert engine.smoke_verdict("evil-0", "evil", TEST, PAIR, LOG) is None
+        assert engine.smokes.verdict("evil-0", "evil", TEST, PAIR, LOG) is None
     finally:
         holding.release.set()
-        engine.smoke_pool.shutdown(wait=False, cancel_futures=True)
+        engine.smokes.pool.shutdown(wait=False, cancel_futures=True)

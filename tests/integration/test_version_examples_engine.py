@@ -73,7 +73,7 @@ def test_the_engine_rolls_back_a_version_failing_its_own_examples(
     server.wait_ready()
     monkeypatch.setattr(kopf, "event", lambda *args, **kwargs: None)
     engine = Engine(OperatorConfig(serving_image="localhost:5000/modelapp-serving:test"))
-    engine.smoke_transport = lambda namespace, pod, token=None: smoke.http_transport(server.url)  # type: ignore[assignment]
+    engine.smokes.transport = lambda namespace, pod, token=None: smoke.http_transport(server.url)  # type: ignore[assignment]
     uri = azure_container.uri("doubling")
     kube.apply({"apiVersion": "modelapp.io/v1alpha1", "kind": "ModelApp",
                 "metadata": {"name": "doubling", "namespace": namespace},
