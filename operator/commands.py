@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from modelapp_operator import builders, deepjson, names
+from modelapp_operator import builders, deepjson, fairness, names
 from modelapp_operator.settings import ConfigError, OperatorConfig, check_shard, from_env, shard_peering
 from modelapp_operator.spec import InvalidSpec, check_name, parse_spec
 
@@ -165,6 +165,7 @@ def run_main(args: argparse.Namespace) -> int:
         return 2
     try:
         deepjson.teach_kopf()
+        fairness.teach_kopf()
     except RuntimeError as exc:
         print(f"modelapp run: {exc}", file=sys.stderr)
         return 2

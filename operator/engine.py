@@ -26,12 +26,12 @@ import random
 import threading
 import time
 from collections.abc import Hashable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kopf
 
 from modelapp_operator import builders, cache, hosts, kube, metrics, pacing, rollout, signatures, smoke, status
+from modelapp_operator.fairness import FairPool
 from modelapp_operator.later import Later
 from modelapp_operator.names import (
     KIND,
@@ -116,15 +116,17 @@ class Engine:
         self.names = cache.Names()
         self._priming = threading.Lock()
         self.turns = Turns()
-        self.child_pool = ThreadPoolExecutor(max_workers=CHILD_THREADS, thread_name_prefix="modelapp-child")
+        #: Child events and the passes asked for later, a namespace at a time (fairness.py)
+        self.child_pool = FairPool(CHILD_THREADS, name="modelapp-child")
         self.smokes = SmokePool(transport=smoke.TRANSPORTS[config.smoke_transport], check=smoke_check,
                                 again=self._converge_soon, later=self._look_again_in)  # fmt: skip
         self._lock = threading.Lock()  # the smoke key, the TLS Secrets seen
         self._smoke_key: bytes | None = None  # read (or created) on first need: only auth + smoke test need it
-        self._later = Later(self.child_pool.submit)  # passes asked for later (`_look_again`), one pending per ModelApp
+        # passes asked for later (`_look_again`, a repair's retry), one pending per key (its first item: the namespace)
+        self._later = Later(lambda key, fn: self.child_pool.submit(cast(tuple[str, ...], key)[0], fn))
         self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
-        #: (namespace, name) of a ModelApp, or ("repair", kind, namespace, name) of a child -> tries in a row that
+        #: (namespace, name) of a ModelApp, or (namespace, kind, name) of a child being repaired -> tries in a row that
         #: `kube.transient` ended
         self._busy: dict[Hashable, int] = {}
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
@@ -147,7 +149,7 @@ class Engine:
             self.pacer.forget((namespace, name))
             self._busy.pop((namespace, name), None)
         else:
-            self._busy.pop(("repair", kind, namespace, name), None)
+            self._busy.pop((namespace, kind, name), None)
 
     def owns(self, app: Mapping[str, Any]) -> bool:
         """The ModelApp belongs to this replica's shard (settings.OperatorConfig.owns)."""
@@ -536,7 +538,7 @@ class Engine:
                 app = self.store.get(KIND, namespace, owner)
                 if app is None:
                     return
-                busy = ("repair", kind, namespace, body["metadata"]["name"])
+                busy = (namespace, kind, body["metadata"]["name"])
                 try:
                     with kube.throttle_budget(PASS_THROTTLE_SECONDS):
                         self.repair(kind=kind, event=event, body=body, app=app, logger=logger)

@@ -204,4 +204,7 @@ async def child_event(*, type: str | None, body: kopf.Body, namespace: str | Non
     work = functools.partial(engine.on_child, kind=kind, event=type, body=body, owner=owner, namespace=namespace,
                              logger=logger)  # fmt: skip
     # kopf.event() and kopf's loggers read context variables: carry them into the thread, as kopf does.
-    await asyncio.get_running_loop().run_in_executor(engine.child_pool, contextvars.copy_context().run, work)
+    # In the child threads a namespace at a time (fairness.py), not first in first out: a tenant's flood of events
+    # does not hold another namespace's behind it.
+    run = functools.partial(contextvars.copy_context().run, work)
+    await asyncio.wrap_future(engine.child_pool.submit(namespace, run))

@@ -4,8 +4,9 @@ Why: the engine asks for "a pass of this ModelApp in a while" for several reason
 counts progress or a first status held, `pacing.py`; a token Secret or TLS Secret to look for again; a smoke test that
 waits its turn), and in a burst of 1,000 creates up to 1,000 such waits are pending at once. A
 `threading.Timer` each would be 1,000 threads; here they are heap entries, and what is due is handed to
-`submit` (the engine's child pool), so a slow pass never delays another key's work. One pending per key, at
-the earliest time asked: a pass serves every reason at once, and a reason still unmet asks again in it.
+`submit` with its key (the engine's child pool, which serves a namespace at a time: fairness.py), so a slow pass
+never delays another key's work. One pending per key, at the earliest time asked: a pass serves every reason at
+once, and a reason still unmet asks again in it.
 Pure thread coordination, no I/O.
 """
 
@@ -18,7 +19,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-Submit = Callable[[Callable[[], None]], Any]
+#: Hands due work on: (its key, the work).
+Submit = Callable[[Hashable, Callable[[], None]], Any]
 
 
 class Later:
@@ -59,7 +61,7 @@ class Later:
                     continue  # moved earlier by a later call: that entry ran or will run
                 del self._due[key]  # from here a new call for `key` schedules again
             try:
-                self._submit(fn)
+                self._submit(key, fn)
             except RuntimeError:  # the pool is shut down: the operator is stopping
                 return
 

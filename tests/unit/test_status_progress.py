@@ -47,7 +47,7 @@ def test_counts_and_messages_are_progress_a_transition_is_not() -> None:
 def test_later_runs_each_key_once_at_the_earliest_time_asked() -> None:
     ran: list[tuple[str, float]] = []
     done = threading.Event()
-    later = Later(lambda fn: fn())
+    later = Later(lambda key, fn: fn())
     t0 = time.monotonic()
 
     def note(key: str) -> Any:
@@ -72,7 +72,7 @@ def test_later_runs_each_key_once_at_the_earliest_time_asked() -> None:
 
 def test_a_slow_job_does_not_hold_the_others() -> None:
     release, fast = threading.Event(), threading.Event()
-    later = Later(lambda fn: threading.Thread(target=fn, daemon=True).start())
+    later = Later(lambda key, fn: threading.Thread(target=fn, daemon=True).start())
     later.call("slow", 0, release.wait)
     later.call("fast", 0.05, fast.set)
     assert fast.wait(5)
