@@ -113,7 +113,7 @@ def teach_kopf() -> None:
         raise RuntimeError(
             f"kopf {getattr(kopf, '__version__', '?')} with aiohttp {aiohttp.__version__} decode the API server's "
             "answers in a way this operator does not know (kopf._cogs.clients.api.json, "
-            "aiohttp.ClientResponse.json's loads): install the versions pinned in pyproject.toml"
+            "aiohttp.ClientResponse.json's loads): install the versions pyproject.toml allows"
         )
     defaults["loads"] = loads_lean
     setattr(kopf_api, "json", _KOPF_JSON)  # noqa: B010 (kopf does not export the name it imported)

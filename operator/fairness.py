@@ -32,8 +32,6 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-#: The kopf whose internals `teach_kopf` was written against (and its check passes for).
-TESTED_KOPF = "1.45"
 
 
 class Rounds(Generic[T]):
@@ -213,7 +211,7 @@ def teach_kopf() -> None:
         raise RuntimeError(
             f"kopf {getattr(kopf, '__version__', '?')} queues its object workers in a way this operator does not "
             "know (kopf._core.reactor.queueing's aiotasks.Scheduler, worker(key, streams), Stream.backlog): "
-            f"install kopf {TESTED_KOPF} (the version the operator is tested with)"
+            "install the kopf version pyproject.toml allows"
         )
     setattr(queueing, "aiotasks", _KopfAiotasks(aiotasks))  # noqa: B010 (kopf does not export the name it imported)
 
