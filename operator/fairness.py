@@ -41,6 +41,7 @@ class Rounds(Generic[T]):
     def __init__(self) -> None:
         self._queues: dict[Hashable, deque[T]] = {}
         self._turns: deque[Hashable] = deque()  # the groups that wait, in the order of their turns
+        self._size = 0
 
     def put(self, group: Hashable, item: T) -> None:
         queue = self._queues.get(group)
@@ -48,12 +49,14 @@ class Rounds(Generic[T]):
             queue = self._queues[group] = deque()
             self._turns.append(group)
         queue.append(item)
+        self._size += 1
 
     def get(self) -> T:
         """The next item; IndexError when nothing waits."""
         group = self._turns.popleft()
         queue = self._queues[group]
         item = queue.popleft()
+        self._size -= 1
         if queue:
             self._turns.append(group)
         else:
@@ -61,7 +64,7 @@ class Rounds(Generic[T]):
         return item
 
     def __len__(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+        return self._size
 
     def __bool__(self) -> bool:
         return bool(self._turns)
@@ -93,7 +96,8 @@ class FairPool:
             self._rounds.put(group, (future, fn))
             if self._idle:
                 self._cond.notify()
-            elif len(self._threads) < self._max:
+            # An idle thread takes one item once it wakes (it may not have yet): more items than that, another thread.
+            if len(self._rounds) > self._idle and len(self._threads) < self._max:
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()

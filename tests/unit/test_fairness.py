@@ -77,6 +77,29 @@ def test_the_pool_starts_threads_as_work_comes_up_to_its_size_and_returns_result
         pool.submit("x", lambda: None)
 
 
+def test_work_that_comes_at_once_gets_a_thread_each_even_while_an_idle_one_is_waking() -> None:
+    pool = FairPool(16, name="test-burst")
+    pool.submit("ns", lambda: None).result(timeout=5)  # one thread, now idle
+    gate, running = threading.Event(), []
+    lock = threading.Lock()
+
+    def hold() -> None:
+        with lock:
+            running.append(1)
+        gate.wait(10)
+
+    held = [pool.submit(f"ns{i % 3}", hold) for i in range(8)]
+    deadline = time.monotonic() + 5
+    while len(running) < 8 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(running) == 8, "eight items at once ran at once (one idle thread did not take them one by one)"
+    gate.set()
+    for future in held:
+        future.result(timeout=5)
+    assert len([t for t in threading.enumerate() if t.name.startswith("test-burst_")]) == 8
+    pool.shutdown()
+
+
 def test_asyncio_awaits_the_pools_future() -> None:
     pool = FairPool(2, name="test-fair-aio")
 
