@@ -6,8 +6,15 @@ Why (a namespace is a tenant; docs/security.md, "Stalling the fleet"): the opera
 burst: docs/scaling.md), and its passes run in CHILD_THREADS threads. Whatever waits for those waited in one queue,
 in the order it came. A tenant who creates 300 ModelApps at once therefore put every other namespace's new
 ModelApp behind all 300 of them: tests/integration/test_tenancy_flood.py measured the quiet namespace's Deployment
-created 300th of 301 and its ModelApp Ready 34 s after its create, 3 s before the flood's last. Served a namespace
-at a time, what waits in another namespace waits for at most one round: one object of each namespace that waits.
+created last of 301 and its ModelApp Ready 19-43 s after its create, 2-3 s before the flood's last. Served a
+namespace at a time, another namespace's object takes the next free worker after at most one object of each other
+namespace that waits (then, for a ModelApp, kopf's handler threads take it first in first out, behind at most the
+others that hold a worker).
+
+A worker, once started, keeps its slot while its object's events keep coming (kopf hands them to it directly) and
+while kopf's retry of a failed handler sleeps: one tenant that touches 24 ModelApps every second would keep every
+slot. So one namespace holds at most `namespace_share` of them (24 of the default 32: as many as one namespace's
+burst had before, settings.py): the rest only other namespaces may take.
 
 `Rounds` is that queue (no I/O, no threads). Two users:
 
@@ -16,8 +23,8 @@ at a time, what waits in another namespace waits for at most one round: one obje
 - kopf's scheduler of object workers (kopf._cogs.aiokits.aiotasks.Scheduler, made by each watcher in
   kopf._core.reactor.queueing): kopf has no setting for its queue, so `teach_kopf` gives the watchers a subclass
   whose pending workers wait in `Rounds`, by the namespace of the event each was started for. That event is the
-  one the watcher put in the object's backlog just before (the worker coroutine's `streams[key]`); a worker whose
-  event cannot be read waits in a round of its own (every cluster-scoped object does: the namespace ""). As with
+  one the watcher put in the object's backlog just before (the worker coroutine's `streams[key]`). A worker whose
+  event cannot be read waits in a round of its own (None); cluster-scoped objects share the round of "". As with
   deepjson.teach_kopf, what is replaced is checked at every start, and a kopf that differs stops it with a message
   naming its version.
 """
@@ -51,9 +58,16 @@ class Rounds(Generic[T]):
         queue.append(item)
         self._size += 1
 
-    def get(self) -> T:
-        """The next item; IndexError when nothing waits."""
-        group = self._turns.popleft()
+    def get(self, *, eligible: Callable[[Hashable], bool] | None = None) -> T:
+        """The next item (of the first group in turn that is `eligible`); IndexError when nothing (eligible) waits."""
+        if eligible is None:
+            group = self._turns.popleft()
+        else:
+            at = next(i for i, g in enumerate(self._turns) if eligible(g)) if self._turns else None  # fmt: skip
+            if at is None:
+                raise IndexError("nothing eligible waits")
+            group = self._turns[at]
+            del self._turns[at]
         queue = self._queues[group]
         item = queue.popleft()
         self._size -= 1
@@ -71,6 +85,9 @@ class Rounds(Generic[T]):
 
     def groups(self) -> int:
         return len(self._turns)
+
+    def any(self, eligible: Callable[[Hashable], bool]) -> bool:
+        return any(eligible(g) for g in self._turns)
 
 
 class FairPool:
@@ -99,8 +116,13 @@ class FairPool:
             # An idle thread takes one item once it wakes (it may not have yet): more items than that, another thread.
             if len(self._rounds) > self._idle and len(self._threads) < self._max:
                 thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+                try:
+                    thread.start()
+                except RuntimeError:  # the system has no thread to give: the threads there are take it, if any
+                    if not self._threads:
+                        raise
+                else:
+                    self._threads.append(thread)
         return future
 
     def waiting(self) -> int:
@@ -144,40 +166,81 @@ def _namespace_of(coro: Any) -> str | None:
         args = coro.cr_frame.f_locals
         event = args["streams"][args["key"]].backlog._queue[0]
         namespace = event["object"]["metadata"].get("namespace")
-    except (AttributeError, KeyError, IndexError, TypeError):
+    except Exception:  # anything but kopf's first event (an end-of-stream marker, another shape): a round of its own
         return None
     return namespace if isinstance(namespace, str) else ""
 
 
-class _Pending:
-    """What kopf's scheduler keeps its pending jobs in (an asyncio.Queue there): `put`, `get_nowait`, `empty`."""
+def namespace_share(limit: int | None) -> int | None:
+    """How many of kopf's `limit` object workers one namespace may hold at once: all but a quarter (at least one),
+    which only other namespaces may take. None: no limit, no share."""
+    if not limit or limit < 2:
+        return None
+    return limit - max(1, limit // 4)
 
-    def __init__(self) -> None:
-        self._rounds: Rounds[Any] = Rounds()
+
+class _Pending:
+    """What kopf's scheduler keeps its pending jobs in (an asyncio.Queue there): `put`, `get_nowait`, `empty`; the
+    jobs of a namespace that holds its share of running workers (`share`) wait, as if not there, until one ends
+    (`ended`)."""
+
+    def __init__(self, share: int | None) -> None:
+        self._rounds: Rounds[tuple[Hashable, Any]] = Rounds()  # (namespace, job)
+        self._share = share
+        self._running: dict[Hashable, int] = {}  # namespace -> its workers started and not ended
+        self._started: dict[Any, Hashable] = {}  # a started worker's coroutine -> its namespace
+
+    def _eligible(self, group: Hashable) -> bool:
+        return self._share is None or self._running.get(group, 0) < self._share
 
     async def put(self, job: Any) -> None:
         self.put_nowait(job)
 
     def put_nowait(self, job: Any) -> None:
-        self._rounds.put(_namespace_of(getattr(job, "coro", None)), job)
+        group = _namespace_of(getattr(job, "coro", None))
+        self._rounds.put(group, (group, job))
 
     def get_nowait(self) -> Any:
-        return self._rounds.get()
+        group, job = self._rounds.get(eligible=None if self._share is None else self._eligible)
+        if self._share is not None:
+            self._running[group] = self._running.get(group, 0) + 1
+            self._started[job.coro] = group
+        return job
+
+    def ended(self, coro: Any) -> None:
+        """A worker's task is done (or was cancelled before it ran)."""
+        group = self._started.pop(coro, _NOT_STARTED)
+        if group is _NOT_STARTED:
+            return
+        left = self._running[group] - 1
+        if left:
+            self._running[group] = left
+        else:
+            del self._running[group]
 
     def empty(self) -> bool:
-        return not self._rounds
+        """Nothing that may start now waits (kopf's scheduler starts a job only when this is False)."""
+        return not self._rounds or (self._share is not None and not self._rounds.any(self._eligible))
 
     def qsize(self) -> int:
         return len(self._rounds)
 
 
+_NOT_STARTED = object()
+
+
 def _fair_scheduler(base: type) -> type:
     class FairScheduler(base):  # type: ignore[misc]
-        """kopf's Scheduler, its pending workers served a namespace at a time."""
+        """kopf's Scheduler, its pending workers served a namespace at a time, no namespace holding more than its
+        share of the running ones (`namespace_share`)."""
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._pending_coros = _Pending()
+        def __init__(self, *args: Any, limit: int | None = None, **kwargs: Any) -> None:
+            super().__init__(*args, limit=limit, **kwargs)
+            self._pending_coros = _Pending(namespace_share(limit))
+
+        def _task_done_callback(self, task: Any) -> None:
+            self._pending_coros.ended(task.get_coro())  # before kopf's cleaner wakes the spawner
+            super()._task_done_callback(task)
 
     return FairScheduler
 
@@ -207,9 +270,10 @@ def teach_kopf() -> None:
         return
     scheduler = getattr(aiotasks, "Scheduler", None)
     init_names = getattr(getattr(scheduler, "__init__", None), "__code__", None)
+    done = getattr(scheduler, "_task_done_callback", None)
     worker = getattr(getattr(queueing, "worker", None), "__code__", None)
     stream = getattr(queueing, "Stream", None)
-    if (current is not aiotasks or init_names is None or "_pending_coros" not in init_names.co_names
+    if (current is not aiotasks or init_names is None or "_pending_coros" not in init_names.co_names or done is None
             or worker is None or not {"key", "streams"} <= set(worker.co_varnames[: worker.co_kwonlyargcount])
             or "backlog" not in getattr(stream, "_fields", ())):  # fmt: skip
         raise RuntimeError(

@@ -15,11 +15,13 @@ Environment (all optional except where noted in the chart):
   Not more: a reconcile that creates a Service waits for the API server's ClusterIP allocation, which gets
   slower the more run at once (1,000-app burst: 81 s with 32, 65 s with 12, 69 s with 6; a Service apply
   took 2.1 s, 0.58 s, 0.24 s). The API client's connection pool (`kube.POOL_SIZE`) is larger than both.
-- `MODELAPP_OBJECT_WORKERS` (default 24; 0: no limit, kopf's own default): how many objects of one kind kopf
+- `MODELAPP_OBJECT_WORKERS` (default 32; 0: no limit, kopf's own default): how many objects of one kind kopf
   handles at once. The others wait as their last watch event (a few KiB) rather than as a whole handling
   state (kopf's causes, body views, coroutines and contexts: ~30 KiB per object), which set the operator's peak
   memory in a burst (1,000 ModelApps at once: 129 MiB without a limit, 108 MiB with 24; docs/scaling.md).
-  Twice `MODELAPP_WORKERS`: more slots than handler threads only hold memory; fewer would leave threads idle.
+  One namespace holds at most three quarters of them (fairness.namespace_share): 24, twice `MODELAPP_WORKERS`
+  (more slots than handler threads only hold memory; fewer would leave threads idle); the other 8 only other
+  namespaces may take, so a tenant's burst never has them all (docs/security.md, "Stalling the fleet").
 - `MODELAPP_SMOKE_TRANSPORT` (default direct): how the smoke test reaches a new revision's pods: `direct`
   (their IPs; the operator runs in the cluster's pod network, no RBAC on pods/proxy) or `proxy` (the API
   server's pod proxy, for an operator outside the pod network; the chart then grants create on pods/proxy).
@@ -76,7 +78,7 @@ class OperatorConfig:
     posting_level: str = "WARNING"
     workers: int = 12
     #: kopf's `queueing.worker_limit` per watched kind (0: none).
-    object_workers: int = 24
+    object_workers: int = 32
     smoke_transport: str = "direct"
     #: Where the smoke-token key Secret lives (None: the pod's own namespace, when the operator runs in one).
     operator_namespace: str | None = None
@@ -169,7 +171,7 @@ def from_env(env: Mapping[str, str] | None = None) -> OperatorConfig:
         peering_lifetime=_int(env, "MODELAPP_PEERING_LIFETIME", 30, 15, 600),
         posting_level=level,
         workers=_int(env, "MODELAPP_WORKERS", 12, 1, 60),
-        object_workers=_int(env, "MODELAPP_OBJECT_WORKERS", 24, 0, 10000),
+        object_workers=_int(env, "MODELAPP_OBJECT_WORKERS", 32, 0, 10000),
         smoke_transport=transport,
         operator_namespace=env.get("MODELAPP_OPERATOR_NAMESPACE") or None,
         smoke_key_secret=env.get("MODELAPP_SMOKE_KEY_SECRET") or DEFAULT_SMOKE_KEY_SECRET,

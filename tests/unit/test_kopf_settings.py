@@ -25,9 +25,9 @@ def _configured(config: OperatorConfig) -> kopf.OperatorSettings:
 
 def test_kopf_handles_a_bounded_number_of_objects_per_kind_by_default() -> None:
     config = from_env({})
-    assert (config.workers, config.object_workers) == (12, 24)
+    assert (config.workers, config.object_workers) == (12, 32)
     settings = _configured(OperatorConfig(standalone=True))
-    assert settings.queueing.worker_limit == 24
+    assert settings.queueing.worker_limit == 32
     assert settings.queueing.idle_timeout == handlers.OBJECT_IDLE_SECONDS == 1.0
 
 
