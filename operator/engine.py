@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import functools
-import logging
 import random
 import threading
 import time
@@ -45,11 +44,9 @@ from modelapp_operator.names import (
 )
 from modelapp_operator.revisions import Pair, parse_revisions
 from modelapp_operator.settings import OperatorConfig
-from modelapp_operator.smokepool import SmokeCheck, SmokePool
+from modelapp_operator.smokepool import Logger, SmokeCheck, SmokePool
 from modelapp_operator.spec import InvalidSpec, ModelAppSpec, check_name, parse_spec
 from modelapp_operator.turns import Turns
-
-Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 #: Child events (rollout progress, status, drift repair) run in threads of their own, not in kopf's pool:
 #: in a burst of creates kopf's FIFO pool holds every ModelApp's reconcile first, and a Deployment that

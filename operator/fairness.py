@@ -40,7 +40,6 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 
 
-
 class Rounds(Generic[T]):
     """A queue per group, taken from in turn: `get` gives the oldest item of the group whose turn it is, and that
     group's next item waits until every other group that waits has had one. Not thread-safe: callers lock."""
@@ -63,7 +62,7 @@ class Rounds(Generic[T]):
         if eligible is None:
             group = self._turns.popleft()
         else:
-            at = next(i for i, g in enumerate(self._turns) if eligible(g)) if self._turns else None  # fmt: skip
+            at = next((i for i, g in enumerate(self._turns) if eligible(g)), None)
             if at is None:
                 raise IndexError("nothing eligible waits")
             group = self._turns[at]

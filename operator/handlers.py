@@ -37,9 +37,10 @@ import kopf
 
 from modelapp_operator import kube, metrics
 from modelapp_operator.diffbase import MemoryDiffBaseStorage, QuietProgressStorage
-from modelapp_operator.engine import Engine, Logger
+from modelapp_operator.engine import Engine
 from modelapp_operator.names import GROUP, KIND, LABEL_MANAGED_BY, LABEL_SHARD, MANAGER, PLURAL, VERSION
 from modelapp_operator.settings import OperatorConfig, from_env
+from modelapp_operator.smokepool import Logger
 
 MODELAPPS = (GROUP, VERSION, PLURAL)
 #: With a worker limit: how long kopf keeps a quiet object's worker, and with it its slot.

@@ -21,6 +21,7 @@ from typing import Any
 from modelapp_operator import kube, rollout, smoke
 from modelapp_operator.revisions import Pair
 
+#: What the operator's functions log to: kopf hands each handler an adapter with its object in every line.
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 #: Threads that run smoke tests (one check each at a time).

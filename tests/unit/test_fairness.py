@@ -43,6 +43,19 @@ def test_a_group_that_comes_back_waits_for_its_turn_at_the_end() -> None:
     assert [rounds.get(), rounds.get()] == ["b0", "a1"]
 
 
+def test_rounds_skip_a_group_that_is_not_eligible_and_keep_its_turn() -> None:
+    rounds: Rounds[str] = Rounds()
+    for item in ("a0", "a1"):
+        rounds.put("a", item)
+    rounds.put("b", "b0")
+    assert rounds.get(eligible=lambda group: group != "a") == "b0"
+    assert rounds.any(lambda group: group == "a") and not rounds.any(lambda group: group == "b")
+    with pytest.raises(IndexError):  # nothing eligible: the same error as nothing at all, not StopIteration
+        rounds.get(eligible=lambda group: group == "b")
+    assert len(rounds) == 2  # what was refused still waits, "a" still first
+    assert [rounds.get(), rounds.get()] == ["a0", "a1"]
+
+
 def test_the_pool_runs_another_namespaces_work_next_not_after_the_flood() -> None:
     pool = FairPool(1, name="test-fair")
     gate, holding, order = threading.Event(), threading.Event(), []
