@@ -15,6 +15,13 @@ STATUS_PROGRESS_SECONDS:
   writes it, with whatever is true then. In a burst the Deployment is often available within the interval,
   and one write then says both.
 
+  **In a burst the interval is longer**, FIRST_STATUS_BURST_SECONDS: when BURST_HELD or more first statuses
+  are held in the ModelApp's namespace at the moment its own is first held. A burst slows the control plane
+  (of 5,000 created at once, a third of the Deployments took more than 2 s to become available, and each of
+  those cost a second write, which slowed the burst further); a new ModelApp in a burst waits its turn
+  anyway, and its first status is written when its rollout ends or FIRST_STATUS_BURST_SECONDS after it was
+  first held. Counted per namespace: a tenant's burst lengthens only its own ModelApps' wait.
+
 Nothing else waits: a transition, a failure, the status of a bumped ModelApp. In the interval a reader sees
 what it sees of a ModelApp the operator has not reached yet: no status (kstatus and `kubectl wait` treat that
 as not yet ready). A held status is lost if the process ends: the next pass decides again from the
@@ -23,12 +30,15 @@ twice.
 
 The engine (engine.py) asks `plan` for every status it computes and does what the plan says; the pacer only
 keeps times and held statuses, per (namespace, name), and does no I/O. One pass at a time per ModelApp
-(`turns.Turns`) calls it for that key; the event loop may `forget` a key at any time.
+(`turns.Turns`) calls it for that key; the event loop may `forget` a key at any time; the count of held
+first statuses per namespace, which passes of different ModelApps share, is kept under a lock.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +48,10 @@ from modelapp_operator import status
 #: How long a status that only counts progress, or a new ModelApp's first status that only says "under way",
 #: may wait (seconds).
 STATUS_PROGRESS_SECONDS = 2.0
+#: How long a first status that only says "under way" may wait when its namespace is in a burst (seconds).
+FIRST_STATUS_BURST_SECONDS = 30.0
+#: First statuses held in one namespace at once from which a new one is a burst's.
+BURST_HELD = 8
 
 Key = tuple[str, str]  # (namespace, name)
 Obj = Mapping[str, Any]
@@ -56,17 +70,22 @@ class Plan:
 class _Held:
     uid: str
     status: dict[str, Any]
-    since: float
+    until: float  # when it is written, whatever it says
 
 
 class StatusPacer:
     """Per ModelApp: when its status was last written, and its first status while held."""
 
-    def __init__(self, interval: float = STATUS_PROGRESS_SECONDS, *, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, interval: float = STATUS_PROGRESS_SECONDS, *, burst_interval: float = FIRST_STATUS_BURST_SECONDS,
+                 burst_held: int = BURST_HELD, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
+        self.burst_interval = max(burst_interval, interval)
+        self.burst_held = burst_held
         self._clock = clock
         self._written_at: dict[Key, float] = {}
         self._held: dict[Key, _Held] = {}
+        self._held_in: Counter[str] = Counter()  # namespace -> first statuses held there
+        self._lock = threading.Lock()  # for _held_in: passes of different ModelApps run at once
 
     def overlay(self, key: Key, app: Obj) -> Obj:
         """The ModelApp as the last decision left it: its held first status laid over it. A held status goes
@@ -75,7 +94,7 @@ class StatusPacer:
         if held is None:
             return app
         if app.get("status") or (app.get("metadata") or {}).get("uid") != held.uid:
-            self._held.pop(key, None)
+            self._release(key)
             return app
         return {**app, "status": held.status}
 
@@ -84,16 +103,19 @@ class StatusPacer:
         now = self._clock()
         held = self._held.get(key)
         if held is not None and held.uid != uid:
-            self._held.pop(key, None)
+            self._release(key)
             held = None
         patch = self.patch_for(key, old, new)
         if not patch:
             return Plan()
         if held is not None or not old:  # the first status: held while it only says "under way"
-            since = held.since if held is not None else now
-            left = since + self.interval - now
+            until = held.until if held is not None else now + self._first_interval(key[0])
+            left = until - now
             if left > 0 and status.under_way(new):
-                self._held[key] = _Held(uid, new, since)
+                if held is None:
+                    with self._lock:
+                        self._held_in[key[0]] += 1
+                self._held[key] = _Held(uid, new, until)
                 return Plan(wait=left)
             return Plan(patch=patch)
         last = self._written_at.get(key)
@@ -111,7 +133,7 @@ class StatusPacer:
     def wrote(self, key: Key) -> None:
         """A status write for this ModelApp was answered: nothing is held any more."""
         self._written_at[key] = self._clock()
-        self._held.pop(key, None)
+        self._release(key)
 
     def holding(self, key: Key) -> bool:
         return key in self._held
@@ -119,7 +141,19 @@ class StatusPacer:
     def forget(self, key: Key) -> None:
         """The ModelApp is gone or moved to another shard."""
         self._written_at.pop(key, None)
-        self._held.pop(key, None)
+        self._release(key)
+
+    def _first_interval(self, namespace: str) -> float:
+        return self.burst_interval if self._held_in[namespace] >= self.burst_held else self.interval
+
+    def _release(self, key: Key) -> None:
+        if self._held.pop(key, None) is not None:  # atomic: of two releases of one key, one counts
+            with self._lock:
+                left = self._held_in[key[0]] - 1
+                if left > 0:
+                    self._held_in[key[0]] = left
+                else:
+                    del self._held_in[key[0]]
 
 
-__all__ = ["STATUS_PROGRESS_SECONDS", "Plan", "StatusPacer"]
+__all__ = ["BURST_HELD", "FIRST_STATUS_BURST_SECONDS", "STATUS_PROGRESS_SECONDS", "Plan", "StatusPacer"]

@@ -159,3 +159,47 @@ def test_the_overlay_is_only_for_the_same_modelapp_without_a_status(clock: Clock
     pacer.plan(KEY, UID, old={}, new=first)
     pacer.forget(KEY)
     assert not pacer.holding(KEY) and pacer.overlay(KEY, _app()) == _app()
+
+
+def test_in_a_burst_a_first_status_waits_longer_in_that_namespace_only(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_held=3, clock=clock)
+    first = _status({}, None)
+    waits = [pacer.plan(("ml", f"app-{i}"), f"uid-{i}", old={}, new=first).wait for i in range(5)]
+    assert waits == [2.0, 2.0, 2.0, 30.0, 30.0], "the fourth is held while three are: a burst"
+    assert pacer.plan(("other", "iris"), "uid-o", old={}, new=first).wait == 2.0, "another namespace: no burst"
+
+    clock.now += 2.0  # the first three are written at the end of their interval: "ml" is no longer in a burst
+    for i in range(3):
+        app = pacer.overlay(("ml", f"app-{i}"), _app(uid=f"uid-{i}"))
+        plan = pacer.plan(("ml", f"app-{i}"), f"uid-{i}", old=app["status"], new=app["status"])
+        assert plan.patch is not None and plan.wait is None
+        pacer.wrote(("ml", f"app-{i}"))
+    assert pacer.plan(("ml", "late"), "uid-l", old={}, new=first).wait == 2.0, "two held: not a burst"
+
+    clock.now += 27.0  # a burst's held status keeps its own end, 30 s after it was first held
+    app = pacer.overlay(("ml", "app-3"), _app(uid="uid-3"))
+    plan = pacer.plan(("ml", "app-3"), "uid-3", old=app["status"], new=_status(app["status"], _deployment(available=0)))
+    assert plan.patch is None and plan.wait == pytest.approx(1.0)
+    clock.now += 1.0
+    ready = _status(app["status"], _deployment(available=1))
+    plan = pacer.plan(("ml", "app-3"), "uid-3", old=app["status"], new=ready)
+    assert plan.patch == ready, "Ready within the longer interval: one write says both"
+
+
+def test_the_count_of_held_first_statuses_follows_every_way_one_ends(clock: Clock) -> None:
+    """Written, forgotten, replaced by another ModelApp of the name, or given a status of its own: each ends a
+    hold once, so a namespace is not left counted as in a burst."""
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_held=1, clock=clock)
+    first = _status({}, None)
+    ends = [pacer.wrote, pacer.forget,
+            lambda key: pacer.overlay(key, _app(uid="another")),
+            lambda key: pacer.overlay(key, _app({"observedGeneration": 1})),
+            lambda key: pacer.plan(key, "another", old={}, new={"observedGeneration": 1})]  # fmt: skip
+    for end in ends:
+        assert pacer.plan(KEY, UID, old={}, new=first).wait == 2.0
+        assert pacer.holding(KEY)
+        end(KEY)
+        end(KEY)  # twice: counted once
+        pacer.forget(KEY)
+        assert not pacer.holding(KEY)
+    assert pacer.plan(("ml", "next"), "uid-n", old={}, new=first).wait == 2.0, "nothing held: no burst"
