@@ -15,12 +15,14 @@ STATUS_PROGRESS_SECONDS:
   writes it, with whatever is true then. In a burst the Deployment is often available within the interval,
   and one write then says both.
 
-  **In a burst the interval is longer**, FIRST_STATUS_BURST_SECONDS: when BURST_HELD or more first statuses
-  are held in the ModelApp's namespace at the moment its own is first held. A burst slows the control plane
-  (of 5,000 created at once, a third of the Deployments took more than 2 s to become available, and each of
-  those cost a second write, which slowed the burst further); a new ModelApp in a burst waits its turn
-  anyway, and its first status is written when its rollout ends or FIRST_STATUS_BURST_SECONDS after it was
-  first held. Counted per namespace: a tenant's burst lengthens only its own ModelApps' wait.
+  **In a burst the interval is longer**, FIRST_STATUS_BURST_SECONDS: when BURST_FIRSTS or more first
+  statuses were held in the ModelApp's namespace within the last BURST_WINDOW_SECONDS (new ModelApps coming
+  faster than one every 0.6 s; a trickle never counts as a burst). A burst slows the control plane (of 5,000
+  created at once, a third of the Deployments took more than 2 s to become available, and each of those
+  cost a second write, which slowed the burst further); a new ModelApp in a burst waits its turn anyway, and
+  its first status is written when its rollout ends or FIRST_STATUS_BURST_SECONDS after it was first held.
+  Counted per namespace (and per operator replica: a shard counts the ModelApps it serves): a tenant's burst
+  lengthens only its own ModelApps' wait.
 
 Nothing else waits: a transition, a failure, the status of a bumped ModelApp. In the interval a reader sees
 what it sees of a ModelApp the operator has not reached yet: no status (kstatus and `kubectl wait` treat that
@@ -30,15 +32,15 @@ twice.
 
 The engine (engine.py) asks `plan` for every status it computes and does what the plan says; the pacer only
 keeps times and held statuses, per (namespace, name), and does no I/O. One pass at a time per ModelApp
-(`turns.Turns`) calls it for that key; the event loop may `forget` a key at any time; the count of held
-first statuses per namespace, which passes of different ModelApps share, is kept under a lock.
+(`turns.Turns`) calls it for that key; the event loop may `forget` a key at any time. The times of the recent
+first holds per namespace, which passes of different ModelApps share, are kept under a lock.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,8 +52,9 @@ from modelapp_operator import status
 STATUS_PROGRESS_SECONDS = 2.0
 #: How long a first status that only says "under way" may wait when its namespace is in a burst (seconds).
 FIRST_STATUS_BURST_SECONDS = 30.0
-#: First statuses held in one namespace at once from which a new one is a burst's.
-BURST_HELD = 8
+#: A burst: this many first statuses held in one namespace within BURST_WINDOW_SECONDS.
+BURST_FIRSTS = 8
+BURST_WINDOW_SECONDS = 5.0
 
 Key = tuple[str, str]  # (namespace, name)
 Obj = Mapping[str, Any]
@@ -76,16 +79,18 @@ class _Held:
 class StatusPacer:
     """Per ModelApp: when its status was last written, and its first status while held."""
 
-    def __init__(self, interval: float = STATUS_PROGRESS_SECONDS, *, burst_interval: float = FIRST_STATUS_BURST_SECONDS,
-                 burst_held: int = BURST_HELD, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float = STATUS_PROGRESS_SECONDS, *,
+                 burst_interval: float = FIRST_STATUS_BURST_SECONDS, burst_firsts: int = BURST_FIRSTS,
+                 burst_window: float = BURST_WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval = interval
         self.burst_interval = max(burst_interval, interval)
-        self.burst_held = burst_held
+        self.burst_firsts = burst_firsts
+        self.burst_window = burst_window
         self._clock = clock
         self._written_at: dict[Key, float] = {}
         self._held: dict[Key, _Held] = {}
-        self._held_in: Counter[str] = Counter()  # namespace -> first statuses held there
-        self._lock = threading.Lock()  # for _held_in: passes of different ModelApps run at once
+        self._firsts: dict[str, deque[float]] = {}  # namespace -> when its recent first holds began, oldest first
+        self._lock = threading.Lock()  # for _firsts: passes of different ModelApps run at once
 
     def overlay(self, key: Key, app: Obj) -> Obj:
         """The ModelApp as the last decision left it: its held first status laid over it. A held status goes
@@ -94,7 +99,7 @@ class StatusPacer:
         if held is None:
             return app
         if app.get("status") or (app.get("metadata") or {}).get("uid") != held.uid:
-            self._release(key)
+            self._held.pop(key, None)
             return app
         return {**app, "status": held.status}
 
@@ -103,20 +108,18 @@ class StatusPacer:
         now = self._clock()
         held = self._held.get(key)
         if held is not None and held.uid != uid:
-            self._release(key)
+            self._held.pop(key, None)
             held = None
         patch = self.patch_for(key, old, new)
         if not patch:
             return Plan()
         if held is not None or not old:  # the first status: held while it only says "under way"
-            until = held.until if held is not None else now + self._first_interval(key[0])
-            left = until - now
-            if left > 0 and status.under_way(new):
-                if held is None:
-                    with self._lock:
-                        self._held_in[key[0]] += 1
+            if not status.under_way(new):
+                return Plan(patch=patch)
+            until = held.until if held is not None else now + self._first_interval(key[0], now)
+            if until > now:
                 self._held[key] = _Held(uid, new, until)
-                return Plan(wait=left)
+                return Plan(wait=until - now)
             return Plan(patch=patch)
         last = self._written_at.get(key)
         left = 0.0 if last is None else last + self.interval - now
@@ -133,7 +136,7 @@ class StatusPacer:
     def wrote(self, key: Key) -> None:
         """A status write for this ModelApp was answered: nothing is held any more."""
         self._written_at[key] = self._clock()
-        self._release(key)
+        self._held.pop(key, None)
 
     def holding(self, key: Key) -> bool:
         return key in self._held
@@ -141,19 +144,18 @@ class StatusPacer:
     def forget(self, key: Key) -> None:
         """The ModelApp is gone or moved to another shard."""
         self._written_at.pop(key, None)
-        self._release(key)
+        self._held.pop(key, None)
 
-    def _first_interval(self, namespace: str) -> float:
-        return self.burst_interval if self._held_in[namespace] >= self.burst_held else self.interval
-
-    def _release(self, key: Key) -> None:
-        if self._held.pop(key, None) is not None:  # atomic: of two releases of one key, one counts
-            with self._lock:
-                left = self._held_in[key[0]] - 1
-                if left > 0:
-                    self._held_in[key[0]] = left
-                else:
-                    del self._held_in[key[0]]
+    def _first_interval(self, namespace: str, now: float) -> float:
+        """How long a first status held now may wait: longer when the namespace is in a burst."""
+        with self._lock:
+            firsts = self._firsts.setdefault(namespace, deque())
+            while firsts and firsts[0] <= now - self.burst_window:
+                firsts.popleft()
+            burst = len(firsts) >= self.burst_firsts
+            firsts.append(now)
+        return self.burst_interval if burst else self.interval
 
 
-__all__ = ["BURST_HELD", "FIRST_STATUS_BURST_SECONDS", "STATUS_PROGRESS_SECONDS", "Plan", "StatusPacer"]
+__all__ = ["BURST_FIRSTS", "BURST_WINDOW_SECONDS", "FIRST_STATUS_BURST_SECONDS", "STATUS_PROGRESS_SECONDS", "Plan",
+           "StatusPacer"]

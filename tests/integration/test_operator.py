@@ -50,6 +50,7 @@ class _Follow:
     object) for every event whose pick is new (None: skipped). `stop()` ends it."""
 
     def __init__(self, namespace: str, kind: str, pick: Callable[[dict[str, Any]], Any]) -> None:
+        import functools
         import threading
 
         from kubernetes import client, watch
@@ -57,12 +58,19 @@ class _Follow:
         self.seen: list[tuple[float, Any]] = []
         self._stream = watch.Watch()
         self._stopped = False
+        self.started = threading.Event()
         api = kube.api_client()
         if kind == "ModelApp":
             lister: Callable[..., Any] = client.CustomObjectsApi(api).list_namespaced_custom_object
             args: tuple[str, ...] = ("modelapp.io", "v1alpha1", namespace, "modelapps")
         else:
             lister, args = client.AppsV1Api(api).list_namespaced_deployment, (namespace,)
+
+        @functools.wraps(lister)  # the watch reads the return type from its docstring
+        def listing(*args: Any, **kwargs: Any) -> Any:
+            answer = lister(*args, **kwargs)
+            self.started.set()  # the API server answered the watch: every later change is seen
+            return answer
 
         def follow() -> None:
             import time
@@ -71,7 +79,7 @@ class _Follow:
 
             while not self._stopped:
                 try:
-                    for event in self._stream.stream(lister, *args, timeout_seconds=60):
+                    for event in self._stream.stream(listing, *args, timeout_seconds=60):
                         obj = event["object"]  # a typed API's watch gives models: back to the API server's JSON
                         value = pick(obj if isinstance(obj, dict) else api.sanitize_for_serialization(obj))
                         if value is not None and (not self.seen or self.seen[-1][1] != value):
@@ -254,7 +262,7 @@ def test_status_counts_catch_up_and_count_only_writes_are_spaced(run_operator: R
     run_operator(namespace)
     stream = _Follow(namespace, "ModelApp", _status)
     writes = stream.seen
-    time.sleep(0.5)
+    assert stream.started.wait(30), "the watch started"
     kube.apply(_app("iris", namespace, replicas=3, pod={"nodeSelector": {"modelapp.io/test": "nowhere"}}))
 
     def caught_up() -> dict[str, Any] | None:
@@ -292,7 +300,7 @@ def test_a_quick_first_rollout_is_one_status_write_with_its_history_and_events(r
     deployment = _Follow(namespace, "Deployment", lambda obj: obj["metadata"]["uid"])
     streams = [deployment, _Follow(namespace, "ModelApp", _status)]
     writes = streams[1].seen
-    time.sleep(0.5)
+    assert all(stream.started.wait(30) for stream in streams), "the watches started"
     kube.apply(_app("iris", namespace))
     app = wait_for("iris Ready", lambda: _ready("iris", namespace), timeout=90)
 
@@ -323,18 +331,18 @@ def test_a_quick_first_rollout_is_one_status_write_with_its_history_and_events(r
 
 def test_in_a_burst_a_first_status_waits_longer_and_is_written_once_at_its_end(run_operator: RunOperator,
                                                                                namespace: str) -> None:  # fmt: skip
-    """20 new ModelApps at once whose pods no node takes (their first rollouts never end): once BURST_HELD first
-    statuses are held in the namespace, the next ones are a burst's (pacing.py) and wait up to
-    FIRST_STATUS_BURST_SECONDS instead of STATUS_PROGRESS_SECONDS, each written at the end of its own wait, none
-    sooner than the short one and none lost: every ModelApp ends with a status saying its rollout is under way."""
-    import time
+    """20 new ModelApps at once whose pods no node takes (their first rollouts never end): once BURST_FIRSTS first
+    statuses were held in the namespace within BURST_WINDOW_SECONDS, the next ones are a burst's (pacing.py) and
+    wait up to FIRST_STATUS_BURST_SECONDS instead of STATUS_PROGRESS_SECONDS, each written at the end of its own
+    wait, none sooner than the short one and none lost: every ModelApp ends with a status saying its rollout is
+    under way."""
 
-    from modelapp_operator.pacing import BURST_HELD, FIRST_STATUS_BURST_SECONDS, STATUS_PROGRESS_SECONDS
+    from modelapp_operator.pacing import BURST_FIRSTS, FIRST_STATUS_BURST_SECONDS, STATUS_PROGRESS_SECONDS
 
     run_operator(namespace)
     deployments = _Follow(namespace, "Deployment", lambda obj: obj["metadata"]["name"])
     statuses = _Follow(namespace, "ModelApp", lambda obj: obj["metadata"]["name"] if obj.get("status") else None)
-    time.sleep(0.5)
+    assert deployments.started.wait(30) and statuses.started.wait(30), "the watches started"
     names = [f"app-{i:02d}" for i in range(20)]
     for name in names:
         kube.apply(_app(name, namespace, pod={"nodeSelector": {"modelapp.io/test": "nowhere"}}))
@@ -354,7 +362,7 @@ def test_in_a_burst_a_first_status_waits_longer_and_is_written_once_at_its_end(r
     assert all(w >= STATUS_PROGRESS_SECONDS - 0.5 for w in waited.values()), waited
     assert all(w <= FIRST_STATUS_BURST_SECONDS + 5 for w in waited.values()), waited
     long = [name for name, w in waited.items() if w >= FIRST_STATUS_BURST_SECONDS - 5]
-    assert long and len(long) <= len(names) - BURST_HELD, waited
+    assert long and len(long) <= len(names) - BURST_FIRSTS, waited
     for name in names:
         status = (kube.get("ModelApp", name, namespace) or {}).get("status") or {}
         conditions = {c["type"]: (c["status"], c["reason"]) for c in status.get("conditions", [])}

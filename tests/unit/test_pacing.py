@@ -162,44 +162,56 @@ def test_the_overlay_is_only_for_the_same_modelapp_without_a_status(clock: Clock
 
 
 def test_in_a_burst_a_first_status_waits_longer_in_that_namespace_only(clock: Clock) -> None:
-    pacer = StatusPacer(2.0, burst_interval=30.0, burst_held=3, clock=clock)
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_firsts=3, burst_window=5.0, clock=clock)
     first = _status({}, None)
-    waits = [pacer.plan(("ml", f"app-{i}"), f"uid-{i}", old={}, new=first).wait for i in range(5)]
-    assert waits == [2.0, 2.0, 2.0, 30.0, 30.0], "the fourth is held while three are: a burst"
-    assert pacer.plan(("other", "iris"), "uid-o", old={}, new=first).wait == 2.0, "another namespace: no burst"
 
-    clock.now += 2.0  # the first three are written at the end of their interval: "ml" is no longer in a burst
+    def hold(namespace: str, name: str) -> float | None:
+        return pacer.plan((namespace, name), f"uid-{name}", old={}, new=first).wait
+
+    assert [hold("ml", f"app-{i}") for i in range(5)] == [2.0, 2.0, 2.0, 30.0, 30.0], "three held within 5 s: a burst"
+    assert hold("other", "iris") == 2.0, "another namespace: no burst"
+
+    clock.now += 2.0  # the first three are written at the end of their interval; the burst goes on
     for i in range(3):
-        app = pacer.overlay(("ml", f"app-{i}"), _app(uid=f"uid-{i}"))
-        plan = pacer.plan(("ml", f"app-{i}"), f"uid-{i}", old=app["status"], new=app["status"])
+        app = pacer.overlay(("ml", f"app-{i}"), _app(uid=f"uid-app-{i}"))
+        plan = pacer.plan(("ml", f"app-{i}"), f"uid-app-{i}", old=app["status"], new=app["status"])
         assert plan.patch is not None and plan.wait is None
         pacer.wrote(("ml", f"app-{i}"))
-    assert pacer.plan(("ml", "late"), "uid-l", old={}, new=first).wait == 2.0, "two held: not a burst"
+    assert hold("ml", "app-5") == 30.0, "held within the last 5 s, written or not: still a burst"
 
     clock.now += 27.0  # a burst's held status keeps its own end, 30 s after it was first held
-    app = pacer.overlay(("ml", "app-3"), _app(uid="uid-3"))
-    plan = pacer.plan(("ml", "app-3"), "uid-3", old=app["status"], new=_status(app["status"], _deployment(available=0)))
+    app = pacer.overlay(("ml", "app-3"), _app(uid="uid-app-3"))
+    plan = pacer.plan(("ml", "app-3"), "uid-app-3", old=app["status"],
+                      new=_status(app["status"], _deployment(available=0)))  # fmt: skip
     assert plan.patch is None and plan.wait == pytest.approx(1.0)
     clock.now += 1.0
     ready = _status(app["status"], _deployment(available=1))
-    plan = pacer.plan(("ml", "app-3"), "uid-3", old=app["status"], new=ready)
+    plan = pacer.plan(("ml", "app-3"), "uid-app-3", old=app["status"], new=ready)
     assert plan.patch == ready, "Ready within the longer interval: one write says both"
+    assert hold("ml", "late") == 2.0, "nothing held in the last 5 s: the burst is over"
 
 
-def test_the_count_of_held_first_statuses_follows_every_way_one_ends(clock: Clock) -> None:
-    """Written, forgotten, replaced by another ModelApp of the name, or given a status of its own: each ends a
-    hold once, so a namespace is not left counted as in a burst."""
-    pacer = StatusPacer(2.0, burst_interval=30.0, burst_held=1, clock=clock)
+def test_a_trickle_of_new_modelapps_is_never_a_burst(clock: Clock) -> None:
+    """One new ModelApp every 2 s, each rollout slower than the interval (so each stays held or is written
+    late): the namespace holds many at once, but a burst is the rate of new ones, not how many are held."""
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_firsts=3, burst_window=5.0, clock=clock)
     first = _status({}, None)
-    ends = [pacer.wrote, pacer.forget,
-            lambda key: pacer.overlay(key, _app(uid="another")),
-            lambda key: pacer.overlay(key, _app({"observedGeneration": 1})),
-            lambda key: pacer.plan(key, "another", old={}, new={"observedGeneration": 1})]  # fmt: skip
-    for end in ends:
-        assert pacer.plan(KEY, UID, old={}, new=first).wait == 2.0
-        assert pacer.holding(KEY)
-        end(KEY)
-        end(KEY)  # twice: counted once
-        pacer.forget(KEY)
-        assert not pacer.holding(KEY)
-    assert pacer.plan(("ml", "next"), "uid-n", old={}, new=first).wait == 2.0, "nothing held: no burst"
+    waits = []
+    for i in range(10):
+        waits.append(pacer.plan(("ml", f"app-{i}"), f"uid-{i}", old={}, new=first).wait)
+        clock.now += 2.0
+    assert waits == [2.0] * 10, waits
+    assert pacer.plan(("ml", "quick-1"), "uid-q1", old={}, new=first).wait == 2.0
+    assert pacer.plan(("ml", "quick-2"), "uid-q2", old={}, new=first).wait == 30.0, "then three within 5 s"
+
+
+def test_only_a_first_status_under_way_counts_towards_a_burst(clock: Clock) -> None:
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_firsts=1, burst_window=5.0, clock=clock)
+    blocked = status.blocked_status(generation=1, reason="NameTaken", message="m", old={}, now="t")
+    for i in range(3):
+        assert pacer.plan(("ml", f"bad-{i}"), f"uid-{i}", old={}, new=blocked).patch == blocked
+    first = _status({}, None)
+    assert pacer.plan(("ml", "good"), "uid-g", old={}, new=first).wait == 2.0, "refusals are written, not held"
+    held = pacer.overlay(("ml", "good"), _app(uid="uid-g"))["status"]
+    assert pacer.plan(("ml", "good"), "uid-g", old=held, new=_status(held, _deployment(available=0))).wait == 2.0
+    assert pacer.plan(("ml", "next"), "uid-n", old={}, new=first).wait == 30.0, "one first hold, counted once"
