@@ -336,7 +336,6 @@ def test_in_a_burst_a_first_status_waits_longer_and_is_written_once_at_its_end(r
     wait up to FIRST_STATUS_BURST_SECONDS instead of STATUS_PROGRESS_SECONDS, each written at the end of its own
     wait, none sooner than the short one and none lost: every ModelApp ends with a status saying its rollout is
     under way."""
-
     from modelapp_operator.pacing import BURST_FIRSTS, FIRST_STATUS_BURST_SECONDS, STATUS_PROGRESS_SECONDS
 
     run_operator(namespace)
