@@ -12,6 +12,8 @@ two shards), with fresh operator processes:
    then all Deployments available) on the cluster the operator's burst started on, its request counts too;
 6. the baseline burst's namespaces deleted (waited for), so the next size starts from the same empty cluster (not
    after the last size: the cluster goes down).
+With --baseline-first, phase 5's burst comes first instead: the baseline's burst and its namespaces deleted, then
+phases 2-4 (the order alternated between runs shows what the order itself costs).
 Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
 
 Shards (`--shards N`, N > 1): `--shard-by label` runs N `modelapp run --shard sK` processes on the same namespaces,
@@ -96,6 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="operator processes, one shard each; comma separated to compare in one run (e.g. 1,2)")
     parser.add_argument("--shard-by", choices=("label", "namespace"), default="label",
                         help="how shards split the fleet (default label; see the module docstring)")
+    parser.add_argument("--baseline-first", action="store_true",
+                        help="run each size's baseline burst before the operator's (default after), to alternate "
+                             "the order between runs")
     parser.add_argument("--burst-timeout", type=float, default=600.0, help="give up on a burst after this long")
     parser.add_argument("--max-minutes", type=float, default=30.0, help="stop the run after this long")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -402,9 +407,8 @@ def burst_phase(api: client.ApiClient, namespaces: list[str], count: int, *, bas
 
 
 def baseline_burst(cluster: LocalCluster, api: client.ApiClient, namespaces: list[str], size: int, *,
-                   args: argparse.Namespace, labels: scenarios.Labels,
-                   operator_requests: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """Phase 5: the baseline's burst, and its requests beside the operator's."""
+                   args: argparse.Namespace, labels: scenarios.Labels) -> dict[str, Any]:
+    """Phase 5: the baseline's burst and its requests."""
     log(f"[{size}] phase 5: {size} ModelApps at once (baseline: create + apply, all Deployments available)")
     load_before = load()
     floor, requests, cpu = burst_phase(api, namespaces, size, baseline=True, args=args, labels=labels,
@@ -412,9 +416,29 @@ def baseline_burst(cluster: LocalCluster, api: client.ApiClient, namespaces: lis
     found = {"burst_baseline": {"total_s": floor.total_s, "created_s": floor.created_s, "ready": floor.done,
                                 "load_before": load_before, "load_after": load(),
                                 "milestones": floor.milestones(), "cpu_s": cpu, "events": floor.events},
-             "requests_baseline": requests,
-             "requests_side_by_side": side_by_side(operator_requests, requests)}  # fmt: skip
+             "requests_baseline": requests}  # fmt: skip
     log(f"  {found['burst_baseline']}")
+    return found
+
+
+def operator_burst(cluster: LocalCluster, api: client.ApiClient, operators: Operators, namespaces: list[str],
+                   size: int, *, args: argparse.Namespace, labels: scenarios.Labels, tag: str) -> dict[str, Any]:
+    """Phase 2: the operator's burst, its requests and the operators' memory over it."""
+    profilers = profile_start(args.profile, operators, tag) if args.profile else []
+    samplers = operators.burst_begins()
+    load_before = load()
+    burst, requests, cpu = burst_phase(api, namespaces, size, baseline=False, args=args, labels=labels,
+                                       procs=machine_procs(cluster, operators))  # fmt: skip
+    operators.burst_ends(samplers)
+    found = {"profiles": profile_stop(profilers),
+             "burst_operator": {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
+                                "load_before": load_before, "load_after": load(),
+                                "peak_rss_mib": operators.peak_rss_mib(),
+                                "sampled_rss_mib": [round(s.peak, 1) for s in samplers],
+                                "milestones": burst.milestones(), "cpu_s": cpu, "events": burst.events},
+             "requests_operator": requests}  # fmt: skip
+    log(f"  {found['burst_operator']}")
+    log(f"  requests: {requests[:8]}")
     return found
 
 
@@ -429,32 +453,26 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
     for name in [*ns["op"], *ns["base"]]:
         core.create_namespace({"metadata": {"name": name}})
     labels = scenarios.shard_labels(1 if by_ns else shards)
+    found: dict[str, Any] = {"apps": size, "shards": shards, "shard_by": args.shard_by if shards > 1 else None,
+                             "baseline_first": args.baseline_first}  # fmt: skip
+    cleared: set[str] = set()
+    if args.baseline_first:
+        # Before the operator starts: the baseline's burst on the cluster the latency phase left, then its
+        # namespaces deleted (waited for), so the operator's burst starts on the same cluster.
+        found |= baseline_burst(cluster, api, ns["base"], size, args=args, labels=labels)
+        log(f"[{size}] phase 5: deleting the baseline burst's namespaces (the operator starts on the same cluster)")
+        found["baseline_cleared_s"] = round(delete_namespaces(api, ns["base"], timeout=args.burst_timeout), 1)
+        cleared = set(ns["base"])
     watched = ([[lat["op"], *ns["op"]]] * shards if not by_ns else
                [[lat["op"], ns["op"][0]], *[[n] for n in ns["op"][1:]]])  # fmt: skip
     operators = Operators(cluster, watched, workdir=workdir, extra_env=args.operator_env, labels=not by_ns,
                           tag=f"{size}x{shards}", trace_memory=args.trace_memory)  # fmt: skip
     sides = [scenarios.Side("baseline", lat["base"], api, True, labels),
              scenarios.Side("operator", lat["op"], api, False, labels)]  # fmt: skip
-    found: dict[str, Any] = {"apps": size, "shards": shards, "shard_by": args.shard_by if shards > 1 else None}
-    cleared: set[str] = set()
     try:
         log(f"[{size}] phase 2: {size} ModelApps at once (operator, {shards} shard(s), by {args.shard_by})")
-        profilers = profile_start(args.profile, operators, f"{size}x{shards}") if args.profile else []
-        samplers = operators.burst_begins()
-        load_before = load()
-        burst, requests, cpu = burst_phase(api, ns["op"], size, baseline=False, args=args, labels=labels,
-                                           procs=machine_procs(cluster, operators))  # fmt: skip
-        operators.burst_ends(samplers)
-        found["profiles"] = profile_stop(profilers)
-        found["burst_operator"] = {"total_s": burst.total_s, "created_s": burst.created_s, "ready": burst.done,
-                                   "load_before": load_before, "load_after": load(),
-                                   "peak_rss_mib": operators.peak_rss_mib(),
-                                   "sampled_rss_mib": [round(s.peak, 1) for s in samplers],
-                                   "milestones": burst.milestones(), "cpu_s": cpu,
-                                   "events": burst.events}  # fmt: skip
-        found["requests_operator"] = requests
-        log(f"  {found['burst_operator']}")
-        log(f"  requests: {requests[:8]}")
+        found |= operator_burst(cluster, api, operators, ns["op"], size, args=args, labels=labels,
+                                tag=f"{size}x{shards}")  # fmt: skip
 
         log(f"[{size}] phase 3: idle CPU over {args.idle:.0f} s, once the operator is quiet (under 1 % of a core "
             f"over {QUIET_WINDOW_S:.0f} s; at most {args.settle:.0f} s after the burst)")
@@ -476,13 +494,15 @@ def fleet(cluster: LocalCluster, api: client.ApiClient, args: argparse.Namespace
         found["peak_rss_mib"] = operators.peak_rss_mib()
         log(f"  {found['bump']}")
 
-        # The baseline's burst starts on the cluster the operator's burst started on: without the operator's
-        # N apps and their pods (at 5,000 they made kwok and the controller-manager the baseline's bottleneck).
-        log(f"[{size}] phase 5: deleting the operator burst's namespaces (the baseline starts on the same cluster)")
-        found["operator_cleared_s"] = round(delete_namespaces(api, ns["op"], timeout=args.burst_timeout), 1)
-        cleared = set(ns["op"])
-        found |= baseline_burst(cluster, api, ns["base"], size, args=args, labels=labels,
-                                operator_requests=found["requests_operator"])  # fmt: skip
+        if not args.baseline_first:
+            # The baseline's burst starts on the cluster the operator's burst started on: without the operator's
+            # N apps and their pods (at 5,000 they made kwok and the controller-manager the baseline's bottleneck).
+            log(f"[{size}] phase 5: deleting the operator burst's namespaces (the baseline starts on the same "
+                f"cluster)")
+            found["operator_cleared_s"] = round(delete_namespaces(api, ns["op"], timeout=args.burst_timeout), 1)
+            cleared |= set(ns["op"])
+            found |= baseline_burst(cluster, api, ns["base"], size, args=args, labels=labels)
+        found["requests_side_by_side"] = side_by_side(found["requests_operator"], found["requests_baseline"])
     finally:
         for side in sides:
             side.stop()
