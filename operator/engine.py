@@ -68,7 +68,9 @@ TLS_PRESENT_SECONDS = 300.0
 #: The wait doubles with each such failure of the same ModelApp in a row, up to BUSY_RETRY_MAX_SECONDS: an API
 #: server that is down for minutes gets one pass per ModelApp a minute, not one every 5 s from the whole fleet.
 #: Each wait is longer by up to BUSY_RETRY_JITTER of itself, at random: the passes an outage stopped together do
-#: not all come back in the same second.
+#: not all come back in the same second. A pass the API server refused (a 4xx but Gone: an RBAC rule, an admission
+#: policy, a quota, any of which may be lifted) is tried again the same way, logged as an error: nothing else would
+#: retry a timer's pass (a held first status's write, pacing.py, would wait for the ModelApp's next event).
 BUSY_RETRY_SECONDS = 5.0
 BUSY_RETRY_MAX_SECONDS = 60.0
 BUSY_RETRY_JITTER = 0.2
@@ -180,15 +182,17 @@ class Engine:
         except kube.Gone:  # a create in a namespace gone or being deleted: the ModelApp goes with it, nothing to do
             self.turns.leave(key)
         except kube.ApiError as exc:
-            if not kube.transient(exc):
-                self.turns.leave(key)
-                raise
             delay = self._busy_delay(key)  # still this pass's turn: no other pass of this ModelApp counts
             self.turns.leave(key)
-            message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
+            if kube.transient(exc):
+                message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
+            else:  # a refusal (RBAC, an admission policy, a quota): it may be lifted; nothing else would retry
+                message = (f"the API server refused a request ({exc}); trying again in {delay:g} s, and at most "
+                           f"every {BUSY_RETRY_MAX_SECONDS:g} s while it refuses")  # fmt: skip
             if everything:  # kopf's handler: one line, no traceback, and soon
                 raise kopf.TemporaryError(message, delay=delay) from None
-            logger.warning(f"A pass of ModelApp {namespace}/{name} stopped: {message}.")
+            log = logger.warning if kube.transient(exc) else logger.error
+            log(f"A pass of ModelApp {namespace}/{name} stopped: {message}.")
             self._look_again(name, namespace, logger, delay=delay)
         except BaseException:
             self.turns.leave(key)
@@ -375,9 +379,19 @@ class Engine:
     def _look_again(self, name: str, namespace: str, logger: Logger, *, delay: float = TOKEN_RECHECK_SECONDS) -> None:
         """One pass of this ModelApp in `delay` seconds, in a child thread (`later.Later`: at most one pending per
         ModelApp, at the earliest time asked; whatever still needs a look asks again in that pass)."""
-        again = functools.partial(self.converge, name=name, namespace=namespace, logger=logger, everything=False)
+        again = functools.partial(self._timed_pass, name, namespace, logger)
         # kopf.event() and kopf's loggers read context variables: carry them into the pass, as kopf does.
         self._later.call((namespace, name), delay, functools.partial(contextvars.copy_context().run, again))
+
+    def _timed_pass(self, name: str, namespace: str, logger: Logger) -> None:
+        """A pass `_look_again` asked for. Its thread's future is read by no one: what it raises is logged here
+        and tried again after kopf's own backoff for a handler that failed (an API error is handled in `converge`)."""
+        try:
+            self.converge(name=name, namespace=namespace, logger=logger, everything=False)
+        except Exception:
+            logger.exception(f"A pass of ModelApp {namespace}/{name} failed; trying again in "
+                             f"{BUSY_RETRY_MAX_SECONDS:g} s.")  # fmt: skip
+            self._look_again(name, namespace, logger, delay=BUSY_RETRY_MAX_SECONDS)
 
     def _owned(self, app: Mapping[str, Any], child: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
         """`child` when this ModelApp controls it (or it does not exist); NameTaken otherwise."""
@@ -543,11 +557,12 @@ class Engine:
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them
                 except kube.ApiError as exc:
-                    if not kube.transient(exc):
-                        raise
                     delay = self._busy_delay(busy)  # one child's events are handled in order: no other counter
-                    logger.warning(f"Cannot repair {kind} {namespace}/{body['metadata']['name']} now: the API server "
-                                   f"could not take a request ({exc}); trying again in {delay:g} s.")
+                    what = f"Cannot repair {kind} {namespace}/{body['metadata']['name']} now: the API server"
+                    if kube.transient(exc):
+                        logger.warning(f"{what} could not take a request ({exc}); trying again in {delay:g} s.")
+                    else:  # a refusal (a quota on LoadBalancers, an admission policy) may be lifted
+                        logger.error(f"{what} refused a request ({exc}); trying again in {delay:g} s.")
                     again = functools.partial(self.on_child, kind=kind, event=event, body=body, owner=owner,
                                               namespace=namespace, logger=logger)  # fmt: skip
                     self._later.call(busy, delay, functools.partial(contextvars.copy_context().run, again))
