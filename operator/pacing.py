@@ -91,6 +91,7 @@ class StatusPacer:
         self._held: dict[Key, _Held] = {}
         self._firsts: dict[str, deque[float]] = {}  # namespace -> when its recent first holds began, oldest first
         self._lock = threading.Lock()  # for _firsts: passes of different ModelApps run at once
+        self._swept = clock()  # when _firsts last dropped the namespaces with no first hold in the window
 
     def overlay(self, key: Key, app: Obj) -> Obj:
         """The ModelApp as the last decision left it: its held first status laid over it. A held status goes
@@ -149,6 +150,10 @@ class StatusPacer:
     def _first_interval(self, namespace: str, now: float) -> float:
         """How long a first status held now may wait: longer when the namespace is in a burst."""
         with self._lock:
+            if now - self._swept >= self.burst_window:  # at most once a window: what is older tells nothing
+                self._swept = now
+                for stale in [ns for ns, times in self._firsts.items() if times[-1] <= now - self.burst_window]:
+                    del self._firsts[stale]
             firsts = self._firsts.setdefault(namespace, deque())
             while firsts and firsts[0] <= now - self.burst_window:
                 firsts.popleft()

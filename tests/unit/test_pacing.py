@@ -215,3 +215,21 @@ def test_only_a_first_status_under_way_counts_towards_a_burst(clock: Clock) -> N
     held = pacer.overlay(("ml", "good"), _app(uid="uid-g"))["status"]
     assert pacer.plan(("ml", "good"), "uid-g", old=held, new=_status(held, _deployment(available=0))).wait == 2.0
     assert pacer.plan(("ml", "next"), "uid-n", old={}, new=first).wait == 30.0, "one first hold, counted once"
+
+
+def test_a_namespace_with_no_first_hold_in_the_window_is_dropped(clock: Clock) -> None:
+    """The pacer keeps recent first-hold times per namespace; a namespace that had none in the window is dropped
+    (at most once a window, on the next first hold anywhere), so many namespaces over a long run cost nothing."""
+    pacer = StatusPacer(2.0, burst_interval=30.0, burst_firsts=3, burst_window=5.0, clock=clock)
+    first = _status({}, None)
+    for i in range(50):
+        pacer.plan((f"team-{i}", "iris"), f"uid-{i}", old={}, new=first)
+    assert len(pacer._firsts) == 50
+    clock.now += 5.0
+    pacer.plan(("ml", "iris"), "uid-ml", old={}, new=first)
+    assert list(pacer._firsts) == ["ml"], "the namespaces with nothing in the last 5 s went"
+    for i in range(3):
+        clock.now += 1.0
+        pacer.plan((f"team-{i}", "late"), f"uid-late-{i}", old={}, new=first)
+    assert set(pacer._firsts) == {"ml", "team-0", "team-1", "team-2"}, "not swept again within the window"
+    assert pacer.plan(("ml", "next"), "uid-next", old={}, new=first).wait == 2.0
