@@ -29,7 +29,8 @@ from typing import Any, cast
 
 import kopf
 
-from modelapp_operator import builders, cache, hosts, kube, metrics, pacing, rollout, signatures, smoke, status
+from modelapp_operator import builders, cache, kube, metrics, pacing, rollout, signatures, smoke, status
+from modelapp_operator.children import Children, NameTaken
 from modelapp_operator.fairness import FairPool
 from modelapp_operator.later import Later
 from modelapp_operator.names import (
@@ -84,28 +85,6 @@ class SmokeKeyUnavailable(Exception):
     """The operator cannot read or create its smoke-test key Secret; the message says why and what to do."""
 
 
-class NameTaken(Exception):
-    """A child's name is taken by an object this ModelApp does not control: it is never adopted or changed."""
-
-    def __init__(self, kind: str, namespace: str, name: str, holder: str, *, earlier_self: bool = False) -> None:
-        super().__init__(
-            f"{kind} {namespace}/{name} already exists and belongs to {holder}, not to this ModelApp: it is left "
-            f"untouched and nothing is rolled out. Rename the ModelApp, or delete that {kind} if it is unused."
-        )
-        self.kind = kind
-        #: The holder is an earlier ModelApp of the same name, deleted and re-created: its children are about
-        #: to be garbage-collected, so look again soon.
-        self.earlier_self = earlier_self
-
-
-def controller_of(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
-    """(kind, name, uid) of the object's controller, if it has one."""
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return str(ref.get("kind", "")), str(ref.get("name", "")), str(ref.get("uid", ""))
-    return None
-
-
 class Engine:
     """The operator's state for one process: what it knows (`store`), whose turn it is, its child threads."""
 
@@ -113,7 +92,6 @@ class Engine:
         self.config = config
         self.store = cache.Store()
         self.names = cache.Names()
-        self._priming = threading.Lock()
         self.turns = Turns()
         #: Child events and the passes asked for later, a namespace at a time (fairness.py)
         self.child_pool = FairPool(CHILD_THREADS, name="modelapp-child")
@@ -130,6 +108,8 @@ class Engine:
         self._busy: dict[Hashable, int] = {}
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
+        self.children = Children(config, self.store, self.names, context=self._build_context,
+                                 forget=self.forget)  # fmt: skip
 
     # -- what the operator knows ---------------------------------------------------------------------
 
@@ -222,17 +202,17 @@ class Engine:
                           retry=None, everything=everything)  # fmt: skip
             return
         try:
-            observed = self._child(app, "Deployment", miss=reason != "create")
+            observed = self.children.get(app, "Deployment", miss=reason != "create")
             decision = self._decide(app, spec, observed, logger)
             _record_provenance(decision, spec, facts)
             applied_spec = decision.effective.apply_to(spec)
-            refused = self._ingress_refusal(app, applied_spec)
-            stored = self._apply_children(app, applied_spec, everything=everything, resumed=reason == "resume",
-                                          refused=refused is not None)  # fmt: skip
+            refused = self.children.ingress_refusal(app, applied_spec)
+            stored = self.children.apply(app, applied_spec, everything=everything, resumed=reason == "resume",
+                                         refused=refused is not None)  # fmt: skip
             deployment = stored.get("Deployment", observed)
-            service = stored.get("Service") or self._child(app, "Service", miss=reason != "create")
+            service = stored.get("Service") or self.children.get(app, "Service", miss=reason != "create")
             ingress = None if refused or applied_spec.ingress is None else (
-                stored.get("Ingress") or self._child(app, "Ingress", miss=False))
+                stored.get("Ingress") or self.children.get(app, "Ingress", miss=False))
             tls_missing = ingress is not None and self._tls_secret_missing(app, applied_spec, logger)
         except SmokeKeyUnavailable as exc:
             self._blocked(app, "SmokeKeyUnavailable", str(exc), retry=30, everything=everything)
@@ -393,63 +373,6 @@ class Engine:
                              f"{BUSY_RETRY_MAX_SECONDS:g} s.")  # fmt: skip
             self._look_again(name, namespace, logger, delay=BUSY_RETRY_MAX_SECONDS)
 
-    def _owned(self, app: Mapping[str, Any], child: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-        """`child` when this ModelApp controls it (or it does not exist); NameTaken otherwise."""
-        if child is None:
-            return None
-        holder = controller_of(child)
-        if holder is not None and holder[0] == KIND and holder[2] == app["metadata"]["uid"]:
-            return child
-        meta = child["metadata"]
-        earlier = holder is not None and holder[:2] == (KIND, app["metadata"]["name"])
-        raise NameTaken(child.get("kind") or "object", meta.get("namespace", ""), meta.get("name", ""),
-                        f"{holder[0]} {holder[1]}" if holder else "no controller", earlier_self=earlier)  # fmt: skip
-
-    def _child(self, app: Mapping[str, Any], kind: str, *, miss: bool = True) -> Mapping[str, Any] | None:
-        """The live child of `kind` (children are named as their ModelApp) from the store, or on a miss from
-        the API server when `miss`; None when it does not exist. One that exists and is not controlled by
-        this ModelApp (a Service of another app with the same name) raises NameTaken: a ModelApp never
-        adopts, redirects or reports as its own what it does not own."""
-        meta = app["metadata"]
-        known = self.store.get(kind, meta["namespace"], meta["name"])
-        if known is not None:
-            return self._owned(app, known)
-        if not miss or self._name_free(kind, meta["namespace"], meta["name"]):
-            return None
-        # Remembered only once known to be ours: the watches see only our labelled children, so a foreign
-        # object kept in the store would never be forgotten when it is deleted.
-        return self.remember(kind, self._owned(app, kube.get(kind, meta["name"], meta["namespace"])))
-
-    def _name_free(self, kind: str, namespace: str, name: str) -> bool:
-        """Nobody holds this name (`cache.Names`, primed by one listing per kind and namespace): no GET needed."""
-        free = self.names.free(kind, namespace, name)
-        if free is None:
-            with self._priming:
-                if self.names.free(kind, namespace, name) is None:
-                    self.names.prime(kind, namespace, kube.list_names(kind, namespace))
-            free = self.names.free(kind, namespace, name)
-        return bool(free)
-
-    def _ensure(self, manifest: Mapping[str, Any], current: Mapping[str, Any] | None) -> Mapping[str, Any]:
-        """The child as stored: applied only when it is missing or has drifted (no-op detection)."""
-        if current is not None and not builders.drifted({k: manifest[k] for k in ("metadata", "spec")}, current):
-            return current
-        return self.store.put(manifest["kind"], kube.apply(manifest))
-
-    def _ingress_refusal(self, app: Mapping[str, Any], spec: ModelAppSpec) -> tuple[str, str] | None:
-        """(reason, message) when this ModelApp may not route its host (hosts.refusal: the namespace's allowed
-        suffixes, then first claim wins among the Ingresses the operator manages); None when it may."""
-        if spec.ingress is None:
-            return None
-        meta = app["metadata"]
-        own = self.store.get("Ingress", meta["namespace"], meta["name"])
-        claims = [claim for ingress in self.store.of_kind("Ingress")
-                  if (holder := controller_of(ingress)) is not None and holder[0] == KIND
-                  for claim in hosts.claims_of(ingress, holder[1])]  # fmt: skip
-        created = (own.get("metadata") or {}).get("creationTimestamp") if own is not None else None
-        return hosts.refusal(namespace=meta["namespace"], name=meta["name"], spec=spec.ingress, created=created,
-                             allow=self.config.ingress_hosts, claims=claims)  # fmt: skip
-
     def _tls_secret_missing(self, app: Mapping[str, Any], spec: ModelAppSpec, logger: Logger) -> bool:
         """True when the TLS Secret of spec.ingress does not exist (docs/security.md, "Host names"): asked by a
         dry-run create, which reads nothing, at most every TLS_RECHECK_SECONDS while missing (then a pass is
@@ -475,40 +398,6 @@ class Engine:
         if missing:
             self._look_again(meta["name"], meta["namespace"], logger, delay=TLS_RECHECK_SECONDS)
         return missing
-
-    def _children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, refused: bool) -> builders.Children:
-        """The children of `spec`; without the Ingress (which must then not exist) when its host is refused."""
-        meta = app["metadata"]
-        children = builders.build_children(meta["name"], meta["namespace"], spec, self._build_context(spec),
-                                           uid=meta["uid"])  # fmt: skip
-        if not refused:
-            return children
-        return builders.Children(apply=[m for m in children.apply if m["kind"] != "Ingress"],
-                                 absent=[*children.absent, ("Ingress", meta["name"])])  # fmt: skip
-
-    def _apply_children(self, app: Mapping[str, Any], spec: ModelAppSpec, *, everything: bool,
-                        resumed: bool, refused: bool = False) -> dict[str, Mapping[str, Any]]:  # fmt: skip
-        """Ensure the children of `spec` (every one, or only the Deployment); the children as stored, by kind.
-
-        A child that must not exist (a PDB for one replica, the Ingress of a refused host) is deleted when it
-        is known, or on resume (the watch may not have listed it yet); otherwise its own watch event deletes
-        it (`repair`)."""
-        meta = app["metadata"]
-        children = self._children(app, spec, refused=refused)
-        wanted = [builders.with_owner(m, name=meta["name"], uid=meta["uid"]) for m in children.apply]
-        targets = [m for m in wanted if everything or m["kind"] == "Deployment"]
-        current = [self._child(app, m["kind"]) for m in targets]  # every name checked before anything is written
-        stored = {m["kind"]: self._ensure(m, live) for m, live in zip(targets, current, strict=True)}
-        for kind, child in children.absent if everything else []:
-            known = self.store.get(kind, meta["namespace"], child)
-            if known is None and resumed and not self._name_free(kind, meta["namespace"], child):
-                known = kube.get(kind, child, meta["namespace"])  # held: by this ModelApp, or by someone else
-            # Only what this ModelApp controls: an object of its name that is another team's (whoever may create
-            # a ModelApp but not delete that PDB, HPA or Ingress) is left alone (test_tenancy_deletes.py).
-            if known is not None and _controlled_by(known, app):
-                kube.delete(kind, child, meta["namespace"])
-                self.forget(kind, meta["namespace"], child)
-        return stored
 
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
@@ -552,7 +441,7 @@ class Engine:
                 busy = (namespace, kind, body["metadata"]["name"])
                 try:
                     with kube.throttle_budget(PASS_THROTTLE_SECONDS):
-                        self.repair(kind=kind, event=event, body=body, app=app, logger=logger)
+                        self.children.repair(kind=kind, event=event, body=body, app=app, logger=logger)
                     self._busy.pop(busy, None)
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them
@@ -569,40 +458,6 @@ class Engine:
                     return
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
-
-    def repair(self, *, kind: str, event: str, body: Mapping[str, Any], app: Mapping[str, Any],
-               logger: Logger) -> None:  # fmt: skip
-        """Re-apply a deleted or edited Service/PDB/Ingress; an unwanted one is deleted. Invalid specs are left alone.
-
-        The pair does not matter to these children, so the spec is built as written."""
-        meta = app["metadata"]
-        try:
-            parsed = parse_spec(app.get("spec") or {})
-        except InvalidSpec:
-            return
-        refused = kind == "Ingress" and self._ingress_refusal(app, parsed) is not None
-        wanted = {m["kind"]: m for m in self._children(app, parsed, refused=refused).apply}
-        if kind not in wanted:
-            if event != "DELETED" and _controlled_by(body, app):
-                kube.delete(kind, body["metadata"]["name"], meta["namespace"])
-            return
-        desired = builders.with_owner(wanted[kind], name=meta["name"], uid=meta["uid"])
-        if event == "DELETED" and kube.get(KIND, meta["name"], meta["namespace"]) is None:
-            return  # the owner is being deleted: the garbage collector is at work
-        if event == "DELETED" or builders.drifted({k: desired[k] for k in ("metadata", "spec")}, body):
-            logger.info(f"Repairing {kind} {meta['namespace']}/{meta['name']} ({event.lower()}).")
-            # Not kept from the answer: a repair runs outside the ModelApp's turn, from the ModelApp as it was when
-            # the event came, so its echo must be checked again against the ModelApp as it is then (a spec change
-            # applied meanwhile would otherwise be undone for good: `handlers.child_event` skips kept versions).
-            kube.apply(desired)
-
-
-def _controlled_by(obj: Mapping[str, Any], app: Mapping[str, Any]) -> bool:
-    """`obj`'s controller is this very ModelApp (by uid: a reference by name alone can be written by anyone who may
-    edit the object, and names come back after a delete)."""
-    holder = controller_of(obj)
-    return holder is not None and holder[0] == KIND and holder[2] == app["metadata"]["uid"]
-
 
 def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The Deployment without the conditions that would fail its revision (progress deadline, replica failure)."""
@@ -651,4 +506,4 @@ def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger
         kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
 
 
-__all__ = ["CHILD_THREADS", "Engine", "NameTaken", "controller_of"]
+__all__ = ["CHILD_THREADS", "Engine"]

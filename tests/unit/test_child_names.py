@@ -15,7 +15,8 @@ import pytest
 
 from modelapp_operator import cache
 from modelapp_operator import engine as engine_mod
-from modelapp_operator.engine import Engine, NameTaken
+from modelapp_operator.children import NameTaken
+from modelapp_operator.engine import Engine
 from modelapp_operator.settings import OperatorConfig
 
 
@@ -56,8 +57,8 @@ def _app(name: str) -> dict[str, Any]:
 def test_a_free_name_costs_no_get_and_one_listing_per_kind(calls: dict[str, list[Any]]) -> None:
     engine = Engine(OperatorConfig())
     for name in ("a", "b", "c"):
-        assert engine._child(_app(name), "Deployment") is None
-        assert engine._child(_app(name), "Service") is None
+        assert engine.children.get(_app(name), "Deployment") is None
+        assert engine.children.get(_app(name), "Service") is None
     assert calls["get"] == []
     assert sorted(calls["list"]) == [("Deployment", "ml"), ("Service", "ml")]
 
@@ -65,5 +66,5 @@ def test_a_free_name_costs_no_get_and_one_listing_per_kind(calls: dict[str, list
 def test_a_held_name_is_read_and_never_taken(calls: dict[str, list[Any]]) -> None:
     engine = Engine(OperatorConfig())
     with pytest.raises(NameTaken, match="Service ml/taken already exists and belongs to no controller"):
-        engine._child(_app("taken"), "Service")
+        engine.children.get(_app("taken"), "Service")
     assert calls["get"] == [("Service", "taken")]

@@ -87,5 +87,5 @@ def test_a_repair_does_not_keep_its_answer_so_its_echo_is_checked_again(monkeypa
     monkeypatch.setattr(kube, "apply", apply)
     monkeypatch.setattr(kube, "get", lambda kind, name, namespace: app)
     service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "iris", "namespace": "ml"}}
-    engine.repair(kind="Service", event="DELETED", body=service, app=app, logger=logging.getLogger("t"))
+    engine.children.repair(kind="Service", event="DELETED", body=service, app=app, logger=logging.getLogger("t"))
     assert applied == ["Service"] and not engine.store.holds("Service", "ml", "iris", "9")
