@@ -104,7 +104,7 @@ class Engine:
         self.pacer = pacing.StatusPacer()  # which status writes wait a moment (pacing.py)
         self._tls_seen: dict[tuple[str, str], tuple[bool, float]] = {}  # (namespace, Secret) -> (missing, until)
         #: (namespace, name) of a ModelApp, or (namespace, kind, name) of a child being repaired -> tries in a row that
-        #: `kube.transient` ended
+        #: the API server could not take (`kube.transient`) or refused
         self._busy: dict[Hashable, int] = {}
         self._ctx = builders.BuildContext(serving_image=config.serving_image,
                                           revision_history_limit=config.revision_history)  # fmt: skip
@@ -167,8 +167,8 @@ class Engine:
             if kube.transient(exc):
                 message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
             else:  # a refusal (RBAC, an admission policy, a quota): it may be lifted; nothing else would retry
-                message = (f"the API server refused a request ({exc}); trying again in {delay:g} s, and at most "
-                           f"every {BUSY_RETRY_MAX_SECONDS:g} s while it refuses")  # fmt: skip
+                message = (f"the API server refused a request ({exc}); trying again in {delay:g} s (the wait doubles "
+                           f"while it refuses, up to {BUSY_RETRY_MAX_SECONDS:g} s)")  # fmt: skip
             if everything:  # kopf's handler: one line, no traceback, and soon
                 raise kopf.TemporaryError(message, delay=delay) from None
             log = logger.warning if kube.transient(exc) else logger.error
@@ -223,7 +223,7 @@ class Engine:
             return
         except kube.ApiError as exc:
             if exc.status not in (400, 422):
-                raise  # the API server is busy or gone: kopf retries with its backoff
+                raise  # the API server is busy, gone or refused the request: `converge` tries again
             message = (f"the API server refused a child built from this spec: {exc}. Fix the spec; what runs "
                        f"keeps running.")  # fmt: skip
             self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
@@ -350,8 +350,9 @@ class Engine:
         return problem
 
     def _converge_soon(self, name: str, namespace: str, logger: Logger) -> None:
-        """A pass of this ModelApp now, in the caller's thread (a smoke test's verdict is in)."""
-        self.converge(name=name, namespace=namespace, logger=logger, everything=False)
+        """A pass of this ModelApp now, in the caller's thread (a smoke test's verdict is in; the smoke pool's
+        future is read by no one either)."""
+        self._timed_pass(name, namespace, logger)
 
     def _look_again_in(self, name: str, namespace: str, logger: Logger, delay: float) -> None:
         self._look_again(name, namespace, logger, delay=delay)
@@ -364,14 +365,23 @@ class Engine:
         self._later.call((namespace, name), delay, functools.partial(contextvars.copy_context().run, again))
 
     def _timed_pass(self, name: str, namespace: str, logger: Logger) -> None:
-        """A pass `_look_again` asked for. Its thread's future is read by no one: what it raises is logged here
-        and tried again after kopf's own backoff for a handler that failed (an API error is handled in `converge`)."""
+        """A pass `_look_again` (or a smoke verdict) asked for. Its thread's future is read by no one: what it raises
+        is logged here and tried again after kopf's own backoff for a handler that failed (an API error is handled
+        in `converge`)."""
         try:
             self.converge(name=name, namespace=namespace, logger=logger, everything=False)
         except Exception:
             logger.exception(f"A pass of ModelApp {namespace}/{name} failed; trying again in "
                              f"{BUSY_RETRY_MAX_SECONDS:g} s.")  # fmt: skip
             self._look_again(name, namespace, logger, delay=BUSY_RETRY_MAX_SECONDS)
+
+    @staticmethod
+    def _logged(what: str, logger: Logger, work: functools.partial[None]) -> None:
+        """`work` in a thread whose future is read by no one: what it raises is at least logged."""
+        try:
+            work()
+        except Exception:
+            logger.exception(f"{what} failed.")
 
     def _tls_secret_missing(self, app: Mapping[str, Any], spec: ModelAppSpec, logger: Logger) -> bool:
         """True when the TLS Secret of spec.ingress does not exist (docs/security.md, "Host names"): asked by a
@@ -446,18 +456,25 @@ class Engine:
                 except kube.Gone:
                     return  # the namespace is being deleted: its children go, and the ModelApp with them
                 except kube.ApiError as exc:
+                    child = f"{kind} {namespace}/{body['metadata']['name']}"
+                    what = f"Cannot repair {child}: the API server"
+                    if exc.status in (400, 422):  # as a pass's ChildRejected: the spec must change, not the time
+                        self._busy.pop(busy, None)
+                        logger.error(f"{what} refused the {kind} this ModelApp's spec builds ({exc}).")
+                        return
                     delay = self._busy_delay(busy)  # one child's events are handled in order: no other counter
-                    what = f"Cannot repair {kind} {namespace}/{body['metadata']['name']} now: the API server"
                     if kube.transient(exc):
                         logger.warning(f"{what} could not take a request ({exc}); trying again in {delay:g} s.")
                     else:  # a refusal (a quota on LoadBalancers, an admission policy) may be lifted
                         logger.error(f"{what} refused a request ({exc}); trying again in {delay:g} s.")
-                    again = functools.partial(self.on_child, kind=kind, event=event, body=body, owner=owner,
+                    retry = functools.partial(self.on_child, kind=kind, event=event, body=body, owner=owner,
                                               namespace=namespace, logger=logger)  # fmt: skip
+                    again = functools.partial(self._logged, f"A repair of {child}", logger, retry)
                     self._later.call(busy, delay, functools.partial(contextvars.copy_context().run, again))
                     return
             if kind in ("Deployment", "Service", "Ingress"):
                 self.converge(name=owner, namespace=namespace, logger=logger, everything=False)
+
 
 def _without_failure(deployment: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     """The Deployment without the conditions that would fail its revision (progress deadline, replica failure)."""

@@ -11,7 +11,7 @@ later try):
 - `apply`: creates or updates; 404 is impossible for the object itself but happens when its
   namespace is gone, and a create in a namespace being deleted is a 403 NamespaceTerminating (both raised as
   `Gone`); 409 cannot happen with force=true; anything else raises
-  `ApiError` and the handler retries (kopf's backoff).
+  `ApiError` and the engine tries the pass again (engine.BUSY_RETRY_SECONDS, doubling).
 - `patch_status`: returns the ModelApp as stored; 404 (the ModelApp was deleted meanwhile) returns None;
   no 409 (merge patches carry no resourceVersion).
 - `delete`: 404 returns False (already gone, which is what we wanted).

@@ -190,6 +190,52 @@ def test_a_refusal_in_kopfs_handler_is_a_temporary_error_that_says_it_was_refuse
     delay = caught.value.delay
     assert delay is not None and engine_mod.BUSY_RETRY_SECONDS <= delay <= engine_mod.BUSY_RETRY_SECONDS * 1.2
     assert "refused a request" in str(caught.value) and "403" in str(caught.value)
+    engine.converge(name="iris", namespace="ml", logger=logging.getLogger("t"), everything=True)
+    assert engine._busy == {}, "the turn was given back, and a pass that went through starts the count again"
+
+
+def _repairing(status: int) -> tuple[Engine, list[str]]:
+    """An engine whose first repair of Service ml/iris the API server answers with `status`."""
+    engine, repairs = Engine(OperatorConfig()), []
+    app = {"metadata": {"name": "iris", "namespace": "ml", "uid": "u-1"}}
+    engine.store.deleting = lambda *_: False  # type: ignore[method-assign]
+    engine.store.get = lambda *_: app  # type: ignore[method-assign]
+    engine.converge = lambda **_: None  # type: ignore[method-assign]
+
+    def repair(**kw: Any) -> None:
+        repairs.append(kw["event"])
+        if len(repairs) == 1:
+            raise kube.ApiError(status, "scripted")
+
+    engine.children.repair = repair  # type: ignore[method-assign]
+    return engine, repairs
+
+
+def _service_event(engine: Engine) -> None:
+    engine.on_child(kind="Service", event="MODIFIED", body={"metadata": {"name": "iris"}}, owner="iris",
+                    namespace="ml", logger=logging.getLogger("t"))  # fmt: skip
+
+
+def test_a_refused_repair_is_tried_again(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(engine_mod, "BUSY_RETRY_SECONDS", 0.2)
+    engine, repairs = _repairing(403)
+    with caplog.at_level(logging.ERROR):
+        _service_event(engine)
+    assert engine._later.pending(("ml", "Service", "iris")) and "refused a request (HTTP 403" in caplog.text
+    for _ in range(100):
+        if len(repairs) == 2:
+            break
+        threading.Event().wait(0.05)
+    assert repairs == ["MODIFIED", "MODIFIED"], "the repair was tried again"
+
+
+def test_a_repair_the_spec_makes_invalid_is_not_tried_again(caplog: pytest.LogCaptureFixture) -> None:
+    """A 400 or 422: as a pass's ChildRejected, only a change of the spec can help (and brings its own pass)."""
+    engine, repairs = _repairing(422)
+    with caplog.at_level(logging.ERROR):
+        _service_event(engine)
+    assert not engine._later.pending(("ml", "Service", "iris")) and repairs == ["MODIFIED"]
+    assert "refused the Service this ModelApp's spec builds" in caplog.text
 
 
 def test_the_wait_doubles_while_the_api_server_stays_busy_and_resets_after_a_pass(
