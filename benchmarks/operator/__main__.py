@@ -13,7 +13,9 @@ two shards), with fresh operator processes:
 6. the baseline burst's namespaces deleted (waited for), so the next size starts from the same empty cluster (not
    after the last size: the cluster goes down).
 With --baseline-first, phase 5's burst comes first instead: the baseline's burst and its namespaces deleted, then
-phases 2-4 (the order alternated between runs shows what the order itself costs).
+phases 2-4 (the order alternated between runs shows what the order itself costs). One difference besides the
+order: in the default order the operator processes and the latency phase's watches are up (idle: none of them
+watches the baseline's namespaces) during the baseline's burst; baseline first, they start after it.
 Load average is read beside every figure. Prints Markdown tables and writes JSON when --json is given.
 
 Shards (`--shards N`, N > 1): `--shard-by label` runs N `modelapp run --shard sK` processes on the same namespaces,
@@ -575,7 +577,8 @@ def table(r: dict[str, Any]) -> str:
 
     def shape(f: dict[str, Any]) -> str:
         split = f" ({f['shards']} shards by {f.get('shard_by') or 'label'})" if f["shards"] > 1 else ""
-        return f"{f['apps']}{split}"
+        order = ", baseline first" if f.get("baseline_first") else ""
+        return f"{f['apps']}{split}{order}"
 
     head = ["measure"] + [f"{shape(f)}: operator | {shape(f)}: baseline" for f in r["fleets"]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * (1 + 2 * len(r["fleets"]))]
