@@ -103,7 +103,7 @@ def test_a_second_sigterm_cannot_cut_the_cleanup_short() -> None:
 def test_the_cpu_ratio_sums_every_process_of_each_burst() -> None:
     """The table's CPU row: on shared busy cores the burst's time ratio follows the ratio of all CPU spent, so
     the table shows it beside the time ratio (benchmarks/README.md, 2026-12-04)."""
-    from benchmarks.operator.__main__ import _cpu_ratio
+    from benchmarks.operator.report import _cpu_ratio
 
     operator = {"cpu_s": {"kube-apiserver": 70.5, "etcd": 10.5, "operator-0": 21.0}}
     baseline = {"cpu_s": {"kube-apiserver": 56.0, "etcd": 8.0}}
