@@ -38,7 +38,9 @@ LOG = logging.getLogger("test-engine")
 
 def _pass(engine: Engine, name: str, namespace: str) -> Mapping[str, Any]:
     """One pass from fresh state (the engine's store otherwise learns of kwok's progress from watches)."""
-    engine.store, engine.names = cache.Store(), cache.Names()  # what the watches would have told it
+    # What the watches would have told it: the engine's and its children's (children.py) view, both fresh.
+    engine.store = engine.children.store = cache.Store()
+    engine.names = engine.children.names = cache.Names()
     with contextlib.suppress(kopf.TemporaryError, kopf.PermanentError):
         engine.converge(name=name, namespace=namespace, logger=LOG, everything=True)
     return kube.get("ModelApp", name, namespace) or {}
