@@ -164,14 +164,15 @@ class Engine:
         except kube.ApiError as exc:
             delay = self._busy_delay(key)  # still this pass's turn: no other pass of this ModelApp counts
             self.turns.leave(key)
-            if kube.transient(exc):
+            busy = kube.transient(exc)
+            if busy:
                 message = f"the API server could not take a request ({exc}); trying again in {delay:g} s"
             else:  # a refusal (RBAC, an admission policy, a quota): it may be lifted; nothing else would retry
                 message = (f"the API server refused a request ({exc}); trying again in {delay:g} s (the wait doubles "
                            f"while it refuses, up to {BUSY_RETRY_MAX_SECONDS:g} s)")  # fmt: skip
             if everything:  # kopf's handler: one line, no traceback, and soon
                 raise kopf.TemporaryError(message, delay=delay) from None
-            log = logger.warning if kube.transient(exc) else logger.error
+            log = logger.warning if busy else logger.error
             log(f"A pass of ModelApp {namespace}/{name} stopped: {message}.")
             self._look_again(name, namespace, logger, delay=delay)
         except BaseException:
