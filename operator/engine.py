@@ -24,7 +24,7 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import kopf
@@ -229,9 +229,12 @@ class Engine:
                        f"keeps running.")  # fmt: skip
             self._blocked(app, "ChildRejected", message, retry=None, everything=everything)
             return
-        if self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress, refused=refused,
-                              tls_missing=tls_missing, logger=logger):  # fmt: skip
-            _announce(app, decision, logger)
+        news = self._write_status(app, applied_spec, decision, deployment, service, ingress=ingress,
+                                  refused=refused, tls_missing=tls_missing, logger=logger)  # fmt: skip
+        if news is not None:
+            _announce(app, news)
+            if decision.rolled_back:
+                _rolled_back(app, decision, logger)
             metrics.record(namespace, decision.transitions, rolled_back=decision.rolled_back)
             metrics.record_bump(namespace, decision.transitions, app=app)
         if decision.spent:
@@ -248,8 +251,10 @@ class Engine:
         key = (meta["namespace"], meta["name"])
         patch = self.pacer.patch_for(key, old, new)
         if patch:
-            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
-            self.pacer.wrote(key)
+            written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
+            news = self.pacer.wrote(key)  # the held first status went with it: its rollout had started
+            if news and written is not None:
+                _announce(app, news)
         if everything:
             if retry is None:
                 raise kopf.PermanentError(message)
@@ -267,9 +272,11 @@ class Engine:
                 return None
             old, key = app.get("status") or {}, (meta["namespace"], meta["name"])
             new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc), old=old, now=now())
-            self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"],
-                                                  self.pacer.patch_for(key, old, new) or new))  # fmt: skip
-            self.pacer.wrote(key)
+            written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"],
+                                                            self.pacer.patch_for(key, old, new) or new))  # fmt: skip
+            news = self.pacer.wrote(key)  # the held first status went with it: its rollout had started
+            if news and written is not None:
+                _announce(app, news)
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
     def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None,
@@ -413,10 +420,11 @@ class Engine:
     def _write_status(self, app: Mapping[str, Any], spec: ModelAppSpec, decision: rollout.Decision,
                       deployment: Mapping[str, Any] | None, service: Mapping[str, Any] | None, *,
                       ingress: Mapping[str, Any] | None = None, refused: tuple[str, str] | None = None,
-                      tls_missing: bool = False, logger: Logger) -> bool:  # fmt: skip
+                      tls_missing: bool = False, logger: Logger) -> tuple[rollout.Transition, ...] | None:  # fmt: skip
         """Write the status for this decision, when it changes and `pacing` says now (a change that only counts
-        progress, or a new ModelApp's first status that only says "under way", may wait a moment); True when the
-        revision history the next pass decides from is what the decision says."""
+        progress, or a new ModelApp's first status that only says "under way", may wait a moment). The
+        transitions to announce now (those of a held first status wait for its write), or None when the
+        ModelApp is gone: the revision history the next pass decides from is what the decision says unless None."""
         meta, old = app["metadata"], app.get("status") or {}
         new = status.compute_status(
             name=meta["name"], namespace=meta["namespace"], generation=meta.get("generation", 0), spec=spec,
@@ -427,15 +435,15 @@ class Engine:
                    "effective": rollout.effective_status(decision)},
         )  # fmt: skip
         key = (meta["namespace"], meta["name"])
-        plan = self.pacer.plan(key, str(meta.get("uid", "")), old=old, new=new)
+        plan = self.pacer.plan(key, str(meta.get("uid", "")), old=old, new=new, news=decision.transitions)
         if plan.wait is not None:  # a pass at the end of the interval writes what is true then
             self._look_again(meta["name"], meta["namespace"], logger, delay=plan.wait)
-            return True  # counts only (history unchanged), or held: the next passes decide from it
+            return plan.news  # counts only (history unchanged), or held: the next passes decide from it
         if plan.patch is None:
-            return True
+            return plan.news
         written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], plan.patch))
         self.pacer.wrote(key)
-        return written is not None
+        return plan.news if written is not None else None
 
     # -- children --------------------------------------------------------------------------------------
 
@@ -505,12 +513,17 @@ def _version_examples(annotations: Mapping[str, str], spec: ModelAppSpec) -> smo
     return smoke.VersionExamples(model.card) if model is not None and model.examples and model.card else None
 
 
-def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:
-    """Events for what the new status records (posted once: transitions come from the persisted history)."""
+def _announce(raw: Mapping[str, Any], news: Sequence[rollout.Transition]) -> None:
+    """Events for what the new status records (posted once: transitions come from the persisted history).
+    `news`: the transitions of this write, oldest first; with a held first status's, a rollout that started and
+    ended before the write posts its outcome alone (pacing.py)."""
     app = kopf.Body(cast(kopf.RawBody, dict(raw)))
-    for t in decision.transitions:
+    ended = {t.pair for t in news if t.before == OUTCOME_PROGRESSING}
+    for t in news:
         what = t.pair.describe()
         if t.after == OUTCOME_PROGRESSING and t.reason != "RollingBack":
+            if t.pair in ended:
+                continue  # its outcome, posted below, is the news: the status never said it was under way
             kopf.event(app, type="Normal", reason="RolloutStarted", message=f"rolling out {what}")
         elif t.after == OUTCOME_AVAILABLE and t.before == OUTCOME_PROGRESSING:
             kopf.event(app, type="Normal", reason="RolloutSucceeded", message=f"{what} is available")
@@ -518,10 +531,12 @@ def _announce(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger
             kopf.event(app, type="Warning", reason="RolloutFailed", message=f"{what}: {t.reason}: {t.message}"[:1024])
         elif t.after == OUTCOME_ROLLED_BACK:
             kopf.event(app, type="Normal", reason="ManualRollback", message=f"left {what}: {t.message}"[:1024])
-    if decision.rolled_back:
-        message = next((c.message for c in decision.conditions if c.type == ROLLED_BACK), "")
-        logger.warning(f"Rolled back: {message}")
-        kopf.event(app, type="Warning", reason="RolledBack", message=message[:1024])
+
+
+def _rolled_back(raw: Mapping[str, Any], decision: rollout.Decision, logger: Logger) -> None:
+    message = next((c.message for c in decision.conditions if c.type == ROLLED_BACK), "")
+    logger.warning(f"Rolled back: {message}")
+    kopf.event(kopf.Body(cast(kopf.RawBody, dict(raw))), type="Warning", reason="RolledBack", message=message[:1024])
 
 
 __all__ = ["CHILD_THREADS", "Engine"]

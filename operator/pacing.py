@@ -27,8 +27,15 @@ STATUS_PROGRESS_SECONDS:
 Nothing else waits: a transition, a failure, the status of a bumped ModelApp. In the interval a reader sees
 what it sees of a ModelApp the operator has not reached yet: no status (kstatus and `kubectl wait` treat that
 as not yet ready). A held status is lost if the process ends: the next pass decides again from the
-cluster (a pass is level-based), and the `RolloutStarted` Event, posted when the status was held, may come
-twice.
+cluster (a pass is level-based).
+
+**The Events wait with the status.** A pass announces what its status records (engine.py: `RolloutStarted`,
+`RolloutSucceeded`, ...), and a held status records nothing yet: the news of the passes that held it (`plan`'s
+`news`) are kept with it and handed back with the write. So a first rollout that ends within the interval
+posts its outcome alone (`RolloutSucceeded` or `RolloutFailed`, not `RolloutStarted` before it), as its one
+status write says only that; one still under way at the end of the interval posts `RolloutStarted` then, with
+the write that says so. A held status lost with the process takes its news with it: the next pass finds no
+status and announces the rollout again.
 
 The engine (engine.py) asks `plan` for every status it computes and does what the plan says; the pacer only
 keeps times and held statuses, per (namespace, name), and does no I/O. One pass at a time per ModelApp
@@ -41,7 +48,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,10 +70,12 @@ Obj = Mapping[str, Any]
 @dataclass(frozen=True)
 class Plan:
     """What to do with a computed status: write `patch` now, or (`wait`) have a pass in that many seconds;
-    neither: nothing changed."""
+    neither: nothing changed. `news`: what to announce now (with the write, when there is one); while the
+    first status is held, nothing (its news are kept with it)."""
 
     patch: dict[str, Any] | None = None
     wait: float | None = None
+    news: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,7 @@ class _Held:
     uid: str
     status: dict[str, Any]
     until: float  # when it is written, whatever it says
+    news: tuple[Any, ...] = ()  # what the passes that held it would have announced, oldest first
 
 
 class StatusPacer:
@@ -104,8 +114,9 @@ class StatusPacer:
             return app
         return {**app, "status": held.status}
 
-    def plan(self, key: Key, uid: str, *, old: Obj, new: dict[str, Any]) -> Plan:
-        """`old`: the status the pass decided from (as `overlay` gave it), `new`: the status it computed."""
+    def plan(self, key: Key, uid: str, *, old: Obj, new: dict[str, Any], news: Sequence[Any] = ()) -> Plan:
+        """`old`: the status the pass decided from (as `overlay` gave it), `new`: the status it computed,
+        `news`: what the pass would announce with it (the transitions `new` records)."""
         now = self._clock()
         held = self._held.get(key)
         if held is not None and held.uid != uid:
@@ -113,20 +124,21 @@ class StatusPacer:
             held = None
         patch = self.patch_for(key, old, new)
         if not patch:
-            return Plan()
+            return Plan(news=tuple(news))
         if held is not None or not old:  # the first status: held while it only says "under way"
-            if not status.under_way(new):
-                return Plan(patch=patch)
+            kept = (held.news if held is not None else ()) + tuple(news)  # kept until `wrote`: a failed write
+            if not status.under_way(new):                                # hands them to the next try
+                return Plan(patch=patch, news=kept)
             until = held.until if held is not None else now + self._first_interval(key[0], now)
             if until > now:
-                self._held[key] = _Held(uid, new, until)
+                self._held[key] = _Held(uid, new, until, kept)
                 return Plan(wait=until - now)
-            return Plan(patch=patch)
+            return Plan(patch=patch, news=kept)
         last = self._written_at.get(key)
         left = 0.0 if last is None else last + self.interval - now
         if left > 0 and status.progress_only(old, patch):
-            return Plan(wait=left)
-        return Plan(patch=patch)
+            return Plan(wait=left, news=tuple(news))
+        return Plan(patch=patch, news=tuple(news))
 
     def patch_for(self, key: Key, old: Obj, new: Mapping[str, Any]) -> dict[str, Any] | None:
         """The merge patch that makes the API server's status `new`: against `old`, or, while the first status
@@ -134,10 +146,12 @@ class StatusPacer:
         held = self._held.get(key)
         return status.status_patch({}, {**old, **new}) if held is not None else status.status_patch(old, new)
 
-    def wrote(self, key: Key) -> None:
-        """A status write for this ModelApp was answered: nothing is held any more."""
+    def wrote(self, key: Key) -> tuple[Any, ...]:
+        """A status write for this ModelApp was answered: nothing is held any more. The news of the status that
+        was held, which the write carried (`patch_for`): for a write `plan` did not plan, to announce now."""
         self._written_at[key] = self._clock()
-        self._held.pop(key, None)
+        held = self._held.pop(key, None)
+        return held.news if held is not None else ()
 
     def holding(self, key: Key) -> bool:
         return key in self._held

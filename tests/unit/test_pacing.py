@@ -38,6 +38,12 @@ def _deployment(*, available: int) -> dict[str, Any]:
 def _status(old: dict[str, Any], deployment: dict[str, Any] | None, now: str = "2026-12-04T20:00:00Z",
             ) -> dict[str, Any]:  # fmt: skip
     """One pass's status: the decision from `old`'s history, as engine._write_status computes it."""
+    return _decided(old, deployment, now)[0]
+
+
+def _decided(old: dict[str, Any], deployment: dict[str, Any] | None, now: str = "2026-12-04T20:00:00Z",
+             ) -> tuple[dict[str, Any], tuple[rollout.Transition, ...]]:  # fmt: skip
+    """One pass's status and the transitions it records (what the engine announces with it)."""
     from modelapp_operator.revisions import parse_revisions
 
     seen = rollout.Observation(spec=SPEC, revisions=parse_revisions(old), deployment=deployment, annotations={},
@@ -46,7 +52,8 @@ def _status(old: dict[str, Any], deployment: dict[str, Any] | None, now: str = "
     return status.compute_status(name="iris", namespace="ml", generation=1, spec=SPEC, deployment=deployment,
                                  service=None, old=old, now=now, overrides=decision.conditions,
                                  extra={"revisions": [r.to_status() for r in decision.revisions],
-                                        "effective": rollout.effective_status(decision)})  # fmt: skip
+                                        "effective": rollout.effective_status(decision)}), \
+        tuple(decision.transitions)  # fmt: skip
 
 
 class Clock:
@@ -233,3 +240,70 @@ def test_a_namespace_with_no_first_hold_in_the_window_is_dropped(clock: Clock) -
         pacer.plan((f"team-{i}", "late"), f"uid-late-{i}", old={}, new=first)
     assert set(pacer._firsts) == {"ml", "team-0", "team-1", "team-2"}, "not swept again within the window"
     assert pacer.plan(("ml", "next"), "uid-next", old={}, new=first).wait == 2.0
+
+
+def _posted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The Events the engine posts, as (type, reason)."""
+    from modelapp_operator import engine
+
+    posted: list[tuple[str, str]] = []
+    monkeypatch.setattr(engine.kopf, "event", lambda _obj, *, type, reason, message: posted.append((type, reason)))
+    return posted
+
+
+def test_the_news_of_a_held_status_go_with_its_write_and_a_quick_rollout_posts_its_outcome_alone(
+        clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A held status records nothing yet, so its Events wait for it: the write that says Ready announces the
+    rollout's start and its end together, and the engine posts the outcome alone (one Event, not two)."""
+    from modelapp_operator.engine import _announce
+
+    posted = _posted(monkeypatch)
+    pacer = StatusPacer(2.0, clock=clock)
+    first, started = _decided({}, None)
+    assert [(t.before, t.after) for t in started] == [(None, "Progressing")], started
+    plan = pacer.plan(KEY, UID, old={}, new=first, news=started)
+    assert plan.wait == 2.0 and plan.news == (), "held: nothing to announce yet"
+    clock.now += 0.5
+    app = pacer.overlay(KEY, _app())
+    ready, ended = _decided(app["status"], _deployment(available=1), now="2026-12-04T20:00:01Z")
+    assert [(t.before, t.after) for t in ended] == [("Progressing", "Available")], ended
+    plan = pacer.plan(KEY, UID, old=app["status"], new=ready, news=ended)
+    assert plan.patch == ready and plan.news == started + ended
+    again = pacer.plan(KEY, UID, old=app["status"], new=ready, news=ended)
+    assert again.news == started + ended, "the write failed: the next try carries the held news again"
+    assert pacer.wrote(KEY) == started, "the held news, which the write carried"
+    _announce(_app(ready), plan.news)
+    assert posted == [("Normal", "RolloutSucceeded")], posted
+
+
+def test_a_rollout_still_under_way_at_the_end_of_the_interval_posts_its_start_with_the_write(
+        clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from modelapp_operator.engine import _announce
+
+    posted = _posted(monkeypatch)
+    pacer = StatusPacer(2.0, clock=clock)
+    first, started = _decided({}, None)
+    assert pacer.plan(KEY, UID, old={}, new=first, news=started).news == ()
+    clock.now += 2.0
+    app = pacer.overlay(KEY, _app())
+    rolling, none = _decided(app["status"], _deployment(available=0))
+    plan = pacer.plan(KEY, UID, old=app["status"], new=rolling, news=none)
+    assert plan.patch is not None and plan.news == started
+    pacer.wrote(KEY)
+    _announce(_app(rolling), plan.news)
+    assert posted == [("Normal", "RolloutStarted")], posted
+    ready, ended = _decided(rolling, _deployment(available=1), now="2026-12-04T20:00:05Z")
+    plan = pacer.plan(KEY, UID, old=rolling, new=ready, news=ended)
+    assert plan.patch is not None and plan.news == ended, "once written, a status's news go at once"
+    _announce(_app(ready), plan.news)
+    assert posted == [("Normal", "RolloutStarted"), ("Normal", "RolloutSucceeded")], posted
+
+
+def test_a_write_that_says_more_hands_back_the_held_news(clock: Clock) -> None:
+    """engine._blocked and engine._parse write with `patch_for`, outside `plan`: `wrote` gives them the news
+    of the held status their write carried (its rollout had started), to announce."""
+    pacer = StatusPacer(2.0, clock=clock)
+    first, started = _decided({}, None)
+    pacer.plan(KEY, UID, old={}, new=first, news=started)
+    assert pacer.wrote(KEY) == started
+    assert pacer.wrote(KEY) == (), "announced once"

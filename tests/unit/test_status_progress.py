@@ -103,9 +103,10 @@ def test_the_engine_puts_off_a_count_only_write_and_a_pass_writes_it(monkeypatch
     decision = engine_mod.rollout.Decision.__new__(engine_mod.rollout.Decision)
     object.__setattr__(decision, "revisions", [])
     object.__setattr__(decision, "conditions", [])
+    object.__setattr__(decision, "transitions", [])
     engine.pacer._written_at[("ml", "iris")] = time.monotonic() - gap
     logger = logging.getLogger("test")
-    assert engine._write_status(app, None, decision, None, None, logger=logger)  # type: ignore[arg-type]
+    assert engine._write_status(app, None, decision, None, None, logger=logger) == ()  # type: ignore[arg-type]
     if gap:
         assert patches == [counts], "the last write was long ago: written at once"
         return
