@@ -251,8 +251,9 @@ class Engine:
         key = (meta["namespace"], meta["name"])
         patch = self.pacer.patch_for(key, old, new)
         if patch:
+            news = self.pacer.news(key)  # a held first status goes with this write: its rollout had started
             written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
-            news = self.pacer.wrote(key)  # the held first status went with it: its rollout had started
+            self.pacer.wrote(key)
             if news and written is not None:
                 _announce(app, news)
         if everything:
@@ -272,9 +273,10 @@ class Engine:
                 return None
             old, key = app.get("status") or {}, (meta["namespace"], meta["name"])
             new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc), old=old, now=now())
+            news = self.pacer.news(key)  # a held first status goes with this write: its rollout had started
             written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"],
                                                             self.pacer.patch_for(key, old, new) or new))  # fmt: skip
-            news = self.pacer.wrote(key)  # the held first status went with it: its rollout had started
+            self.pacer.wrote(key)
             if news and written is not None:
                 _announce(app, news)
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
@@ -518,11 +520,10 @@ def _announce(raw: Mapping[str, Any], news: Sequence[rollout.Transition]) -> Non
     `news`: the transitions of this write, oldest first; with a held first status's, a rollout that started and
     ended before the write posts its outcome alone (pacing.py)."""
     app = kopf.Body(cast(kopf.RawBody, dict(raw)))
-    ended = {t.pair for t in news if t.before == OUTCOME_PROGRESSING}
-    for t in news:
+    for i, t in enumerate(news):
         what = t.pair.describe()
         if t.after == OUTCOME_PROGRESSING and t.reason != "RollingBack":
-            if t.pair in ended:
+            if any(u.pair == t.pair and u.before == OUTCOME_PROGRESSING for u in news[i + 1:]):
                 continue  # its outcome, posted below, is the news: the status never said it was under way
             kopf.event(app, type="Normal", reason="RolloutStarted", message=f"rolling out {what}")
         elif t.after == OUTCOME_AVAILABLE and t.before == OUTCOME_PROGRESSING:

@@ -35,7 +35,7 @@ cluster (a pass is level-based).
 posts its outcome alone (`RolloutSucceeded` or `RolloutFailed`, not `RolloutStarted` before it), as its one
 status write says only that; one still under way at the end of the interval posts `RolloutStarted` then, with
 the write that says so. A held status lost with the process takes its news with it: the next pass finds no
-status and announces the rollout again.
+status and announces the rollout then.
 
 The engine (engine.py) asks `plan` for every status it computes and does what the plan says; the pacer only
 keeps times and held statuses, per (namespace, name), and does no I/O. One pass at a time per ModelApp
@@ -146,11 +146,16 @@ class StatusPacer:
         held = self._held.get(key)
         return status.status_patch({}, {**old, **new}) if held is not None else status.status_patch(old, new)
 
-    def wrote(self, key: Key) -> tuple[Any, ...]:
-        """A status write for this ModelApp was answered: nothing is held any more. The news of the status that
-        was held, which the write carried (`patch_for`): for a write `plan` did not plan, to announce now."""
+    def wrote(self, key: Key) -> None:
+        """A status write for this ModelApp was answered: nothing is held any more."""
         self._written_at[key] = self._clock()
-        held = self._held.pop(key, None)
+        self._held.pop(key, None)
+
+    def news(self, key: Key) -> tuple[Any, ...]:
+        """The news of the held status (none when nothing is held): for a write `plan` did not plan, which
+        carries it (`patch_for`), to announce once written. Read before the write: the event loop may `forget`
+        the key meanwhile."""
+        held = self._held.get(key)
         return held.news if held is not None else ()
 
     def holding(self, key: Key) -> bool:

@@ -271,7 +271,8 @@ def test_the_news_of_a_held_status_go_with_its_write_and_a_quick_rollout_posts_i
     assert plan.patch == ready and plan.news == started + ended
     again = pacer.plan(KEY, UID, old=app["status"], new=ready, news=ended)
     assert again.news == started + ended, "the write failed: the next try carries the held news again"
-    assert pacer.wrote(KEY) == started, "the held news, which the write carried"
+    pacer.wrote(KEY)
+    assert pacer.news(KEY) == (), "written: nothing held"
     _announce(_app(ready), plan.news)
     assert posted == [("Normal", "RolloutSucceeded")], posted
 
@@ -299,11 +300,43 @@ def test_a_rollout_still_under_way_at_the_end_of_the_interval_posts_its_start_wi
     assert posted == [("Normal", "RolloutStarted"), ("Normal", "RolloutSucceeded")], posted
 
 
-def test_a_write_that_says_more_hands_back_the_held_news(clock: Clock) -> None:
-    """engine._blocked and engine._parse write with `patch_for`, outside `plan`: `wrote` gives them the news
-    of the held status their write carried (its rollout had started), to announce."""
-    pacer = StatusPacer(2.0, clock=clock)
+def test_a_start_is_left_out_only_for_an_outcome_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec moved from A to B and back to A within the hold: A's second start has no outcome after it (A is
+    under way again when the status is written), so it is posted; the starts that ended are not."""
+    from modelapp_operator.engine import _announce
+    from modelapp_operator.revisions import Pair
+
+    posted = _posted(monkeypatch)
+    a, b = Pair("r/iris:1", "file:///m", "1"), Pair("r/iris:1", "file:///m", "2")
+
+    def moved(pair: Pair, before: str | None, after: str) -> rollout.Transition:
+        return rollout.Transition(pair=pair, before=before, after=after, reason="r", message="m")
+
+    _announce(_app(), (moved(a, None, "Progressing"), moved(a, "Progressing", "Superseded"),
+                       moved(b, None, "Progressing"), moved(b, "Progressing", "Superseded"),
+                       moved(a, "Superseded", "Progressing")))  # fmt: skip
+    assert posted == [("Normal", "RolloutStarted")], posted
+
+
+def test_a_write_that_says_more_announces_the_held_news(clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine._blocked writes with `patch_for`, outside `plan`: the held status goes with its write, and with it
+    the news that the rollout had started, announced once; a second blocked write has none to announce."""
+    from modelapp_operator import engine as engine_mod
+    from modelapp_operator.settings import OperatorConfig
+
+    posted = _posted(monkeypatch)
+    patches: list[dict[str, Any]] = []
+    monkeypatch.setattr(engine_mod.kube, "patch_status", lambda name, namespace, patch: patches.append(patch) or {
+        "metadata": {"name": name, "namespace": namespace, "uid": UID, "resourceVersion": str(len(patches))},
+        "status": patch})  # fmt: skip
+    engine = engine_mod.Engine(OperatorConfig())
+    engine.pacer = StatusPacer(2.0, clock=clock)
     first, started = _decided({}, None)
-    pacer.plan(KEY, UID, old={}, new=first, news=started)
-    assert pacer.wrote(KEY) == started
-    assert pacer.wrote(KEY) == (), "announced once"
+    assert engine.pacer.plan(KEY, UID, old={}, new=first, news=started).wait == 2.0
+    assert engine.pacer.news(KEY) == started
+    for _ in range(2):
+        app = engine.pacer.overlay(KEY, _app())
+        engine._blocked(app, "NameTaken", "the Service iris is not this ModelApp's", retry=None, everything=False)
+    assert posted == [("Normal", "RolloutStarted")], posted
+    assert patches[0]["revisions"] == first["revisions"], "the held status went with the first write"
+    assert not engine.pacer.holding(KEY)
