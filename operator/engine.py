@@ -251,15 +251,21 @@ class Engine:
         key = (meta["namespace"], meta["name"])
         patch = self.pacer.patch_for(key, old, new)
         if patch:
-            news = self.pacer.news(key)  # a held first status goes with this write: its rollout had started
-            written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"], patch))
-            self.pacer.wrote(key)
-            if news and written is not None:
-                _announce(app, news)
+            self._write_unplanned(app, key, patch)
         if everything:
             if retry is None:
                 raise kopf.PermanentError(message)
             raise kopf.TemporaryError(message, delay=retry)
+
+    def _write_unplanned(self, app: Mapping[str, Any], key: tuple[str, str], patch: Mapping[str, Any]) -> None:
+        """A status write `pacing` did not plan (blocked, invalid spec). A held first status goes with it
+        (`patch_for`), and so do its news: its rollout had started. Read before the write, as the event loop may
+        `forget` the key meanwhile."""
+        news = self.pacer.news(key)
+        written = self.remember(KIND, kube.patch_status(key[1], key[0], patch))
+        self.pacer.wrote(key)
+        if news and written is not None:
+            _announce(app, news)
 
     def _parse(self, app: Mapping[str, Any], *, strict: bool) -> ModelAppSpec | None:
         """The spec; or None (child events leave invalid specs alone); or, when `strict`, a written
@@ -273,12 +279,7 @@ class Engine:
                 return None
             old, key = app.get("status") or {}, (meta["namespace"], meta["name"])
             new = status.invalid_status(generation=meta.get("generation", 0), message=str(exc), old=old, now=now())
-            news = self.pacer.news(key)  # a held first status goes with this write: its rollout had started
-            written = self.remember(KIND, kube.patch_status(meta["name"], meta["namespace"],
-                                                            self.pacer.patch_for(key, old, new) or new))  # fmt: skip
-            self.pacer.wrote(key)
-            if news and written is not None:
-                _announce(app, news)
+            self._write_unplanned(app, key, self.pacer.patch_for(key, old, new) or new)
             raise kopf.PermanentError(f"invalid spec: {exc}") from None
 
     def _decide(self, app: Mapping[str, Any], spec: ModelAppSpec, deployment: Mapping[str, Any] | None,
